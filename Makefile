@@ -1,0 +1,36 @@
+# crmsync — one command per task. Every target installs what it needs first.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test check format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## run the main job against the built-in sandbox (no account, no network)
+	$(VENV)/bin/crmsync demo
+
+test: install  ## the whole test suite (needs the PostgreSQL and MariaDB test servers)
+	$(PY) -m pytest
+
+check: install  ## format check, lint, types
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: install  ## benchmarks; figures written to bench/results.json
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .crmsync-sandbox .pytest_cache .mypy_cache .ruff_cache

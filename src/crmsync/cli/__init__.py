@@ -1,0 +1,1 @@
+"""The ``crmsync`` command line (typer). Each module holds one group of commands."""

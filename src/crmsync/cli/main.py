@@ -1,0 +1,38 @@
+"""Entry point of the ``crmsync`` command: assembles the command groups."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from crmsync.cli import sandbox
+
+app = typer.Typer(
+    name="crmsync",
+    help=(
+        "Keep Salesforce, Trello, Monday.com, SQL databases and your own applications in sync.\n\n"
+        "Start with `crmsync init` (a commented crmsync.yaml), `crmsync check`, then `crmsync run`.\n"
+        "`crmsync sandbox` starts local emulators of Salesforce, Trello and Monday.com."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+sandbox.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,74 @@
+"""``crmsync sandbox``: run local Salesforce, Trello and Monday.com emulators."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from crmsync.sandbox.runner import DEFAULT_DIRECTORY, DEFAULT_PORTS, Sandbox
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sandbox")(sandbox)
+
+
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    salesforce_port: int = typer.Option(DEFAULT_PORTS["salesforce"], help="0 picks a free port."),
+    trello_port: int = typer.Option(DEFAULT_PORTS["trello"], help="0 picks a free port."),
+    monday_port: int = typer.Option(DEFAULT_PORTS["monday"], help="0 picks a free port."),
+    seed: str | None = typer.Option(None, help="Seed data set to load, e.g. 'demo'."),
+    state: Path | None = typer.Option(
+        None, help="Keep the emulators' state in this file: loaded at start, saved at exit."
+    ),
+    env_file: Path | None = typer.Option(
+        None, help="Also write the credentials as KEY=value lines to this file."
+    ),
+    directory: Path = typer.Option(
+        DEFAULT_DIRECTORY, "--dir", help="Where the generated certificate and keys are kept."
+    ),
+    tls: bool = typer.Option(True, help="Serve Salesforce over HTTPS (--no-tls: plain HTTP)."),
+) -> None:
+    """Start local emulators of Salesforce, Trello and Monday.com and print their credentials.
+
+    Runs until interrupted (Ctrl-C or SIGTERM). Fault rules, seeding and call counts are
+    available on each emulator under /_sandbox/ (see docs/sandbox.md).
+    """
+    box = Sandbox(
+        host=host,
+        ports={"salesforce": salesforce_port, "trello": trello_port, "monday": monday_port},
+        seed=seed,
+        state_file=state,
+        directory=directory,
+        tls=tls,
+    )
+    try:
+        box.start()
+    except OSError as exc:
+        typer.secho(f"cannot start the sandbox: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        for name, server in box.servers.items():
+            typer.echo(f"{name:<11} {server.url}")
+        typer.echo("")
+        for key, value in box.env().items():
+            typer.echo(f"{key}={value}")
+        if env_file is not None:
+            box.write_env(env_file)
+            typer.echo(f"\ncredentials written to {env_file}")
+        typer.echo("\nsandbox running; Ctrl-C to stop", err=True)
+        stop.wait()
+    finally:
+        box.stop()
+        typer.echo("sandbox stopped", err=True)

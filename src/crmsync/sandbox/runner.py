@@ -1,0 +1,156 @@
+"""Start the three emulators together: what ``crmsync sandbox`` and ``crmsync demo`` run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from crmsync.sandbox.base import Emulator
+from crmsync.sandbox.server import BackgroundServer
+from crmsync.sandbox.tls import Materials, ensure_materials
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"salesforce": 8701, "trello": 8702, "monday": 8703}
+DEFAULT_DIRECTORY = Path(".crmsync-sandbox")
+
+#: the keys ``crmsync sandbox`` prints and writes, in this order
+ENV_KEYS = (
+    "SALESFORCE_INSTANCE_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_CLIENT_ID",
+    "SALESFORCE_CLIENT_SECRET", "SALESFORCE_USERNAME", "SALESFORCE_PASSWORD",
+    "SALESFORCE_JWT_KEY_FILE", "SALESFORCE_CA_FILE",
+    "TRELLO_API_URL", "TRELLO_KEY", "TRELLO_TOKEN", "TRELLO_SECRET",
+    "MONDAY_API_URL", "MONDAY_TOKEN", "MONDAY_SIGNING_SECRET",
+)
+
+
+def build_emulators(materials: Materials, **options: Any) -> dict[str, Emulator]:
+    """One emulator of each vendor (imported here so that importing the package stays cheap)."""
+    from crmsync.sandbox.monday import MondayEmulator
+    from crmsync.sandbox.salesforce import SalesforceEmulator
+    from crmsync.sandbox.trello import TrelloEmulator
+
+    return {
+        "salesforce": SalesforceEmulator(materials=materials, **options.get("salesforce", {})),
+        "trello": TrelloEmulator(**options.get("trello", {})),
+        "monday": MondayEmulator(**options.get("monday", {})),
+    }
+
+
+class Sandbox:
+    """The three emulators, each on its own port; Salesforce over HTTPS unless ``tls=False``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        ports: dict[str, int] | None = None,
+        seed: str | None = None,
+        state_file: Path | None = None,
+        directory: Path = DEFAULT_DIRECTORY,
+        tls: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.host = host
+        self.ports = {**DEFAULT_PORTS, **(ports or {})}
+        self.seed_name = seed
+        self.state_file = state_file
+        self.tls = tls
+        self.materials = ensure_materials(directory)
+        self.emulators = build_emulators(self.materials, **(options or {}))
+        self.servers: dict[str, BackgroundServer] = {}
+
+    @property
+    def salesforce(self) -> Emulator:
+        return self.emulators["salesforce"]
+
+    @property
+    def trello(self) -> Emulator:
+        return self.emulators["trello"]
+
+    @property
+    def monday(self) -> Emulator:
+        return self.emulators["monday"]
+
+    def start(self) -> Sandbox:
+        restored = self._load_state()
+        if self.seed_name and not restored:
+            for emulator in self.emulators.values():
+                emulator.seed(self.seed_name)
+        for name, emulator in self.emulators.items():
+            use_tls = self.tls and name == "salesforce"
+            server = BackgroundServer(
+                emulator.app(),
+                self.host,
+                self.ports[name],
+                certfile=self.materials.cert_file if use_tls else None,
+                keyfile=self.materials.key_file if use_tls else None,
+            )
+            emulator.on_bound(server.url)
+            self.servers[name] = server.start()
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
+        for emulator in self.emulators.values():
+            emulator.close()
+        self.save_state()
+
+    def env(self) -> dict[str, str]:
+        """The credentials, ``KEY -> value`` in :data:`ENV_KEYS` order."""
+        merged: dict[str, str] = {}
+        for emulator in self.emulators.values():
+            merged.update(emulator.credentials())
+        missing = [k for k in ENV_KEYS if k not in merged]
+        if missing:
+            raise RuntimeError(f"emulators did not provide {missing}")
+        return {k: merged[k] for k in ENV_KEYS}
+
+    def write_env(self, path: Path) -> None:
+        lines = [f"{k}={v}" for k, v in self.env().items()]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+
+    def _load_state(self) -> bool:
+        if self.state_file is None or not self.state_file.exists():
+            return False
+        data = json.loads(self.state_file.read_text())
+        for name, emulator in self.emulators.items():
+            if name in data:
+                emulator.restore_state(data[name])
+        return True
+
+    def save_state(self) -> None:
+        if self.state_file is None:
+            return
+        data = {}
+        for name, emulator in self.emulators.items():
+            with emulator.lock:
+                data[name] = emulator.dump_state()
+        tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.state_file)
+
+
+@contextmanager
+def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0,
+          materials: Materials | None = None) -> Iterator[BackgroundServer]:
+    """Serve one emulator in-process (HTTPS when ``materials`` are given): for tests."""
+    server = BackgroundServer(
+        emulator.app(), host, port,
+        certfile=materials.cert_file if materials else None,
+        keyfile=materials.key_file if materials else None,
+    )
+    emulator.on_bound(server.url)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        emulator.close()
