@@ -63,8 +63,16 @@ class FaultRule:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultRule:
         allowed = {
-            "method", "path", "probability", "count", "latency_ms", "error", "status",
-            "hang", "hang_seconds", "webhook",
+            "method",
+            "path",
+            "probability",
+            "count",
+            "latency_ms",
+            "error",
+            "status",
+            "hang",
+            "hang_seconds",
+            "webhook",
         }
         unknown = set(data) - allowed
         if unknown:

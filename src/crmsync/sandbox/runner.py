@@ -20,11 +20,21 @@ DEFAULT_DIRECTORY = Path(".crmsync-sandbox")
 
 #: the keys ``crmsync sandbox`` prints and writes, in this order
 ENV_KEYS = (
-    "SALESFORCE_INSTANCE_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_CLIENT_ID",
-    "SALESFORCE_CLIENT_SECRET", "SALESFORCE_USERNAME", "SALESFORCE_PASSWORD",
-    "SALESFORCE_JWT_KEY_FILE", "SALESFORCE_CA_FILE",
-    "TRELLO_API_URL", "TRELLO_KEY", "TRELLO_TOKEN", "TRELLO_SECRET",
-    "MONDAY_API_URL", "MONDAY_TOKEN", "MONDAY_SIGNING_SECRET",
+    "SALESFORCE_INSTANCE_URL",
+    "SALESFORCE_LOGIN_URL",
+    "SALESFORCE_CLIENT_ID",
+    "SALESFORCE_CLIENT_SECRET",
+    "SALESFORCE_USERNAME",
+    "SALESFORCE_PASSWORD",
+    "SALESFORCE_JWT_KEY_FILE",
+    "SALESFORCE_CA_FILE",
+    "TRELLO_API_URL",
+    "TRELLO_KEY",
+    "TRELLO_TOKEN",
+    "TRELLO_SECRET",
+    "MONDAY_API_URL",
+    "MONDAY_TOKEN",
+    "MONDAY_SIGNING_SECRET",
 )
 
 
@@ -139,11 +149,14 @@ class Sandbox:
 
 
 @contextmanager
-def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0,
-          materials: Materials | None = None) -> Iterator[BackgroundServer]:
+def serve(
+    emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0, materials: Materials | None = None
+) -> Iterator[BackgroundServer]:
     """Serve one emulator in-process (HTTPS when ``materials`` are given): for tests."""
     server = BackgroundServer(
-        emulator.app(), host, port,
+        emulator.app(),
+        host,
+        port,
         certfile=materials.cert_file if materials else None,
         keyfile=materials.key_file if materials else None,
     )

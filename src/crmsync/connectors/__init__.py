@@ -1,0 +1,1 @@
+"""Connectors: one folder per system, each behind the narrow interface of :mod:`.base`."""
