@@ -1,0 +1,1 @@
+"""The engine: change queue, workers, flows, mapping, lock rules."""
