@@ -1,0 +1,130 @@
+"""``crmsync check``, ``crmsync init`` and ``crmsync config schema|show``.
+
+Other command groups read the configuration the same way: with :data:`CONFIG_OPTION` and
+:func:`load_or_exit`, so a missing or invalid file is reported identically everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from crmsync.config import Config, load_config
+from crmsync.config.loader import DEFAULT_PATH
+from crmsync.config.starter import VARIABLES, write_starter
+from crmsync.connectors import registry
+from crmsync.errors import ConfigError
+
+#: the ``-c/--config`` option every command that reads crmsync.yaml takes
+CONFIG_OPTION: Any = typer.Option(
+    DEFAULT_PATH,
+    "--config",
+    "-c",
+    envvar="CRMSYNC_CONFIG",
+    help="Configuration file (default ./crmsync.yaml; or set CRMSYNC_CONFIG).",
+)
+
+config_app = typer.Typer(help="Inspect the configuration: its JSON Schema, or the file as resolved.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+    app.command("init")(init)
+    app.add_typer(config_app, name="config")
+
+
+def load_or_exit(path: Path) -> Config:
+    """The configuration at ``path``; on any problem, print every one and exit with status 1."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems or [exc.message]:
+            typer.secho(problem, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+def check(
+    config: Path = CONFIG_OPTION,
+    connect: bool = typer.Option(False, "--connect", help="Also log in to each connection once."),
+) -> None:
+    """Validate the configuration file: print every problem with its line, or a summary."""
+    cfg = load_or_exit(config)
+    name = cfg.path.name if cfg.path else str(config)
+    typer.echo(
+        f"{name} is valid: {_count(len(cfg.connections), 'connection')}, "
+        f"{_count(len(cfg.flows), 'flow')}, {_count(len(cfg.views), 'view')}"
+    )
+    if connect and not _check_connections(cfg):
+        raise typer.Exit(1)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _check_connections(cfg: Config) -> bool:
+    ok = True
+    for name, model in cfg.connections.items():
+        if model.type == "app":
+            typer.echo(f"  {name} (app): OK (nothing to log in to)")
+            continue
+        try:
+            cls = registry.connector_class(model.type)
+            from_config = getattr(cls, "from_config", None)
+            connector = from_config(name, model) if from_config is not None else cls(name)
+            try:
+                connector.check()
+            finally:
+                connector.close()
+        except Exception as exc:  # every failure is reported, connection by connection
+            ok = False
+            typer.secho(f"  {name} ({model.type}): FAILED: {_describe(exc)}", fg=typer.colors.RED)
+        else:
+            typer.secho(f"  {name} ({model.type}): OK", fg=typer.colors.GREEN)
+    return ok
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ModuleNotFoundError):
+        return f"connector not available ({exc})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def init(
+    path: Path = typer.Argument(DEFAULT_PATH, help="File (or folder) to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented starter crmsync.yaml (usage entries from an app to Salesforce)."""
+    try:
+        written = write_starter(path, force=force)
+    except FileExistsError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {written}")
+    typer.echo(f"it reads {', '.join(VARIABLES)} from the environment or {written.parent / '.env'};")
+    typer.echo("`crmsync sandbox --env-file .env` writes them for the local sandbox. Then: crmsync check")
+
+
+@config_app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of crmsync.yaml (for editor completion and validation)."""
+    typer.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+@config_app.command("show")
+def show(
+    config: Path = CONFIG_OPTION,
+    origins: bool = typer.Option(False, "--origins", help="Also show where each ${VARIABLE} came from."),
+) -> None:
+    """Print the configuration as resolved (defaults filled in, variables replaced, secrets hidden)."""
+    cfg = load_or_exit(config)
+    typer.echo(yaml.safe_dump(cfg.redacted(), sort_keys=False, allow_unicode=True), nl=False)
+    if origins:
+        typer.echo("# where interpolated values came from (environment > .env > default):")
+        for key, used in cfg.variables.items():
+            typer.echo(f"#   {key}: " + ", ".join(f"{origin} ({variable})" for variable, origin in used))

@@ -1,0 +1,162 @@
+"""Checks that span sections of ``crmsync.yaml``: names that must refer to something declared.
+
+They read the plain data (not the models) so that they run even when some other part of the
+file is invalid: ``crmsync check`` reports every problem at once. Each problem is a dotted path
+(as a tuple) and what is wrong; :mod:`crmsync.config.loader` adds the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from crmsync.config.models import REQUIRED_BY_AUTH
+from crmsync.engine import transforms
+from crmsync.errors import ConfigError
+
+Path_ = tuple[str | int, ...]
+Problem = tuple[Path_, str]
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_PARAM = re.compile(r"(?<![\w:]):([A-Za-z_]\w*)")
+
+
+def query_params(query: str) -> list[str]:
+    """The ``:name`` placeholders of a query, in order, outside quoted literals."""
+    names: list[str] = []
+    for name in _PARAM.findall(_QUOTED.sub("''", query)):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _choices(names: Any) -> str:
+    return ", ".join(sorted(str(n) for n in names)) or "(none declared)"
+
+
+def check(data: Mapping[str, Any], base_dir: Path) -> list[Problem]:
+    """Every cross-section problem of the raw configuration ``data``."""
+    return [
+        *_check_connections(_mapping(data.get("connections")), base_dir),
+        *_check_flows(_mapping(data.get("flows")), _mapping(data.get("connections"))),
+        *_check_views(_mapping(data.get("views")), _mapping(data.get("connections"))),
+    ]
+
+
+def _check_connections(connections: Mapping[str, Any], base_dir: Path) -> Iterator[Problem]:
+    for name, conn in connections.items():
+        conn = _mapping(conn)
+        if conn.get("type") != "salesforce":
+            continue
+        auth = conn.get("auth", "jwt")
+        for key in REQUIRED_BY_AUTH.get(auth, ()) if isinstance(auth, str) else ():
+            if _blank(conn.get(key)):
+                yield ("connections", name, key), f"required by auth {auth!r} but not set"
+        for key in ("private_key_file", "ca_file"):
+            value = conn.get(key)
+            if isinstance(value, str) and value.strip() and not (base_dir / value).is_file():
+                yield ("connections", name, key), f"file {value!r} not found"
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_flows(flows: Mapping[str, Any], connections: Mapping[str, Any]) -> Iterator[Problem]:
+    for name, flow in flows.items():
+        flow = _mapping(flow)
+        here: Path_ = ("flows", name)
+        for side in ("source", "target"):
+            ref = flow.get(side)
+            if isinstance(ref, str) and ref not in connections:
+                yield (*here, side), f"unknown connection {ref!r}; valid: {_choices(connections)}"
+        raw_fields = flow.get("fields")
+        raw_fields = raw_fields if isinstance(raw_fields, list) else []
+        mappings = [m for m in raw_fields if isinstance(m, Mapping)]
+        yield from _check_fields(here, raw_fields)
+        sources = {m.get("source") for m in mappings}
+        targets = {m.get("target") for m in mappings}
+        key = flow.get("key")
+        if isinstance(key, str) and mappings and key not in sources:
+            yield (*here, "key"), f"{key!r} is not a mapped source field; mapped: {_choices(sources)}"
+        match = _mapping(flow.get("match"))
+        if isinstance(match.get("field"), str) and mappings and match["field"] not in targets:
+            yield (
+                (*here, "match", "field"),
+                f"{match['field']!r} is not a mapped target field; mapped: {_choices(targets)}",
+            )
+        lock = _mapping(flow.get("lock"))
+        if isinstance(lock.get("key"), str) and mappings and lock["key"] not in sources:
+            yield (
+                (*here, "lock", "key"),
+                f"{lock['key']!r} is not a mapped source field; mapped: {_choices(sources)}",
+            )
+        if isinstance(lock.get("message"), str):
+            yield from _check_message(here, lock["message"], sources)
+
+
+def _check_fields(here: Path_, fields: list[Any]) -> Iterator[Problem]:
+    seen: dict[tuple[str, str], int] = {}
+    for i, mapping in enumerate(fields):
+        if not isinstance(mapping, Mapping):
+            continue
+        target, direction = mapping.get("target"), mapping.get("direction", "to_target")
+        if isinstance(target, str) and direction in ("to_target", "both"):
+            if (target, "to") in seen:
+                yield (
+                    (*here, "fields", i, "target"),
+                    f"{target!r} is also written by fields[{seen[target, 'to']}]",
+                )
+            seen.setdefault((target, "to"), i)
+        name = mapping.get("transform")
+        if not isinstance(name, str):
+            continue
+        try:
+            t = transforms.get(name)
+        except ConfigError as exc:
+            yield (*here, "fields", i, "transform"), exc.message
+            continue
+        args = mapping.get("args")
+        for problem in t.check_args(args if isinstance(args, Mapping) else {}):
+            yield (*here, "fields", i, "args"), problem
+
+
+def _check_message(here: Path_, message: str, sources: set[Any]) -> Iterator[Problem]:
+    try:
+        names = transforms.template_fields(message)
+    except ValueError as exc:
+        yield (*here, "lock", "message"), f"not a valid message template: {exc}"
+        return
+    for field in names:
+        if field != "parent" and field not in sources:
+            valid = _choices({*sources, "parent"})
+            yield (*here, "lock", "message"), f"{{{field}}} is not a mapped source field; valid: {valid}"
+
+
+def _check_views(views: Mapping[str, Any], connections: Mapping[str, Any]) -> Iterator[Problem]:
+    for name, view in views.items():
+        view = _mapping(view)
+        here: Path_ = ("views", name)
+        ref = view.get("connection")
+        if isinstance(ref, str):
+            if ref not in connections:
+                yield (*here, "connection"), f"unknown connection {ref!r}; valid: {_choices(connections)}"
+            elif _mapping(connections[ref]).get("type") == "app":
+                yield (*here, "connection"), f"connection {ref!r} is an app: it cannot answer queries"
+        query = view.get("query")
+        params = _mapping(view.get("params"))
+        if not isinstance(query, str):
+            continue
+        used = query_params(query)
+        for p in used:
+            if p not in params:
+                yield (*here, "query"), f"uses :{p}, which params does not declare"
+        for p in params:
+            if p not in used:
+                yield (*here, "params", p), f"declared but the query does not use :{p}"

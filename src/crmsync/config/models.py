@@ -1,0 +1,315 @@
+"""The typed shape of ``crmsync.yaml``: every key with its type, default and a one-line description.
+
+These models feed the JSON Schema (``crmsync config schema``) and the key tables of
+``docs/configuration.md``. Checks that span sections (a flow naming a connection, a transform
+name, a view's query parameters) live in :mod:`crmsync.config.checks`, so that every problem of
+a file can be reported at once with its line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+
+REDACTED = "********"
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _number_to_text(value: Any) -> Any:
+    # `api_version: 66.0` written without quotes is a float in YAML; it means the text "66.0"
+    return f"{value:.1f}" if isinstance(value, float) else value
+
+
+OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_blank_to_none)]
+
+
+class Model(BaseModel):
+    """Base of every section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- store, web, worker
+
+
+class StoreConfig(Model):
+    url: str = Field(
+        "sqlite:///crmsync.db",
+        description="SQLAlchemy URL of the store: sqlite:///file.db, postgresql+psycopg://…, mysql+pymysql://…",
+    )
+
+
+class WebConfig(Model):
+    host: str = Field("127.0.0.1", description="Address the web process listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port the web process listens on (0: any free port).")
+    max_body_bytes: int = Field(
+        1_048_576, gt=0, description="Largest request body accepted; larger ingest bodies get 413."
+    )
+    max_batch: int = Field(1000, gt=0, description="Most records accepted in one ingest request.")
+
+
+class BackoffConfig(Model):
+    initial_seconds: float = Field(1.0, gt=0, description="Delay before the first retry.")
+    factor: float = Field(2.0, ge=1, description="Each further retry waits this many times longer.")
+    max_seconds: float = Field(300.0, gt=0, description="Longest delay between two retries.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Random share (0..1) added or taken off each delay.")
+
+
+class WorkerConfig(Model):
+    concurrency: int = Field(4, ge=1, description="Changes applied at the same time by one worker process.")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="How long a claimed change stays reserved before another worker may take it."
+    )
+    poll_interval_seconds: float = Field(0.2, gt=0, description="Pause between two looks at an empty queue.")
+    batch_size: int = Field(200, ge=1, description="Most changes claimed (and written) in one batch.")
+    backoff: BackoffConfig = Field(
+        default_factory=BackoffConfig, description="Delays between retries of transient failures."
+    )
+    max_attempts: int | None = Field(
+        None,
+        ge=1,
+        description="null: transient failures retry until they succeed; N: dead letter after N attempts.",
+    )
+
+
+# ---------------------------------------------------------------- connections
+
+
+class SalesforceConnection(Model):
+    type: Literal["salesforce"] = Field(description="Connection type: a Salesforce org.")
+    auth: Literal["jwt", "client_credentials", "password", "refresh_token"] = Field(
+        "jwt", description="OAuth flow used to log in."
+    )
+    login_url: str = Field(
+        "https://login.salesforce.com",
+        description="Where to log in (https://test.salesforce.com for sandboxes, or My Domain).",
+    )
+    instance_url: OptionalText = Field(
+        None, description="The org's instance URL; learnt from the login answer when not set."
+    )
+    client_id: OptionalText = Field(None, description="Consumer key of the connected app.")
+    client_secret: OptionalSecret = Field(None, description="Consumer secret of the connected app.")
+    username: OptionalText = Field(None, description="Integration user (jwt and password flows).")
+    password: OptionalSecret = Field(
+        None, description="Password, with the security token appended if the org needs one (password flow)."
+    )
+    private_key_file: OptionalPath = Field(
+        None, description="PEM private key signing the JWT (jwt flow); relative to the config file."
+    )
+    refresh_token: OptionalSecret = Field(None, description="OAuth refresh token (refresh_token flow).")
+    ca_file: OptionalPath = Field(
+        None, description="Extra CA bundle to trust (the sandbox's); relative to the config file."
+    )
+    api_version: Annotated[str, BeforeValidator(_number_to_text)] = Field(
+        "66.0", pattern=r"^\d+\.\d$", description='REST API version, e.g. "66.0".'
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every HTTP call.")
+    client_name: str = Field(
+        "crmsync",
+        min_length=1,
+        description="Client id sent in Sforce-Call-Options; the engine's own writes are recognised by it.",
+    )
+    daily_limit_guard: float = Field(
+        0.9, ge=0, le=1, description="Pause non-urgent work past this share of the daily API limit."
+    )
+
+    @field_validator("private_key_file", "ca_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is None or value.is_absolute() or base is None:
+            return value
+        return Path(base) / value
+
+
+#: the keys each Salesforce ``auth`` flow needs (checked by :mod:`crmsync.config.checks`)
+REQUIRED_BY_AUTH: dict[str, tuple[str, ...]] = {
+    "jwt": ("client_id", "username", "private_key_file"),
+    "client_credentials": ("client_id", "client_secret"),
+    "password": ("client_id", "client_secret", "username", "password"),
+    "refresh_token": ("client_id", "refresh_token"),
+}
+
+
+class AppConnection(Model):
+    type: Literal["app"] = Field(
+        description="Connection type: an application submitting records through the ingest API."
+    )
+    token: OptionalSecret = Field(
+        None, description="Bearer token the application presents to the ingest and read-through API."
+    )
+
+
+Connection = Annotated[SalesforceConnection | AppConnection, Field(discriminator="type")]
+CONNECTION_TYPES = ("app", "salesforce")
+
+
+# ---------------------------------------------------------------- flows
+
+
+class FieldMapping(Model):
+    source: str = Field(description="Field name in the source record.")
+    target: str = Field(description="Field name in the target system.")
+    transform: str | None = Field(None, description="Name of a registered transform applied on the way.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the transform.")
+    owner: Literal["source", "target"] = Field(
+        "source", description="Which side owns the field; the other side may not change it."
+    )
+    direction: Literal["both", "to_target", "to_source"] = Field(
+        "to_target", description="Which way changes of this field travel."
+    )
+
+
+class MatchRule(Model):
+    field: str = Field(
+        description="Target field (an external id) that finds an existing record; its value is the key."
+    )
+
+
+class LockRule(Model):
+    object: str = Field(description="Parent object the lock looks at, e.g. Contract.")
+    key: str = Field(description="Source field holding the parent's id.")
+    when: str = Field(description="Condition on the parent (SOQL WHERE syntax) that locks its children.")
+    message: str | None = Field(
+        None,
+        description="Error shown when a change is refused; {field} inserts a source field, {parent} the id.",
+    )
+
+
+class ConflictPolicy(Model):
+    policy: Literal["owner_wins", "newest_wins", "source_wins", "target_wins"] = Field(
+        "owner_wins", description="Who wins when both sides changed the same field since the last sync."
+    )
+
+
+class Flow(Model):
+    source: str = Field(description="Name of the connection changes come from.")
+    target: str = Field(description="Name of the connection changes are written to.")
+    object: str = Field(description="Object (table, board) written in the target, e.g. Usage__c.")
+    key: str = Field(description="Source field that identifies a record.")
+    match: MatchRule | None = Field(
+        None, description="How to find an existing target record (upsert by external id)."
+    )
+    fields: list[FieldMapping] = Field(min_length=1, description="Field mappings, source → target.")
+    on_delete: Literal["delete", "ignore"] = Field(
+        "delete", description="What a deletion at the source does to the target record."
+    )
+    lock: LockRule | None = Field(None, description="Rule that freezes records once their parent is locked.")
+    conflict: ConflictPolicy = Field(
+        default_factory=ConflictPolicy, description="How two-way conflicts are resolved."
+    )
+
+
+# ---------------------------------------------------------------- views
+
+
+class ViewParam(Model):
+    type: Literal["id", "string", "int", "number", "date", "boolean"] = Field(
+        "string", description="Type the parameter's value must have (checked and escaped)."
+    )
+    required: bool = Field(False, description="Whether a request without this parameter is refused.")
+    default: Any = Field(None, description="Value used when the parameter is not given.")
+
+
+class View(Model):
+    connection: str = Field(description="Name of the connection the query runs against.")
+    query: str = Field(description="Query with :name placeholders for the parameters (SOQL for Salesforce).")
+    params: dict[str, ViewParam] = Field(
+        default_factory=dict, description="Parameters the query takes, by name."
+    )
+
+
+# ---------------------------------------------------------------- the file
+
+
+class Config(Model):
+    """A validated ``crmsync.yaml``; :func:`crmsync.config.load_config` builds it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="crmsync.yaml",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    version: Literal[1] = Field(1, description="Version of the file format.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where crmsync keeps its state.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The web process (webhooks, ingest API).")
+    worker: WorkerConfig = Field(default_factory=WorkerConfig, description="The worker processes.")
+    connections: dict[str, Connection] = Field(
+        default_factory=dict, description="Systems crmsync talks to, by name; `type` picks the kind."
+    )
+    flows: dict[str, Flow] = Field(default_factory=dict, description="What is synced where, by name.")
+    views: dict[str, View] = Field(
+        default_factory=dict, description="Read-through queries applications may call, by name."
+    )
+
+    _path: Path | None = PrivateAttr(None)
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _variables: dict[str, tuple[tuple[str, str], ...]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this configuration was read from (None when built in code)."""
+        return self._path
+
+    @property
+    def origins(self) -> dict[str, str]:
+        """Dotted key → where its interpolated value came from: "env", ".env" or "default"."""
+        return dict(self._origins)
+
+    @property
+    def variables(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Dotted key → the ``${VARIABLES}`` its value was built from, each with its origin."""
+        return dict(self._variables)
+
+    def redacted(self) -> dict[str, Any]:
+        """The whole configuration as plain data, secrets replaced by ``********``."""
+        data = _redact(self)
+        assert isinstance(data, dict)
+        data["store"]["url"] = redact_url(self.store.url)
+        return data
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.password is None:
+        return url
+    return parsed.set(password=REDACTED).render_as_string(hide_password=False)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, BaseModel):
+        return {name: _redact(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
