@@ -66,7 +66,6 @@ ERROR_TABLE: dict[tuple[int | None, str | None], type[CrmsyncError]] = {
     (404, "NOT_FOUND"): FixTheData,
     (None, "NOT_FOUND"): FixTheData,
     (None, "ENTITY_IS_DELETED"): FixTheData,
-    (300, None): FixTheData,
     (300, MULTIPLE_MATCHES): FixTheData,
     (414, None): FixTheData,
     # -- a person must act ----------------------------------------------------------------------
