@@ -1,0 +1,210 @@
+"""The connection to the store database: SQLite (default), PostgreSQL or MySQL/MariaDB.
+
+One concurrency model: plain blocking SQLAlchemy, used from worker threads and from the web
+app's thread pool. Creating a :class:`Store` opens nothing; the first query does.
+
+SQLite is tuned for many threads and several processes sharing one file:
+
+- ``journal_mode=WAL``: readers never block the writer and the writer never blocks readers;
+- ``synchronous=NORMAL``: in WAL mode a committed transaction survives the *process* being
+  killed at any moment (the WAL is in the OS page cache); only a power loss or OS crash can lose
+  the last few commits, never corrupt the file. Use PostgreSQL where that matters;
+- every write transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy takes over the transaction
+  begin from pysqlite), so two writers queue up on the lock at the *start* of a transaction,
+  with a generous ``busy_timeout``, instead of failing with "database is locked" when a read
+  transaction tries to become a write transaction. Read-only work uses :meth:`Store.read`
+  (``BEGIN DEFERRED``) and runs beside the writer.
+
+PostgreSQL and MySQL/MariaDB run at READ COMMITTED, and the queue claims work with
+``SELECT ... FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Dialect = Literal["sqlite", "postgresql", "mysql"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 60.0
+_RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock not available
+_RETRYABLE_MYSQL_CODES = {1213, 1205}  # deadlock, lock wait timeout
+
+
+class Store:
+    """The store database. ``url`` is a SQLAlchemy URL, e.g. ``sqlite:///crmsync.db``,
+    ``postgresql+psycopg://user@host/db`` or ``mysql+pymysql://user@host/db``."""
+
+    def __init__(self, url: str = "sqlite:///crmsync.db", *, echo: bool = False) -> None:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            self.dialect: Dialect = "sqlite"
+        elif backend == "postgresql":
+            self.dialect = "postgresql"
+        elif backend in ("mysql", "mariadb"):
+            self.dialect = "mysql"
+        else:
+            raise ValueError(f"unsupported store database {backend!r}: use sqlite, postgresql or mysql")
+        self.url = url
+        self.engine: Engine = self._create_engine(parsed, echo)
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    def _create_engine(self, url: sa.URL, echo: bool) -> Engine:
+        if self.dialect == "sqlite":
+            return _sqlite_engine(url, echo)
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_pre_ping": True,
+            "isolation_level": "READ COMMITTED",
+            "connect_args": {"connect_timeout": 10},
+        }
+        if self.dialect == "mysql":
+            kwargs["pool_recycle"] = 3600
+            if "charset" not in url.query:
+                url = url.update_query_dict({"charset": "utf8mb4"})
+        return sa.create_engine(url, **kwargs)
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed when the block ends without error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in a read-only transaction (on SQLite it does not take the write lock)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    def run(self, work: Callable[[Connection], T], *, attempts: int = 5) -> T:
+        """Run ``work`` in a write transaction; retried from the start after a deadlock or a
+        serialization failure (the database rolled it back; the work is safe to redo)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt == attempts or not self.is_retryable(exc):
+                    raise
+                log.debug("transaction retried after %s (attempt %d)", exc.orig, attempt)
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    def is_retryable(self, exc: DBAPIError) -> bool:
+        """A deadlock, serialization failure or lock timeout: the same work may simply be redone."""
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+            return True
+        if self.dialect == "mysql":
+            args: tuple[Any, ...] = getattr(orig, "args", ())
+            return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
+        if self.dialect == "sqlite":
+            return "database is locked" in str(orig)
+        return False
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or migrate the tables to ``revision`` (the newest by default)."""
+        from alembic import command
+
+        cfg = self._alembic_config()
+        with self.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.read() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+        return heads[0] if heads else None
+
+    def is_current(self) -> bool:
+        """True if the database is at the newest migration."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self._alembic_config())
+        with self.read() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        return current == set(script.get_heads())
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        """True if the database answers."""
+        try:
+            with self.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            log.warning("store unreachable: %s", exc)
+            return False
+        return True
+
+    def dispose(self) -> None:
+        """Close every pooled connection (e.g. at shutdown or after a fork)."""
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
+    memory = url.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+    }
+    if memory:
+        # One shared connection, so that every thread sees the same in-memory database.
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(url.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Take the transaction begin away from pysqlite; the "begin" hook below issues it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
