@@ -38,6 +38,8 @@ class _Problem:
     line: int
     path: Key
     message: str
+    #: found while reading the file (YAML, variables): later problems at the same key are its echoes
+    primary: bool = False
 
 
 @dataclass
@@ -57,13 +59,13 @@ class _Document:
                 return self.lines[path[:n]]
         return 1
 
-    def add(self, path: Key, message: str, line: int | None = None) -> None:
-        self.problems.append(_Problem(line or self.line_of(path), path, message))
+    def add(self, path: Key, message: str, line: int | None = None, *, primary: bool = False) -> None:
+        self.problems.append(_Problem(line or self.line_of(path), path, message, primary))
 
     def formatted(self) -> list[str]:
         # a value whose variable is missing gets that one problem, not also "required but not set"
-        unresolved = {p.path for p in self.problems if p.message.startswith("variable ")}
-        kept = [p for p in self.problems if p.path not in unresolved or p.message.startswith("variable ")]
+        unreadable = {p.path for p in self.problems if p.primary}
+        kept = [p for p in self.problems if p.primary or p.path not in unreadable]
         out = []
         for p in sorted(kept, key=lambda p: p.line):
             where = dotted(p.path) or "(file)"
@@ -168,13 +170,13 @@ class _Builder:
         try:
             value = self.constructor.construct_object(node, deep=True)
         except ConstructorError as exc:
-            self.doc.add(path, f"YAML: {exc.problem}", node.start_mark.line + 1)
+            self.doc.add(path, f"YAML: {exc.problem}", node.start_mark.line + 1, primary=True)
             return None
         if not isinstance(value, str) or not has_variables(value):
             return value
         result = interpolate(value, self.doc.sources)
         for problem in result.problems:
-            self.doc.add(path, problem, node.start_mark.line + 1)
+            self.doc.add(path, problem, node.start_mark.line + 1, primary=True)
         if result.substitutions:
             origins = list(dict.fromkeys(s.origin for s in result.substitutions))
             self.doc.origins[dotted(path)] = ", ".join(origins)
