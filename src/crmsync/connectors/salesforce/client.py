@@ -33,7 +33,7 @@ from crmsync.connectors.base import ApiUsage
 from crmsync.connectors.salesforce.auth import Token, parse_token_reply, token_form, token_url
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_reply, error_from_save_result
 from crmsync.connectors.salesforce.settings import SalesforceSettings
-from crmsync.errors import CrmsyncError, FixTheData, RetryLater
+from crmsync.errors import ConfigError, CrmsyncError, FixTheData, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,10 @@ class SalesforceClient:
         self.settings = settings
         verify: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(settings.ca_file))
+            try:
+                verify = ssl.create_default_context(cafile=str(settings.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the CA file {settings.ca_file}: {exc}") from exc
         self._http = httpx.Client(
             timeout=httpx.Timeout(settings.timeout_seconds),
             verify=verify,
