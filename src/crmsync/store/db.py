@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
@@ -208,3 +208,31 @@ def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+StoreOrConnection = Store | Connection
+
+
+@contextmanager
+def connection(db: StoreOrConnection, *, write: bool = True) -> Iterator[Connection]:
+    """``db`` itself if it is a Connection (the caller's transaction), else a new transaction."""
+    if isinstance(db, Connection):
+        yield db
+        return
+    with db.begin() if write else db.read() as conn:
+        yield conn
+
+
+def upsert(conn: Connection, table: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
+    """Update the row with primary/unique ``key``, or insert it: portable, and safe against a
+    concurrent insert of the same key (the insert runs in a savepoint; on a clash, update)."""
+    where = [table.c[name] == value for name, value in key.items()]
+    if conn.execute(sa.update(table).where(*where).values(**values)).rowcount:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(table).values(**key, **values))
+    except IntegrityError:
+        # Inserted meanwhile by someone else: update it. Any other clash is the caller's.
+        if not conn.execute(sa.update(table).where(*where).values(**values)).rowcount:
+            raise
