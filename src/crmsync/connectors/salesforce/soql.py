@@ -1,10 +1,10 @@
-"""SOQL literals and parameter binding: values never enter a query as raw text.
+r"""SOQL literals and parameter binding: values never enter a query as raw text.
 
->>> format_soql("SELECT Id FROM Contact WHERE LastName = :name AND Id IN :ids", name="O'Brien", ids=["003A"])
-"SELECT Id FROM Contact WHERE LastName = 'O\\\\'Brien' AND Id IN ('003A')"
+``format_soql("SELECT Id FROM Contact WHERE LastName = :name AND Id IN :ids", name="O'Brien", ids=["003A"])``
+gives ``SELECT Id FROM Contact WHERE LastName = 'O\'Brien' AND Id IN ('003A')``.
 
-Literals (fact sheet §3): strings single-quoted with ``\\' \\" \\\\ \\n \\r \\t \\b \\f`` escaped (other
-control characters as ``\\uXXXX``); numbers; ``true``/``false``; ``null``; dates ``2024-06-30`` and
+Literals (fact sheet §3): strings single-quoted with ``\' \" \\ \n \r \t \b \f`` escaped (other
+control characters as ``\uXXXX``); numbers; ``true``/``false``; ``null``; dates ``2024-06-30`` and
 datetimes ``2024-06-30T10:30:00Z`` unquoted (UTC); lists, tuples and sets as ``(a, b)`` for ``IN``.
 """
 
