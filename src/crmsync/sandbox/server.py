@@ -31,6 +31,9 @@ class BackgroundServer:
         self.scheme = "https" if certfile else "http"
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: without it h11's separate header/body writes meet
+        # delayed ACKs and every keep-alive request takes ~40 ms
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
