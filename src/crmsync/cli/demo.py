@@ -1,0 +1,242 @@
+"""``crmsync demo``: the usage-billing workflow end to end against the sandbox, on this machine.
+
+It starts the sandbox (Salesforce, Trello, Monday.com emulators), crmsync itself with the
+usage-billing recipe on a fresh SQLite file, and a small application that submits a stream of
+usage entries, corrections and deletions. Half-way, Salesforce goes down (a fault rule) and comes
+back: the application keeps being answered 202 and nothing is lost. A live summary shows what
+landed; then it keeps running and prints where to look.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from crmsync.client import Client
+from crmsync.config import load_config
+from crmsync.engine.process import Process
+from crmsync.engine.runtime import Runtime
+from crmsync.errors import CrmsyncError, LockedRecord
+from crmsync.sandbox.runner import Sandbox
+from crmsync.store import tokens
+from crmsync.store.db import Store
+
+DEFAULT_RECIPE = Path("examples/usage-billing/crmsync.yaml")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+@dataclass
+class Tally:
+    submitted: int = 0
+    corrections: int = 0
+    deletions: int = 0
+    refused_locked: int = 0
+    failed: int = 0
+    expected: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    phase: str = "starting"
+
+
+def demo(
+    recipe: Path = typer.Option(DEFAULT_RECIPE, help="The crmsync.yaml to run (the usage-billing recipe)."),
+    entries: int = typer.Option(300, help="How many usage entries the demo application submits."),
+    rate: float = typer.Option(40.0, help="Entries per second the application submits."),
+    outage_seconds: float = typer.Option(5.0, help="How long Salesforce is down half-way (0: no outage)."),
+    once: bool = typer.Option(False, help="Exit when the demo is done instead of running until Ctrl-C."),
+    workdir: Path = typer.Option(Path(".crmsync-demo"), help="Where the demo keeps its database and keys."),
+) -> None:
+    """Run the usage-billing workflow against the built-in sandbox: no account, no network."""
+    console = Console()
+    if not recipe.exists():
+        console.print(f"[red]recipe {recipe} not found[/red]; run from the project folder or pass --recipe")
+        raise typer.Exit(2)
+    shutil.rmtree(workdir / "db", ignore_errors=True)
+    (workdir / "db").mkdir(parents=True, exist_ok=True)
+    box = Sandbox(seed="demo", directory=workdir / "sandbox", ports=_free_or_default())
+    box.start()
+    env = {**os.environ, **box.env()}
+    cfg = load_config(recipe, environ=env)
+    store = Store(f"sqlite:///{(workdir / 'db' / 'crmsync.db').resolve()}")
+    runtime = Runtime(cfg, store=store, upgrade=True)
+    proc = Process(runtime, web=True, workers=cfg.worker.concurrency, host="127.0.0.1", port=_port(8080))
+    proc.bind()
+    server = threading.Thread(target=proc.run, daemon=True, name="crmsync")
+    server.start()
+    base = f"http://127.0.0.1:{proc.bound_port}"
+    token = tokens.create_token(runtime.store, "demo-app")
+    sf: Any = box.salesforce
+    tally = Tally()
+    app = threading.Thread(
+        target=_application,
+        args=(base, token, sf, tally, entries, rate, outage_seconds),
+        daemon=True,
+        name="demo-app",
+    )
+    console.print(
+        f"[bold]crmsync demo[/bold] — ingest API {base}, Salesforce sandbox {box.servers['salesforce'].url}"
+    )
+    app.start()
+    try:
+        with Live(_summary(tally, runtime, sf), console=console, refresh_per_second=4) as live:
+            while app.is_alive() or not _settled(runtime):
+                live.update(_summary(tally, runtime, sf))
+                time.sleep(0.25)
+            tally.phase = "done"
+            live.update(_summary(tally, runtime, sf))
+        ok = _verify(tally, sf, console)
+        console.print(
+            "\nWhere to look:\n"
+            f"  ingest API      POST {base}/api/v1/flows/usage/records"
+            f"  (Authorization: Bearer {token[:8]}…)\n"
+            f"  a view          GET  {base}/api/v1/views/contracts?account_id=…\n"
+            f"  metrics         {base}/metrics\n"
+            f"  Salesforce      {box.servers['salesforce'].url}/_sandbox/state  (and /_sandbox/calls)\n"
+            f"  queue           crmsync status -c {recipe}  (store {runtime.store.url})\n"
+        )
+        if not once:
+            console.print("demo running; Ctrl-C to stop")
+            threading.Event().wait()
+        if not ok:
+            raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        proc.stop()
+        runtime.close()
+        box.stop()
+
+
+def _free_or_default() -> dict[str, int]:
+    return {name: _port(p) for name, p in {"salesforce": 8701, "trello": 8702, "monday": 8703}.items()}
+
+
+def _port(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            return 0
+    return preferred
+
+
+def _application(
+    base: str, token: str, sf: Any, tally: Tally, entries: int, rate: float, outage: float
+) -> None:
+    """A stand-in for the service application: ads are created, corrected, deleted."""
+    rnd = random.Random(7)
+    contracts = sf.records("Contract")
+    open_ids = [c["Id"] for c in contracts if c.get("Status") != "Fulfilled"]
+    fulfilled = [c["Id"] for c in contracts if c.get("Status") == "Fulfilled"]
+    products = ["small", "medium", "big", "gigantic"]
+    live: list[str] = []
+    outage_at = entries // 2 if outage > 0 else -1
+    rule = None
+    with Client(base, token) as client:
+        for i in range(entries):
+            tally.phase = "submitting"
+            if i == outage_at:
+                rule = sf.faults.add(path="^/services/data", error="unavailable")
+                outage_end = time.monotonic() + outage
+            if rule is not None and time.monotonic() >= outage_end:
+                sf.faults.remove(rule.id)
+                rule = None
+            if rule is not None:
+                tally.phase = "Salesforce DOWN (fault rule) — still accepting"
+            roll = rnd.random()
+            try:
+                if live and roll < 0.15:
+                    key = rnd.choice(live)
+                    fields: dict[str, Any] = {"quantity": rnd.randint(1, 5)}
+                    client.upsert("usage", key, fields)
+                    prior = tally.expected.get(key) or {}
+                    tally.expected[key] = {**prior, **fields}
+                    tally.corrections += 1
+                elif live and roll < 0.22:
+                    key = live.pop(rnd.randrange(len(live)))
+                    client.delete("usage", key)
+                    tally.expected[key] = None
+                    tally.deletions += 1
+                else:
+                    key = f"ad-{i:05d}"
+                    fields = {
+                        "contract_id": rnd.choice(open_ids),
+                        "product": rnd.choice(products),
+                        "quantity": 1,
+                    }
+                    client.upsert("usage", key, fields)
+                    tally.expected[key] = fields
+                    live.append(key)
+                tally.submitted += 1
+                if fulfilled and i % 50 == 25:
+                    try:
+                        client.upsert(
+                            "usage",
+                            f"late-{i}",
+                            {"contract_id": fulfilled[0], "product": "small", "quantity": 1},
+                        )
+                    except LockedRecord:
+                        tally.refused_locked += 1
+            except CrmsyncError:
+                tally.failed += 1
+            time.sleep(1.0 / rate)
+    if rule is not None:
+        sf.faults.remove(rule.id)
+    tally.phase = "draining the queue"
+
+
+def _settled(runtime: Runtime) -> bool:
+    stats = runtime.queue.stats()
+    return stats.pending == 0 and stats.leased == 0 and stats.retrying == 0
+
+
+def _summary(tally: Tally, runtime: Runtime, sf: Any) -> Table:
+    stats = runtime.queue.stats()
+    in_sf = len([r for r in sf.records("Usage__c") if not r.get("IsDeleted")])
+    table = Table(title=f"usage billing — {tally.phase}", show_header=False, min_width=60)
+    table.add_row("entries submitted (202)", str(tally.submitted))
+    table.add_row("  of which corrections / deletions", f"{tally.corrections} / {tally.deletions}")
+    table.add_row("refused: contract locked (409)", str(tally.refused_locked))
+    table.add_row(
+        "queue: pending / retrying / in progress", f"{stats.pending} / {stats.retrying} / {stats.leased}"
+    )
+    table.add_row("dead letters", str(stats.dead))
+    table.add_row("Usage__c records in Salesforce", str(in_sf))
+    table.add_row("Salesforce API calls", str(sf.calls.total))
+    return table
+
+
+def _verify(tally: Tally, sf: Any, console: Console) -> bool:
+    """Compare what the application meant with what Salesforce holds."""
+    records = {r["Ad_Id__c"]: r for r in sf.records("Usage__c") if not r.get("IsDeleted")}
+    want = {k: v for k, v in tally.expected.items() if v is not None}
+    missing = [k for k in want if k not in records]
+    extra = [k for k in records if k not in want]
+    wrong = [
+        k
+        for k, v in want.items()
+        if k in records and float(records[k]["Quantity__c"]) != float(v["quantity"])
+    ]
+    if not (missing or extra or wrong):
+        console.print(
+            f"[green]✓ Salesforce holds exactly the {len(want)} live entries the application meant.[/green]"
+        )
+        return True
+    console.print(
+        f"[red]✗ mismatch: {len(missing)} missing, {len(extra)} extra, {len(wrong)} with wrong quantity[/red]"
+    )
+    return False

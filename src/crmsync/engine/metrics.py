@@ -1,0 +1,109 @@
+"""Prometheus metrics of one crmsync process (its own registry: importing registers nothing).
+
+Counters count what this process did; the queue and API-budget gauges are read at scrape time
+from the store and the connectors, so every process reports the same shared figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from crmsync.connectors.base import Connector
+from crmsync.engine.queue import QueueStats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _LiveCollector(Collector):
+    def __init__(self, stats: Callable[[], QueueStats], connectors: Callable[[], dict[str, Connector]]):
+        self._stats = stats
+        self._connectors = connectors
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._stats()
+        depth = GaugeMetricFamily("crmsync_queue_depth", "Changes in the queue by state", labels=["state"])
+        for state in ("pending", "leased", "retrying", "dead"):
+            depth.add_metric([state], float(getattr(stats, state)))
+        yield depth
+        yield GaugeMetricFamily(
+            "crmsync_queue_oldest_pending_age_seconds",
+            "Age of the oldest change not yet applied",
+            value=stats.oldest_pending_age or 0.0,
+        )
+        used = GaugeMetricFamily(
+            "crmsync_api_usage", "API calls used, as the vendor reports", labels=["connection"]
+        )
+        limit = GaugeMetricFamily(
+            "crmsync_api_limit", "API call limit, as the vendor reports", labels=["connection"]
+        )
+        calls = GaugeMetricFamily("crmsync_api_calls", "API calls this process made", labels=["connection"])
+        for name, connector in self._connectors().items():
+            usage = connector.api_usage()
+            if usage is not None:
+                used.add_metric([name], usage.used)
+                limit.add_metric([name], usage.limit)
+            calls.add_metric([name], float(getattr(connector, "calls_made", 0)))
+        yield used
+        yield limit
+        yield calls
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self._received = Counter(
+            "crmsync_changes_received", "Changes accepted into the queue", ["flow"], registry=r
+        )
+        self._duplicates = Counter(
+            "crmsync_changes_duplicate", "Deliveries ignored as duplicates", ["flow"], registry=r
+        )
+        self._refused = Counter(
+            "crmsync_ingest_refused", "Submissions refused at the door", ["flow", "reason"], registry=r
+        )
+        self._applied = Counter(
+            "crmsync_changes_applied", "Changes applied to their target", ["flow"], registry=r
+        )
+        self._failed = Counter(
+            "crmsync_changes_failed", "Failed attempts, by error class", ["flow", "kind"], registry=r
+        )
+        self._dead = Counter("crmsync_dead_letters", "Changes turned into dead letters", ["flow"], registry=r)
+        self._latency = Histogram(
+            "crmsync_change_latency_seconds",
+            "From a change's arrival to its effect in the target",
+            ["flow"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=r,
+        )
+
+    def watch(self, stats: Callable[[], QueueStats], connectors: Callable[[], dict[str, Connector]]) -> None:
+        self.registry.register(_LiveCollector(stats, connectors))
+
+    def received(self, flow: str, accepted: int, duplicates: int) -> None:
+        self._received.labels(flow).inc(accepted)
+        if duplicates:
+            self._duplicates.labels(flow).inc(duplicates)
+
+    def refused(self, flow: str, reason: str) -> None:
+        self._refused.labels(flow, reason).inc()
+
+    def applied(self, flow: str, count: int, created: Sequence[datetime]) -> None:
+        self._applied.labels(flow).inc(count)
+        now = datetime.now(UTC)
+        for at in created:
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            self._latency.labels(flow).observe(max(0.0, (now - at).total_seconds()))
+
+    def failed(self, flow: str, kind: str) -> None:
+        self._failed.labels(flow, kind).inc()
+
+    def dead_letter(self, flow: str) -> None:
+        self._dead.labels(flow).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,106 @@
+"""Run a process's parts: the web app, workers, and (later) the scheduler.
+
+``crmsync run`` runs all of them in one process (the embedded default); ``crmsync serve`` only
+the web app and ``crmsync worker`` only workers, as many processes as needed against one store.
+SIGTERM or Ctrl-C stops taking new work; each worker finishes the batch it holds, then exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from types import FrameType
+
+import uvicorn
+
+from crmsync.engine.runtime import Runtime
+from crmsync.engine.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Process:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        web: bool = True,
+        workers: int = 1,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.rt = runtime
+        self.web = web
+        self.workers = workers
+        self.host = host if host is not None else runtime.config.web.host
+        self.port = port if port is not None else runtime.config.web.port
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: uvicorn.Server | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def bound_port(self) -> int | None:
+        return self._sock.getsockname()[1] if self._sock is not None else None
+
+    def start_workers(self) -> None:
+        base = f"{socket.gethostname()}:{os.getpid()}"
+        for i in range(self.workers):
+            worker = Worker(
+                self.rt,
+                owner=f"{base}:{i}",
+                batch_size=self.rt.config.worker.batch_size,
+                poll_interval=self.rt.config.worker.poll_interval_seconds,
+            )
+            thread = threading.Thread(
+                target=worker.run, args=(self.stopping,), name=f"worker-{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def bind(self) -> None:
+        """Open the listening socket now (so a port of 0 is known before serving)."""
+        from crmsync.web.app import create_app
+
+        self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((self.host, self.port))
+        config = uvicorn.Config(
+            create_app(self.rt), log_level="warning", access_log=False, timeout_graceful_shutdown=10
+        )
+        self._server = uvicorn.Server(config)
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (blocking). Workers stop after their current batch."""
+        self.start_workers()
+        try:
+            if self.web:
+                if self._server is None:
+                    self.bind()
+                assert self._server is not None and self._sock is not None
+                log.info("serving on http://%s:%s", self.host, self.bound_port)
+                self._server.run(sockets=[self._sock])  # handles SIGINT/SIGTERM itself
+            else:
+                self._wait_for_signal()
+        finally:
+            self.stop()
+
+    def _wait_for_signal(self) -> None:
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+        self.stopping.wait()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()

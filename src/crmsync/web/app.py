@@ -1,0 +1,98 @@
+"""The ASGI app: routes, authentication, error replies.
+
+==========================================  =========================================
+``POST /api/v1/flows/{flow}/records``       ingest (bearer token) — :mod:`.ingest`
+``GET  /api/v1/views/{name}``               read-through views (bearer token) — :mod:`.views`
+``GET  /healthz``                           the process is up
+``GET  /readyz``                            the store answers (503 otherwise)
+``GET  /metrics``                           Prometheus metrics
+==========================================  =========================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from crmsync.engine.metrics import CONTENT_TYPE
+from crmsync.engine.runtime import Runtime
+from crmsync.web.auth import authenticate, bearer_token
+from crmsync.web.errors import ApiError
+from crmsync.web.ingest import Ingestor
+from crmsync.web.views import Views
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[dict[str, Any]]]
+
+
+def _api(handler: Handler, runtime: Runtime, status: int) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, run ``handler``, and turn every refusal into a JSON error reply."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            token = bearer_token(request)
+            request.state.token_name = await anyio.to_thread.run_sync(authenticate, runtime.store, token)
+            return JSONResponse(await handler(request), status_code=status)
+        except ApiError as exc:
+            return exc.response()
+        except SQLAlchemyError as exc:
+            log.warning("store unavailable: %s", exc)
+            return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            return ApiError(500, "internal_error", "unexpected error; see the server log").response()
+
+    return endpoint
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    ingestor = Ingestor(runtime)
+    views = Views(runtime)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        ingestor.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ok = await anyio.to_thread.run_sync(runtime.store.ping)
+        return JSONResponse(
+            {"status": "ready" if ok else "store unreachable"}, status_code=200 if ok else 503
+        )
+
+    async def metrics(request: Request) -> Response:
+        body = await anyio.to_thread.run_sync(runtime.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return ApiError(404, "not_found", f"no route {request.url.path}").response()
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return ApiError(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+        ).response()
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/flows/{flow}/records", _api(ingestor, runtime, 202), methods=["POST"]),
+            Route("/api/v1/views/{name}", _api(views, runtime, 200), methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,210 @@
+"""``POST /api/v1/flows/{flow}/records``: an application hands over records.
+
+The body is one record, ``{"records": [...]}`` or a JSON array of records::
+
+    {"key": "ad-17", "operation": "upsert", "fields": {"contract_id": "800...", "quantity": 3},
+     "delivery_id": "optional sender id for de-duplication"}
+
+The answer is 202 once every record is durably queued, and nothing is stored unless all of them
+are acceptable: a bad record, a field the application does not own, or a record whose parent is
+locked refuses the whole request with a 4xx naming the problem. While the target cannot be asked
+about locks (it is down or slow), records are accepted and the worker asks before writing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Annotated, Any, Literal
+
+import anyio
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from starlette.requests import ClientDisconnect, Request
+
+from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.queue import NewChange
+from crmsync.engine.runtime import Runtime
+from crmsync.errors import CrmsyncError
+from crmsync.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+Scalar = StrictStr | StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | None
+Key = (
+    Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+    | Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)]
+)
+
+
+class IngestRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    operation: Literal["upsert", "delete"] = "upsert"
+    fields: dict[Annotated[str, Field(min_length=1, max_length=255)], Scalar] = Field(default_factory=dict)
+    delivery_id: Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")] | None = (
+        None
+    )
+
+
+class IngestBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[IngestRecord]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ApiError(400, "incomplete_body", "the client went away before sending the whole body") from exc
+    return b"".join(chunks)
+
+
+def parse_records(body: bytes, max_batch: int) -> list[IngestRecord]:
+    if not body.strip():
+        raise ApiError(
+            400, "invalid_json", "empty body: send a JSON record, a list of records or {'records': [...]}"
+        )
+    try:
+        data = json.loads(body)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates cannot be stored
+    except (json.JSONDecodeError, UnicodeError) as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON text: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
+    try:
+        if isinstance(data, list):
+            records = IngestBatch(records=data).records
+        elif isinstance(data, dict) and "records" in data:
+            records = IngestBatch.model_validate(data).records
+        elif isinstance(data, dict):
+            records = [IngestRecord.model_validate(data)]
+        else:
+            raise ApiError(422, "invalid_record", "body must be a JSON object or array of objects")
+    except ValidationError as exc:
+        details = [
+            {"loc": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in exc.errors(include_url=False)
+        ]
+        raise ApiError(422, "invalid_record", "records do not have the expected shape", details) from exc
+    if not records:
+        raise ApiError(422, "invalid_record", "no records in the body")
+    if len(records) > max_batch:
+        raise ApiError(413, "batch_too_large", f"{len(records)} records in one request; at most {max_batch}")
+    return records
+
+
+class Ingestor:
+    """The blocking part of ingest: checks, lock rules, enqueue (runs in a worker thread)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lock-check")
+
+    def flow(self, name: str) -> FlowRuntime:
+        flow = self.rt.flows.get(name)
+        if flow is None or not self.rt.is_app_source(flow):
+            valid = ", ".join(sorted(n for n, f in self.rt.flows.items() if self.rt.is_app_source(f)))
+            raise ApiError(
+                404, "unknown_flow", f"no flow {name!r} takes records from applications; valid: {valid}"
+            )
+        return flow
+
+    def accept(self, flow: FlowRuntime, records: list[IngestRecord], token_name: str) -> dict[str, Any]:
+        problems: list[dict[str, str]] = []
+        for i, record in enumerate(records):
+            for problem in flow.refuse_fields(record.fields):
+                problems.append({"loc": f"records.{i}.fields", "message": problem})
+            given_key = record.fields.get(flow.key_field)
+            if given_key is not None and str(given_key) != str(record.key):
+                problems.append(
+                    {
+                        "loc": f"records.{i}.fields.{flow.key_field}",
+                        "message": "differs from the record's key",
+                    }
+                )
+        if problems:
+            self.rt.metrics.refused(flow.name, "fields")
+            raise ApiError(
+                422, "field_not_writable", "records contain fields the application may not write", problems
+            )
+        self._check_locks(flow, records)
+        changes = [
+            NewChange(
+                source=flow.source,
+                flow=flow.name,
+                record_key=str(r.key),
+                operation=r.operation,
+                fields=dict(r.fields),
+                delivery_id=r.delivery_id,
+            )
+            for r in records
+        ]
+        try:
+            result = self.rt.queue.enqueue(changes)
+        except CrmsyncError as exc:
+            raise ApiError(503, "store_unavailable", f"could not queue the records: {exc}") from exc
+        self.rt.metrics.received(flow.name, result.accepted, result.duplicates)
+        return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+    def _check_locks(self, flow: FlowRuntime, records: list[IngestRecord]) -> None:
+        if flow.lock is None:
+            return
+        parents: dict[str, list[str]] = {}
+        for r in records:
+            parent = flow.lock_parent(r.fields)
+            if parent is None:
+                parent = flow.lock_parent(self.rt.ledger.last_synced(flow, str(r.key)))
+            if parent is not None:
+                parents.setdefault(parent, []).append(str(r.key))
+        if not parents:
+            return
+        target = self.rt.queryable(flow.target)
+        future = self._pool.submit(self.rt.locks.locked, flow, target, list(parents))
+        try:
+            locked = future.result(timeout=self.rt.lock_check_timeout)
+        except (FutureTimeout, CrmsyncError) as exc:
+            # the target cannot answer now: accept, the worker asks again before writing
+            log.info("flow %s: lock check deferred to the worker (%s)", flow.name, exc or "timeout")
+            return
+        if locked:
+            keys = sorted(k for p in locked for k in parents[p])
+            parent = sorted(locked)[0]
+            self.rt.metrics.refused(flow.name, "locked")
+            raise ApiError(
+                409,
+                "locked",
+                flow.lock_message({flow.lock.key: parent, "key": keys[0]}),
+                {"locked_parents": sorted(locked), "records": keys},
+            )
+
+    async def __call__(self, request: Request) -> dict[str, Any]:
+        flow = self.flow(request.path_params["flow"])
+        body = await read_body(request, self.rt.max_body_bytes)
+        records = parse_records(body, self.rt.max_batch)
+        token_name: str = request.state.token_name
+        return await anyio.to_thread.run_sync(self.accept, flow, records, token_name)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
