@@ -35,7 +35,9 @@ def queue(store: Store, clock: Clock) -> ChangeQueue:
     return ChangeQueue(store, lease_seconds=30, backoff=Backoff(jitter=0), clock=clock)
 
 
-def up(key: str, delivery: str | None = None, flow: str = "f", source: str = "app", **fields: object) -> NewChange:
+def up(
+    key: str, delivery: str | None = None, flow: str = "f", source: str = "app", **fields: object
+) -> NewChange:
     return NewChange(source, flow, key, "upsert", fields, delivery)
 
 
@@ -58,7 +60,9 @@ def states(store: Store) -> dict[int, str]:
 def test_enqueue_deduplicates_by_source_and_delivery_id(queue: ChangeQueue) -> None:
     first = queue.enqueue([up("r1", "d1", a=1), up("r2", "d2"), up("r3", None), up("r4", None)])
     assert (first.accepted, first.duplicates) == (4, 0)
-    again = queue.enqueue([up("r1", "d1", a=2), up("r5", "d1", source="other"), up("r6", "d3"), up("r7", "d3")])
+    again = queue.enqueue(
+        [up("r1", "d1", a=2), up("r5", "d1", source="other"), up("r6", "d3"), up("r7", "d3")]
+    )
     assert (again.accepted, again.duplicates) == (2, 2)  # d1 again; d3 twice in one batch
     claimed = queue.claim("w", 100)
     assert sorted(keys(claimed)) == ["r1", "r2", "r3", "r4", "r5", "r6"]
@@ -76,7 +80,9 @@ def test_enqueue_in_the_callers_transaction_is_rolled_back_with_it(store: Store,
 def test_a_large_batch_is_inserted_in_one_statement(store: Store, queue: ChangeQueue) -> None:
     inserts: list[int] = []
 
-    def count(conn: object, cursor: object, statement: str, params: object, context: object, many: bool) -> None:
+    def count(
+        conn: object, cursor: object, statement: str, params: object, context: object, many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO CHANGES"):
             inserts.append(len(params) if many and isinstance(params, list) else 1)  # type: ignore[arg-type]
 
@@ -266,7 +272,13 @@ def test_discard_hides_a_letter_and_it_cannot_be_replayed(queue: ChangeQueue) ->
 
 def test_stats_count_the_queue(queue: ChangeQueue, clock: Clock) -> None:
     empty = queue.stats()
-    assert (empty.pending, empty.leased, empty.dead, empty.retrying, empty.oldest_pending_age) == (0, 0, 0, 0, None)
+    assert (empty.pending, empty.leased, empty.dead, empty.retrying, empty.oldest_pending_age) == (
+        0,
+        0,
+        0,
+        0,
+        None,
+    )
     queue.enqueue([up("a"), up("b"), up("c"), up("c")])
     clock.advance(5)
     claimed = {c.record_key: c for c in queue.claim("w", 2)}  # a and b
