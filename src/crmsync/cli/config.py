@@ -20,13 +20,7 @@ from crmsync.connectors import registry
 from crmsync.errors import ConfigError
 
 #: the ``-c/--config`` option every command that reads crmsync.yaml takes
-CONFIG_OPTION: Any = typer.Option(
-    DEFAULT_PATH,
-    "--config",
-    "-c",
-    envvar="CRMSYNC_CONFIG",
-    help="Configuration file (default ./crmsync.yaml; or set CRMSYNC_CONFIG).",
-)
+CONFIG_OPTION: Any = typer.Option(DEFAULT_PATH, "--config", "-c", help="The configuration file.")
 
 config_app = typer.Typer(help="Inspect the configuration: its JSON Schema, or the file as resolved.")
 
@@ -37,13 +31,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
 
 
-def load_or_exit(path: Path) -> Config:
+def load_or_exit(path: Path, *, err: bool = True) -> Config:
     """The configuration at ``path``; on any problem, print every one and exit with status 1."""
     try:
         return load_config(path)
     except ConfigError as exc:
-        for problem in exc.problems or [exc.message]:
-            typer.secho(problem, fg=typer.colors.RED, err=True)
+        for problem in exc.problems:
+            typer.secho(problem, fg=typer.colors.RED, err=err)
+        if exc.problems != [exc.message]:
+            typer.echo(exc.message, err=err)
         raise typer.Exit(1) from None
 
 
@@ -52,7 +48,7 @@ def check(
     connect: bool = typer.Option(False, "--connect", help="Also log in to each connection once."),
 ) -> None:
     """Validate the configuration file: print every problem with its line, or a summary."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, err=False)
     name = cfg.path.name if cfg.path else str(config)
     typer.echo(
         f"{name} is valid: {_count(len(cfg.connections), 'connection')}, "

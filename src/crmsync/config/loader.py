@@ -126,8 +126,7 @@ def parse_config(text: str, *, path: Path, sources: Sources) -> Config:
 def _error(doc: _Document) -> ConfigError:
     problems = doc.formatted()
     count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-    message = f"{doc.file} is invalid ({count}):\n" + "\n".join(f"  {p}" for p in problems)
-    return ConfigError(message, problems=problems)
+    return ConfigError(f"{doc.file} is invalid ({count})", problems=problems)
 
 
 # ---------------------------------------------------------------- YAML nodes → data

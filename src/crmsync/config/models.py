@@ -151,9 +151,6 @@ class AppConnection(Model):
     type: Literal["app"] = Field(
         description="Connection type: an application submitting records through the ingest API."
     )
-    token: OptionalSecret = Field(
-        None, description="Bearer token the application presents to the ingest and read-through API."
-    )
 
 
 Connection = Annotated[SalesforceConnection | AppConnection, Field(discriminator="type")]
@@ -298,7 +295,7 @@ def redact_url(url: str) -> str:
         return url
     if parsed.password is None:
         return url
-    return parsed.set(password=REDACTED).render_as_string(hide_password=False)
+    return parsed.render_as_string(hide_password=True).replace(":***@", f":{REDACTED}@", 1)
 
 
 def _redact(value: Any) -> Any:

@@ -14,9 +14,7 @@ from pathlib import Path
 VARIABLES = (
     "SALESFORCE_INSTANCE_URL",
     "SALESFORCE_CLIENT_ID",
-    "SALESFORCE_CLIENT_SECRET",
     "SALESFORCE_USERNAME",
-    "SALESFORCE_PASSWORD",
     "SALESFORCE_JWT_KEY_FILE",
 )
 
@@ -56,9 +54,9 @@ connections:
     login_url: ${SALESFORCE_LOGIN_URL:-https://login.salesforce.com}
     instance_url: ${SALESFORCE_INSTANCE_URL}
     client_id: ${SALESFORCE_CLIENT_ID}
-    client_secret: ${SALESFORCE_CLIENT_SECRET}
+    client_secret: ${SALESFORCE_CLIENT_SECRET:-}   # not needed by the jwt flow
     username: ${SALESFORCE_USERNAME}
-    password: ${SALESFORCE_PASSWORD}
+    password: ${SALESFORCE_PASSWORD:-}             # password flow only
     private_key_file: ${SALESFORCE_JWT_KEY_FILE}
     ca_file: ${SALESFORCE_CA_FILE:-}     # extra CA bundle to trust (the sandbox's)
     api_version: "66.0"
@@ -66,7 +64,6 @@ connections:
     daily_limit_guard: 0.9               # pause non-urgent work past 90% of the daily API limit
   app:
     type: app                            # your application, submitting through the ingest API
-    token: ${CRMSYNC_APP_TOKEN:-}        # bearer token it must present (empty: none; local use only)
 
 flows:
   usage:

@@ -66,7 +66,8 @@ def problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -
         load_config(path, environ=environ or {})
     prefix = f"{path}:"
     assert all(p.startswith(prefix) for p in caught.value.problems), caught.value.problems
-    assert caught.value.message.count("\n") == len(caught.value.problems)
+    count = len(caught.value.problems)
+    assert caught.value.message == f"{path} is invalid ({count} problem{'s' if count > 1 else ''})"
     return [p[len(prefix) :] for p in caught.value.problems]
 
 
@@ -316,4 +317,5 @@ def test_secret_values_never_appear_in_problems(tmp_path: Path) -> None:
         load_config(path, environ={"SECRET": secret})
     assert len(caught.value.problems) >= 5
     assert secret not in str(caught.value)
+    assert secret not in caught.value.message
     assert secret not in "\n".join(caught.value.problems)
