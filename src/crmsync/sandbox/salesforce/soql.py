@@ -163,9 +163,6 @@ class Count:
     pos: Position
 
 
-SelectItem = FieldPath | Count
-
-
 @dataclass(frozen=True)
 class OrderItem:
     path: FieldPath
@@ -179,6 +176,9 @@ class OrderItem:
 
 @dataclass(frozen=True)
 class Query:
+    """A whole query, or a parent-to-child subquery in a SELECT list (``object_name`` is then the
+    child relationship, e.g. ``Contacts``)."""
+
     text: str
     object_name: str  # as written in FROM
     object_pos: Position
@@ -192,6 +192,9 @@ class Query:
     def count_only(self) -> bool:
         """``SELECT COUNT() FROM …``: the answer is ``totalSize`` alone."""
         return any(isinstance(item, Count) and item.path is None for item in self.select)
+
+
+SelectItem = FieldPath | Count | Query
 
 
 # -- the grammar -------------------------------------------------------------------------------
@@ -212,6 +215,9 @@ select_list: select_item ("," select_item)*
 ?select_item: path
             | COUNT "(" ")"                 -> count_all
             | COUNT "(" path ")" IDENT?     -> count_field
+            | "(" subquery ")"
+subquery: "SELECT"i sub_list "FROM"i IDENT where? order? limit? offset?
+sub_list: path ("," path)*
 
 path: IDENT ("." IDENT)*
 
@@ -349,6 +355,9 @@ class _Build(Transformer[Token, Any]):
     def select_list(self, *items: SelectItem) -> tuple[SelectItem, ...]:
         return items
 
+    def sub_list(self, *items: FieldPath) -> tuple[FieldPath, ...]:
+        return items
+
     def count_all(self, count: Token) -> Count:
         return Count(None, None, _pos(count))
 
@@ -465,6 +474,8 @@ class _Build(Transformer[Token, Any]):
             offset=parts.get("offset"),
         )
 
+    subquery = start
+
 
 def _syntax_error(text: str, exc: UnexpectedInput) -> SoqlError:
     line = getattr(exc, "line", None) or 1
@@ -543,6 +554,25 @@ class DescribedQuerySource(Protocol):
     def field_names(self, object_name: str) -> Iterable[str]: ...
 
     def object_names(self) -> Iterable[str]: ...
+
+
+@runtime_checkable
+class ChildRelationshipSource(Protocol):
+    """Optional: parent-to-child subqueries (``SELECT Name, (SELECT LastName FROM Contacts) FROM
+    Account``) need the child relationships; without this method they are INVALID_TYPE."""
+
+    def child_relationship(self, object_name: str, relationship_name: str) -> tuple[str, str, str] | None:
+        """("Contacts", "Contact", "AccountId") for (Account, contacts): the canonical relationship
+        name, the child object and its reference field; None if ``object_name`` has no such child
+        relationship (any casing)."""
+
+
+@runtime_checkable
+class RecordTypeSource(Protocol):
+    """Optional: the object a record id belongs to, so a polymorphic parent (``Task.What``) gets its
+    real type in ``attributes``; without it the relationship's declared target is used."""
+
+    def object_of(self, record_id: str) -> str | None: ...
 
 
 @dataclass

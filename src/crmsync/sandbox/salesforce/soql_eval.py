@@ -22,6 +22,7 @@ from typing import Any
 from crmsync.sandbox.salesforce.ids import normalize as normalize_id
 from crmsync.sandbox.salesforce.soql import (
     And,
+    ChildRelationshipSource,
     Comparison,
     Condition,
     Count,
@@ -36,6 +37,7 @@ from crmsync.sandbox.salesforce.soql import (
     Query,
     QueryResult,
     QuerySource,
+    RecordTypeSource,
     RelativeDate,
     SoqlError,
     Value,
@@ -218,15 +220,24 @@ class _Range:
 
 
 class _Execution:
-    def __init__(self, query: Query, source: QuerySource, now: datetime, include_deleted: bool) -> None:
+    def __init__(
+        self,
+        query: Query,
+        source: QuerySource,
+        now: datetime,
+        include_deleted: bool,
+        *,
+        object_name: str | None = None,
+    ) -> None:
         self.query = query
         self.source = source
+        self.now = now
         self.today = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(UTC).date()
         self.include_deleted = include_deleted
         self.base = f"/services/data/v{source.api_version}/sobjects"
         self._field_maps: dict[str, dict[str, str]] = {}
         self._parents: dict[tuple[str, str], Row | None] = {}
-        self.object_name = self._object(query.object_name, query.object_pos)
+        self.object_name = object_name or self._object(query.object_name, query.object_pos)
 
     # -- errors and names ------------------------------------------------------------------
     def error(self, code: str, pos: Position, detail: str) -> SoqlError:
@@ -483,42 +494,73 @@ class _Execution:
     def run(self) -> QueryResult:
         query = self.query
         counts = [item for item in query.select if isinstance(item, Count)]
-        fields = [item for item in query.select if isinstance(item, FieldPath)]
+        others = [item for item in query.select if not isinstance(item, Count)]
         if counts and counts[0].path is None and len(query.select) > 1:
             raise self.error("MALFORMED_QUERY", counts[0].pos, "COUNT() cannot be combined with other fields")
-        if counts and fields:
-            raise self.error(
-                "MALFORMED_QUERY", fields[0].pos, f"Field must be grouped or aggregated: {fields[0].text}"
+        if counts and others:
+            first = others[0]
+            pos, text = (
+                (first.pos, first.text) if isinstance(first, FieldPath) else (first.object_pos, "(SELECT)")
             )
-        selected = self._select(fields)
+            raise self.error("MALFORMED_QUERY", pos, f"Field must be grouped or aggregated: {text}")
+        selected = self.select(others)
+        matched = self.matching_rows()
+        start = query.offset or 0
+        end = start + query.limit if query.limit is not None else None
+        matched = matched[start:end]
+        if counts:
+            return self._aggregate(counts, matched)
+        return QueryResult([self.shape(row, selected) for row in matched], len(matched))
+
+    def matching_rows(self) -> list[Row]:
+        """The rows the WHERE clause keeps, in ORDER BY order (before LIMIT/OFFSET)."""
+        query = self.query
         predicate = self.compile(query.where) if query.where is not None else None
         order = [(self.resolve(item.path), item) for item in query.order_by]
-
         rows: Iterable[Row] = self.source.rows(self.object_name, self.include_deleted)
         matched = [row for row in rows if predicate(row)] if predicate is not None else list(rows)
-        for resolved, item in reversed(order):
+        for resolved, item in reversed(order):  # stable sorts, last key first
             matched.sort(
                 key=self._sort_key(resolved, item.descending, item.effective_nulls_first),
                 reverse=item.descending,
             )
-        start = query.offset or 0
-        end = start + query.limit if query.limit is not None else None
-        matched = matched[start:end]
+        return matched
 
-        if counts:
-            return self._aggregate(counts, matched)
-        return QueryResult([self._shape(row, selected) for row in matched], len(matched))
-
-    def _select(self, fields: list[FieldPath]) -> list[Resolved]:
-        selected: list[Resolved] = []
+    def select(self, items: list[FieldPath | Query]) -> list[Resolved | _Children]:
+        selected: list[Resolved | _Children] = []
         seen: set[str] = set()
-        for path in fields:
-            resolved = self.resolve(path)
-            if resolved.key in seen:
-                raise self.error("MALFORMED_QUERY", path.pos, f"duplicate field selected: {path.text}")
-            seen.add(resolved.key)
-            selected.append(resolved)
+        for item in items:
+            if isinstance(item, Query):
+                children = self._children(item)
+                key, pos, text = children.name.lower(), item.object_pos, item.object_name
+            else:
+                resolved = self.resolve(item)
+                key, pos, text = resolved.key, item.pos, item.text
+            if key in seen:
+                raise self.error("MALFORMED_QUERY", pos, f"duplicate field selected: {text}")
+            seen.add(key)
+            selected.append(children if isinstance(item, Query) else resolved)
         return selected
+
+    def _children(self, sub: Query) -> _Children:
+        found = None
+        if isinstance(self.source, ChildRelationshipSource):
+            found = self.source.child_relationship(self.object_name, sub.object_name)
+        if found is None:
+            raise self.error(
+                "INVALID_TYPE",
+                sub.object_pos,
+                f"Didn't understand relationship '{sub.object_name}' in FROM part of query call. If you "
+                "are attempting to use a custom relationship, be sure to append the '__r' after the custom "
+                "relationship name. Please reference your WSDL or the describe call for the appropriate "
+                "names.",
+            )
+        name, child_object, ref_field = found
+        execution = _Execution(sub, self.source, self.now, self.include_deleted, object_name=child_object)
+        execution._parents = self._parents
+        return _Children(
+            name, execution, ref_field, execution.select([i for i in sub.select if not isinstance(i, Count)])
+        )
 
     def _sort_key(self, resolved: Resolved, descending: bool, nulls_first: bool) -> Callable[[Row], Any]:
         get = self.getter(resolved)
@@ -551,31 +593,64 @@ class _Execution:
             record[name] = sum(1 for row in rows if get(row) is not None)
         return QueryResult([record], 1)
 
+    # -- shaping -----------------------------------------------------------------------------
     def _attributes(self, obj: str, record_id: Any) -> dict[str, Any]:
         return {"type": obj, "url": f"{self.base}/{obj}/{record_id}"}
 
-    def _shape(self, row: Row, selected: list[Resolved]) -> dict[str, Any]:
+    def _parent_type(self, hop: Hop, row: Row) -> str:
+        if isinstance(self.source, RecordTypeSource) and row.get("Id"):
+            return self.source.object_of(str(row["Id"])) or hop.target
+        return hop.target
+
+    def shape(self, row: Row, selected: list[Resolved | _Children]) -> dict[str, Any]:
         out: dict[str, Any] = {"attributes": self._attributes(self.object_name, row.get("Id"))}
-        for resolved in selected:
+        for item in selected:
+            if isinstance(item, _Children):
+                out[item.name] = item.result_for(row)
+                continue
             container = out
             current: Row | None = row
-            for hop in resolved.hops:
-                if hop.name in container:
-                    nested = container[hop.name]
-                    if nested is None:
-                        current = None
-                        break
-                    container = nested
-                    ref = current.get(hop.ref_field) if current is not None else None
-                    current = self.parent(hop.target, ref) if ref is not None else None
-                    continue
+            for hop in item.hops:
                 ref = current.get(hop.ref_field) if current is not None else None
                 current = self.parent(hop.target, ref) if ref is not None else None
-                if current is None:
-                    container[hop.name] = None
+                nested = container.get(hop.name, ...)
+                if nested is ...:  # first field through this relationship: make its record
+                    nested = None
+                    if current is not None:
+                        nested = {
+                            "attributes": self._attributes(self._parent_type(hop, current), current.get("Id"))
+                        }
+                    container[hop.name] = nested
+                if nested is None or current is None:
                     break
-                nested = container[hop.name] = {"attributes": self._attributes(hop.target, current.get("Id"))}
                 container = nested
-            if current is not None:
-                container[resolved.field] = current.get(resolved.field)
+            else:
+                container[item.field] = current.get(item.field) if current is not None else None
         return out
+
+
+class _Children:
+    """A parent-to-child subquery: its rows grouped by parent once, then a page per parent record."""
+
+    def __init__(
+        self, name: str, execution: _Execution, ref_field: str, selected: list[Resolved | _Children]
+    ):
+        self.name = name
+        self.execution = execution
+        self.ref_field = ref_field
+        self.selected = selected
+        self._groups: dict[Any, list[Row]] | None = None
+
+    def result_for(self, parent: Row) -> dict[str, Any] | None:
+        if self._groups is None:
+            self._groups = {}
+            for row in self.execution.matching_rows():
+                self._groups.setdefault(_id_key(row.get(self.ref_field)), []).append(row)
+        rows = self._groups.get(_id_key(parent.get("Id")), [])
+        query = self.execution.query
+        start = query.offset or 0
+        rows = rows[start : start + query.limit if query.limit is not None else None]
+        if not rows:
+            return None
+        records = [self.execution.shape(row, self.selected) for row in rows]
+        return {"totalSize": len(records), "done": True, "records": records}

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from crmsync.sandbox.salesforce.ids import make_id
 from crmsync.sandbox.salesforce.soql import (
     And,
+    ChildRelationshipSource,
     Comparison,
     Count,
     DescribedQuerySource,
@@ -24,6 +25,7 @@ from crmsync.sandbox.salesforce.soql import (
     Or,
     Query,
     QueryResult,
+    RecordTypeSource,
     RelativeDate,
     SoqlError,
     execute,
@@ -60,6 +62,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "Id": "id",
         "Name": "string",
         "Contract__c": "reference",
+        "Related__c": "reference",  # polymorphic: Account or Contract
         "Quantity__c": "double",
         "IsDeleted": "boolean",
         "CreatedDate": "datetime",
@@ -69,6 +72,11 @@ RELATIONSHIPS = {
     ("Account", "Owner"): ("OwnerId", "User"),
     ("Contract", "Account"): ("AccountId", "Account"),
     ("Usage__c", "Contract__r"): ("Contract__c", "Contract"),
+    ("Usage__c", "Related__r"): ("Related__c", "Account"),
+}
+CHILDREN = {
+    ("Account", "contracts"): ("Contracts", "Contract", "AccountId"),
+    ("Contract", "usages__r"): ("Usages__r", "Usage__c", "Contract__c"),
 }
 PREFIX = {"User": "005", "Account": "001", "Contract": "800", "Usage__c": "a0A"}
 
@@ -105,7 +113,8 @@ class FakeSource:
         return rows if include_deleted else (r for r in rows if not r["IsDeleted"])
 
     def get(self, object_name: str, record_id: str) -> Mapping[str, Any] | None:
-        return self.records[object_name].get(record_id)
+        # by the id's prefix, as a polymorphic reference may point at another object than declared
+        return next((t[record_id] for t in self.records.values() if record_id in t), None)
 
 
 class DescribedSource(FakeSource):
@@ -116,6 +125,12 @@ class DescribedSource(FakeSource):
 
     def object_names(self) -> Iterable[str]:
         return SCHEMA
+
+    def child_relationship(self, object_name: str, relationship_name: str) -> tuple[str, str, str] | None:
+        return CHILDREN.get((object_name, relationship_name.lower()))
+
+    def object_of(self, record_id: str) -> str | None:
+        return next(obj for obj, prefix in PREFIX.items() if record_id.startswith(prefix))
 
 
 @pytest.fixture
@@ -192,7 +207,7 @@ def test_parse_builds_the_query_tree() -> None:
         "AND NOT Account.Name LIKE 'a%' ORDER BY StartDate DESC NULLS FIRST, Id LIMIT 10 OFFSET 5"
     )
     assert q.object_name == "Contract"
-    assert q.select[1] == FieldPath(("Account", "Name"), q.select[1].pos)
+    assert isinstance(q.select[1], FieldPath) and q.select[1].parts == ("Account", "Name")
     assert isinstance(q.where, And)
     first, second = q.where.items
     assert (
@@ -587,6 +602,66 @@ def test_object_name_may_qualify_its_own_fields(src: FakeSource) -> None:
 def test_five_relationship_levels_at_most(src: FakeSource) -> None:
     err = error(src, "SELECT Id FROM Usage__c WHERE A.B.C.D.E.F.Name = 'x'")
     assert err.error_code == "MALFORMED_QUERY"
+
+
+def test_polymorphic_parents_get_their_type_from_the_record_id(src: FakeSource) -> None:
+    contract = next(r["Id"] for r in src.rows("Contract", False) if r["Status"] == "Fulfilled")
+    account = next(r["Id"] for r in src.rows("Account", False) if r["Name"] == "Acme")
+    src.add("Usage__c", Name="P1", Related__c=contract)
+    src.add("Usage__c", Name="P2", Related__c=account)
+    text = "SELECT Name, Related__r.Id FROM Usage__c WHERE Related__c != null ORDER BY Name"
+    p1, p2 = run(src, text).records
+    assert (p1["Related__r"]["attributes"]["type"], p1["Related__r"]["Id"]) == ("Contract", contract)
+    assert (p2["Related__r"]["attributes"]["type"], p2["Related__r"]["Id"]) == ("Account", account)
+    assert isinstance(src, RecordTypeSource) and not isinstance(FakeSource(), RecordTypeSource)
+    plain = FakeSource()
+    plain.records = src.records
+    assert run(plain, text).records[0]["Related__r"]["attributes"]["type"] == "Account"  # the declared one
+
+
+# -- subqueries --------------------------------------------------------------------------------
+
+
+def test_child_subqueries_nest_a_result_per_parent(src: FakeSource) -> None:
+    text = (
+        "SELECT Name, (SELECT Status, Account.Name FROM contracts ORDER BY Status) FROM Account ORDER BY Name"
+    )
+    result = run(src, text)
+    acme, globex, initech = result.records
+    assert list(acme) == ["attributes", "Name", "Contracts"]
+    contracts = acme["Contracts"]
+    assert (contracts["totalSize"], contracts["done"]) == (1, True)
+    assert contracts["records"][0]["Status"] == "Fulfilled"
+    assert contracts["records"][0]["Account"]["Name"] == "Acme"
+    assert contracts["records"][0]["attributes"]["type"] == "Contract"
+    assert globex["Contracts"]["records"][0]["Status"] == "Draft"
+    assert initech["Contracts"] is None
+
+
+def test_child_subqueries_filter_order_and_limit(src: FakeSource) -> None:
+    contract = next(r["Id"] for r in src.rows("Contract", False) if r["Status"] == "Fulfilled")
+    for n in range(4):
+        src.add("Usage__c", Name=f"V{n}", Contract__c=contract, Quantity__c=float(n))
+    text = (
+        "SELECT Status, (SELECT Name FROM Usages__r WHERE Quantity__c != null "
+        "ORDER BY Quantity__c DESC LIMIT 3) FROM Contract WHERE Status = 'Fulfilled'"
+    )
+    usages = run(src, text).records[0]["Usages__r"]
+    assert [r["Name"] for r in usages["records"]] == ["U1", "V3", "V2"]
+    assert usages["totalSize"] == 3
+
+
+def test_child_subquery_errors(src: FakeSource) -> None:
+    err = error(src, "SELECT Name, (SELECT Id FROM Nothings) FROM Account")
+    assert err.error_code == "INVALID_TYPE"
+    assert err.detail.startswith("Didn't understand relationship 'Nothings' in FROM part of query call.")
+    assert error(src, "SELECT Name, (SELECT Nope FROM Contracts) FROM Account").error_code == "INVALID_FIELD"
+    assert error(src, "SELECT Name, (SELECT Id FROM Contracts), (SELECT Id FROM Contracts) FROM Account")
+    plain = FakeSource()
+    assert not isinstance(plain, ChildRelationshipSource)
+    assert error(plain, "SELECT Name, (SELECT Id FROM Contracts) FROM Account").error_code == "INVALID_TYPE"
+    with pytest.raises(SoqlError):
+        parse("SELECT Name, (SELECT Id, (SELECT Id FROM Usages__r) FROM Contracts) FROM Account")
 
 
 # -- ordering, paging ----------------------------------------------------------------------------
