@@ -99,10 +99,12 @@ def keys_markdown() -> str:
 
 
 def transforms_markdown() -> str:
-    """One row per registered transform: its name, its args and its docstring."""
+    """One row per built-in transform (plug-ins installed here are left out): name, args, docstring."""
     out = ["| transform | args | what it does |", "|---|---|---|"]
     for name in transforms.names():
         t = transforms.get(name)
+        if t.function.__module__ != transforms.__name__:
+            continue
         args = [f"`{a}`" for a in t.required_args] + [f"`{a}`?" for a in t.optional_args]
         text = " ".join(line.strip() for line in t.doc.strip().splitlines() if line.strip())
         text = text.replace("|", "\\|")
