@@ -98,7 +98,6 @@ def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = ep.load()
@@ -109,6 +108,7 @@ def _load_plugins() -> None:
                 f"transform plug-in {ep.name!r} ({ep.value}) must name a module or a function decorated "
                 "with @crmsync.engine.transforms.transform"
             )
+    _plugins_loaded = True  # only once every plug-in loaded: a broken one keeps failing loudly
 
 
 def names() -> list[str]:

@@ -134,6 +134,8 @@ def test_a_broken_plugin_is_a_config_error(
     monkeypatch.setattr(transforms, "entry_points", lambda *, group: [_EntryPoint("bad", loaded)])
     with pytest.raises(ConfigError, match=message):
         transforms.names()
+    with pytest.raises(ConfigError, match=message):
+        transforms.get("number")
 
 
 # ---------------------------------------------------------------- text
