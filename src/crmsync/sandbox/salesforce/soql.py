@@ -123,6 +123,15 @@ class InList:
 
 
 @dataclass(frozen=True)
+class InSelect:
+    """``AccountId IN (SELECT Id FROM Account WHERE …)``: a semi-join (anti-join when negated)."""
+
+    path: FieldPath
+    query: Query
+    negated: bool
+
+
+@dataclass(frozen=True)
 class Like:
     path: FieldPath
     pattern: str  # a regular expression for re.fullmatch of the lower-cased value
@@ -151,7 +160,7 @@ class Not:
     item: Condition
 
 
-Condition = Comparison | InList | Like | Includes | And | Or | Not
+Condition = Comparison | InList | InSelect | Like | Includes | And | Or | Not
 
 
 @dataclass(frozen=True)
@@ -231,9 +240,12 @@ where: "WHERE"i expr
 ?condition: path OP value                          -> compare
           | path "IN"i "(" values ")"              -> in_
           | path "NOT"i "IN"i "(" values ")"       -> not_in
+          | path "IN"i "(" semi ")"                -> in_select
+          | path "NOT"i "IN"i "(" semi ")"         -> not_in_select
           | path "LIKE"i STRING                    -> like
           | path "INCLUDES"i "(" values ")"        -> includes
           | path "EXCLUDES"i "(" values ")"        -> excludes
+semi: "SELECT"i path "FROM"i IDENT where?
 values: value ("," value)*
 value: STRING | NUMBER | DATE | DATETIME | RELATIVE | RELATIVE_N | TRUE | FALSE | NULL
 
@@ -385,6 +397,15 @@ class _Build(Transformer[Token, Any]):
 
     def not_in(self, path: FieldPath, values: tuple[Value, ...]) -> InList:
         return InList(path, values, negated=True)
+
+    def in_select(self, path: FieldPath, query: Query) -> InSelect:
+        return InSelect(path, query, negated=False)
+
+    def not_in_select(self, path: FieldPath, query: Query) -> InSelect:
+        return InSelect(path, query, negated=True)
+
+    def semi(self, path: FieldPath, obj: Token, *clauses: tuple[str, Any]) -> Query:
+        return self.start((path,), obj, *clauses)
 
     def includes(self, path: FieldPath, values: tuple[Value, ...]) -> Includes:
         return Includes(path, values, excludes=False)

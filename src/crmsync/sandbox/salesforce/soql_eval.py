@@ -30,6 +30,7 @@ from crmsync.sandbox.salesforce.soql import (
     FieldPath,
     Includes,
     InList,
+    InSelect,
     Like,
     Not,
     Or,
@@ -429,6 +430,25 @@ class _Execution:
             if cond.negated:
                 return lambda row: key(get(row)) not in wanted
             return lambda row: key(get(row)) in wanted
+        if isinstance(cond, InSelect):
+            sub = _Execution(cond.query, self.source, self.now, self.include_deleted)
+            sub._parents = self._parents
+            (path,) = cond.query.select
+            assert isinstance(path, FieldPath)
+            picked = sub.resolve(path)
+            if picked.type not in ID_TYPES or resolved.type not in ID_TYPES:
+                raise self.error(
+                    "INVALID_FIELD",
+                    path.pos,
+                    f"The selected field '{path.text}' in the subquery and the left operand field in the "
+                    f"where expression in the outer query '{cond.path.text}' should point to the same "
+                    "object type",
+                )
+            sub_get = sub.getter(picked)
+            found = frozenset(k for k in (_id_key(sub_get(r)) for r in sub.matching_rows()) if k)
+            if cond.negated:
+                return lambda row: key(get(row)) not in found
+            return lambda row: key(get(row)) in found
         if isinstance(cond, Like):
             if resolved.type not in TEXT_TYPES and resolved.type not in ID_TYPES:
                 raise self.error(

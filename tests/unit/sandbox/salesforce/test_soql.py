@@ -664,6 +664,21 @@ def test_child_subquery_errors(src: FakeSource) -> None:
         parse("SELECT Name, (SELECT Id, (SELECT Id FROM Usages__r) FROM Contracts) FROM Account")
 
 
+def test_semi_and_anti_joins(src: FakeSource) -> None:
+    assert where(src, "Id IN (SELECT AccountId FROM Contract WHERE Status = 'Draft')") == {"Globex"}
+    assert where(src, "Id NOT IN (SELECT AccountId FROM Contract)") == {"initech"}
+    assert where(src, "Contract__c IN (SELECT Id FROM Contract WHERE Account.Name = 'Acme')", "Usage__c") == {
+        "U1"
+    }
+    err = error(src, "SELECT Id FROM Account WHERE Name IN (SELECT Status FROM Contract)")
+    assert err.error_code == "INVALID_FIELD"
+    assert (
+        error(src, "SELECT Id FROM Account WHERE Id IN (SELECT Nope FROM Contract)").error_code
+        == "INVALID_FIELD"
+    )
+    assert error(src, "SELECT Id FROM Account WHERE Id IN (SELECT Id FROM Nope)").error_code == "INVALID_TYPE"
+
+
 # -- ordering, paging ----------------------------------------------------------------------------
 
 
