@@ -7,11 +7,12 @@ record store) and returns the records shaped as Salesforce returns them. Evaluat
 
 The subset::
 
-    SELECT field, Parent.field, Parent.Grand.field | COUNT() | COUNT(field) [alias]
+    SELECT field, Parent.field, Parent.Grand.field, (SELECT field FROM ChildRelationship …)
+           | COUNT() | COUNT(field) [alias]
     FROM Object
     [WHERE cond (AND cond)* | cond (OR cond)* | NOT cond | (…)]   -- AND and OR never mix unbracketed
         cond: path (= != <> < <= > >=) value | path [NOT] IN (values) | path LIKE 'pattern'
-              | path INCLUDES|EXCLUDES ('a;b', …)
+              | path INCLUDES|EXCLUDES ('a;b', …) | path [NOT] IN (SELECT idField FROM Object [WHERE …])
         value: 'string' | number | true | false | null | 1999-01-01 | 1999-01-01T23:01:01Z
                | TODAY | LAST_N_DAYS:30 | …
     [ORDER BY path [ASC|DESC] [NULLS FIRST|LAST], …] [LIMIT n] [OFFSET n]

@@ -403,11 +403,15 @@ class _Execution:
 
     # -- WHERE -------------------------------------------------------------------------------
     def compile(self, cond: Condition) -> Predicate:
-        if isinstance(cond, And):
+        if isinstance(cond, And | Or):
             parts = [self.compile(item) for item in cond.items]
-            return lambda row: all(p(row) for p in parts)
-        if isinstance(cond, Or):
-            parts = [self.compile(item) for item in cond.items]
+            if len(parts) == 2:  # the common case, without a generator per row
+                first, second = parts
+                if isinstance(cond, And):
+                    return lambda row: first(row) and second(row)
+                return lambda row: first(row) or second(row)
+            if isinstance(cond, And):
+                return lambda row: all(p(row) for p in parts)
             return lambda row: any(p(row) for p in parts)
         if isinstance(cond, Not):
             inner = self.compile(cond.item)

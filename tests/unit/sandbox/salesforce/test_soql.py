@@ -714,6 +714,16 @@ def test_order_by_text_is_case_insensitive_and_keys_combine(src: FakeSource) -> 
     ]
 
 
+def test_the_polling_watermark_query(src: FakeSource) -> None:
+    text = (
+        "SELECT Id, Name, CreatedDate FROM Account WHERE CreatedDate > 2024-04-10T12:00:00.000+0000 "
+        "ORDER BY CreatedDate, Id LIMIT 2000"
+    )
+    result = run(src, text, include_deleted=True)
+    assert [r["Name"] for r in result.records] == ["Globex", "Acme"]
+    assert result.records[0]["CreatedDate"] == "2024-05-14T23:59:59.000+0000"  # values as stored
+
+
 def test_limit_and_offset(src: FakeSource) -> None:
     result = run(src, "SELECT Name FROM Account ORDER BY Name LIMIT 2")
     assert [r["Name"] for r in result.records] == ["Acme", "Globex"] and result.total_size == 2
