@@ -384,7 +384,9 @@ class _Execution:
                 f"value of filter criterion for field '{path.text}' must be of type {word} and {quoted}",
             )
         if ftype in ID_TYPES:
-            normalized = normalize_id(value.value)
+            text = value.value
+            # an 18-character id is case-insensitive (its suffix encodes the case of the first 15)
+            normalized = normalize_id(text) or (text if len(text) == 18 and text.isalnum() else None)
             if normalized is None:
                 if value.value == "":
                     return None

@@ -436,6 +436,7 @@ def test_ids_accept_15_and_18_characters_and_reject_others(src: FakeSource) -> N
     assert where(src, f"Id = '{acme}'") == {"Acme"}
     assert where(src, f"Id = '{acme[:15]}'") == {"Acme"}
     assert where(src, f"Id IN ('{acme[:15]}', '{acme.lower()[:15]}')") == {"Acme"}
+    assert where(src, f"Id = '{acme.upper()}'") == {"Acme"}
     assert where(src, f"Id != '{acme}'") == {"Globex", "initech"}
     assert len(run(src, f"SELECT Id FROM Contract WHERE AccountId = '{acme}'").records) == 1
     assert len(run(src, "SELECT Id FROM Contract WHERE AccountId = null").records) == 1
