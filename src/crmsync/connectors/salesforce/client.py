@@ -205,6 +205,11 @@ class SalesforceClient:
                 self._usage = ApiUsage(used=int(match.group(1)), limit=int(match.group(2)))
 
     # -- requests -----------------------------------------------------------------------------
+    def data_url(self, path: str) -> str:
+        """The absolute URL of ``path`` (relative to the API version) on the current instance."""
+        token = self._token
+        return self._url(path, token.instance_url if token else self.settings.instance_url or "")
+
     def _url(self, path: str, instance_url: str) -> str:
         if path.startswith(("https://", "http://")):
             return path

@@ -147,8 +147,10 @@ class SalesforceConnector(Connector):
                     results[i] = WriteResult(writes[i].key, False, error=exc)
                 break
             sent_any = True
+            path = f"composite/sobjects/{object_name}/{ext_field}" if ext_field else "composite/sobjects"
+            url = self.client.data_url(path)
             for i, reply in zip(indexes, replies, strict=True):
-                results[i] = self._result(object_name, writes[i], reply)
+                results[i] = self._result(object_name, writes[i], reply, url)
         return [
             r if r is not None else WriteResult(w.key, False) for r, w in zip(results, writes, strict=True)
         ]
@@ -166,7 +168,7 @@ class SalesforceConnector(Connector):
             return self.client.collections_update(object_name, records)
         return self.client.collections_delete([str(w.target_id) for w in group], object_name=object_name)
 
-    def _result(self, object_name: str, w: Write, reply: Mapping[str, Any]) -> WriteResult:
+    def _result(self, object_name: str, w: Write, reply: Mapping[str, Any], url: str) -> WriteResult:
         target = str(reply["id"]) if reply.get("id") else w.target_id
         if reply.get("success"):
             created = {"create": True, "update": False, "delete": False}.get(w.operation)
@@ -177,7 +179,7 @@ class SalesforceConnector(Connector):
         if w.operation == "delete" and errors and errors[0].get("statusCode") in ALREADY_DELETED:
             return WriteResult(w.key, True, target_id=w.target_id, created=False)
         record = w.target_id or (f"{w.external_id_field}={w.external_id}" if w.external_id else w.key)
-        error = error_from_save_result(errors, url=None, object_name=object_name, record=record)
+        error = error_from_save_result(errors, url=url, object_name=object_name, record=record)
         return WriteResult(w.key, False, target_id=target, error=error)
 
     # -- reads ---------------------------------------------------------------------------------

@@ -295,3 +295,25 @@ def test_registered_under_salesforce() -> None:
     from crmsync.connectors.registry import connector_class
 
     assert connector_class("salesforce") is SalesforceConnector
+
+
+def test_from_config_with_the_real_connection_model(rsa_key: tuple[Path, bytes]) -> None:
+    from crmsync.config.models import SalesforceConnection
+
+    conn = SalesforceConnection(
+        type="salesforce",
+        client_id="cid",
+        username="integration@acme.com",
+        private_key_file=rsa_key[0],
+        refresh_token=SecretStr("RT-secret"),
+    )
+    connector = SalesforceConnector.from_config("crm", conn)
+    s = connector.settings
+    assert (s.auth, s.client_id, s.username, s.private_key_file) == (
+        "jwt",
+        "cid",
+        "integration@acme.com",
+        rsa_key[0],
+    )
+    assert s.refresh_token == "RT-secret" and "RT-secret" not in repr(s)
+    connector.close()

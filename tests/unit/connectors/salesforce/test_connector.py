@@ -113,8 +113,12 @@ def test_mixed_batch_results_come_back_in_input_order(
     missing = results[5].error
     assert isinstance(missing, FixTheData) and missing.vendor_code == "REQUIRED_FIELD_MISSING"
     assert missing.object_name == "Usage__c" and "Name" in missing.message
+    assert missing.url == f"https://acme.my.salesforce.com{BASE}/composite/sobjects"
     assert isinstance(results[6].error, FixTheData) and results[6].error.vendor_code == "ENTITY_IS_DELETED"
     assert results[8].error is not None and results[8].error.record == "Ext__c=K-bad"
+    assert results[8].error.url is not None and results[8].error.url.endswith(
+        "/composite/sobjects/Usage__c/Ext__c"
+    )
     assert type(results[9].error) is RetryLater
     # creates, upserts, updates, deletes: one call each
     assert [(r.method, r.url.path) for r in fake.data_requests()] == [
