@@ -297,14 +297,15 @@ class ChangeQueue:
         members: dict[tuple[str, str], list[Row[Any]]] = {(h.flow, h.record_key): [] for h in heads}
         head_ids = {(h.flow, h.record_key): h.id for h in heads}
         stopped: set[tuple[str, str]] = set()
-        for chunk in _chunks(list(members), 100):
+        by_flow: dict[str, list[str]] = {}
+        for flow, record_key in members:
+            by_flow.setdefault(flow, []).append(record_key)
+        batches = [(flow, chunk) for flow, record_keys in by_flow.items() for chunk in _chunks(record_keys)]
+        for flow, chunk in batches:
             query = (
                 sa.select(c.id, c.source, c.flow, c.record_key, c.operation, c.payload, c.state)
                 .add_columns(c.available_at, c.attempts, c.created_at)
-                .where(
-                    sa.or_(*(sa.and_(c.flow == f, c.record_key == k) for f, k in chunk)),
-                    c.state.in_(UNFINISHED),
-                )
+                .where(c.flow == flow, c.record_key.in_(chunk), c.state.in_(UNFINISHED))
                 .order_by(c.id)
             )
             if self._locking:
