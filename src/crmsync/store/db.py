@@ -182,7 +182,8 @@ def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
         "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
     }
     if memory:
-        # One shared connection, so that every thread sees the same in-memory database.
+        # One shared connection, so that every thread sees the same in-memory database. For
+        # tests and experiments only: threads must take turns (no two transactions at once).
         kwargs["poolclass"] = StaticPool
     else:
         Path(url.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
