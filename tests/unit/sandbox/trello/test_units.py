@@ -131,7 +131,7 @@ def test_signature_is_base64_hmac_sha1_of_body_and_url() -> None:
     assert sign("secret", b"body", "http://x/y") == "KI2ER9Ril3PdS0ZdZYz45egbMnE="
 
 
-def test_python_api_state_round_trip_and_seeds(tmp_path: object) -> None:
+def test_python_api_state_round_trip_and_seeds() -> None:
     emu = TrelloEmulator()
     emu.seed("demo")
     board = emu.board_id("Delivery")
