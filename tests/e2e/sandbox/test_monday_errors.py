@@ -422,7 +422,8 @@ def test_single_query_complexity_cap(api: Any, em: MondayEmulator) -> None:
 
 def test_webhook_url_refused(api: Any, em: MondayEmulator) -> None:
     leads = em.board_id("Leads")
-    query = f"mutation ($u: String!) {{ create_webhook(board_id: {leads}, url: $u, event: create_item) {{ id }} }}"
+    query = "mutation ($u: String!) { create_webhook(board_id: BOARD, url: $u, event: create_item) { id } }"
+    query = query.replace("BOARD", leads)
     body = body_of(api(query, {"u": "https://x.example/" + "a" * 250}))
     assert body["errors"][0]["extensions"]["code"] == "InvalidArgumentException"
     unknown_event = api(

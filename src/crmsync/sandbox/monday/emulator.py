@@ -67,7 +67,7 @@ from crmsync.sandbox.monday.webhooks import DEFAULT_RETRY_DELAYS, WebhookHub
 
 DEFAULT_TOKEN = "sandbox-monday-token"  # noqa: S105 (a sandbox credential)
 DEFAULT_APP_TOKEN = "sandbox-monday-app-token"  # noqa: S105
-DEFAULT_SIGNING_SECRET = "sandbox-monday-signing-secret"  # noqa: S105
+DEFAULT_SIGNING_SECRET = "sandbox-monday-signing-secret-change-me"  # noqa: S105
 
 FAULT_KINDS = (
     "server_error",
