@@ -93,7 +93,8 @@ def crmsync_factory(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[
         cfg = load_config(path)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
         proc = Process(runtime, web=web, workers=workers, host="127.0.0.1", port=0)
-        proc.bind()
+        if web:
+            proc.bind()
         thread = threading.Thread(target=proc.run, daemon=True)
         thread.start()
         token = tokens.create_token(runtime.store, f"test-{len(started)}")

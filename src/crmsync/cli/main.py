@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from crmsync.cli import sandbox
+from crmsync.cli import config, db, demo, run, sandbox, tokens
 
 app = typer.Typer(
     name="crmsync",
@@ -31,7 +31,12 @@ def _root(
     )
 
 
+config.register(app)
+run.register(app)
+tokens.register(app)
+db.register(app)
 sandbox.register(app)
+demo.register(app)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmsync.cli.common import CONFIG_OPTION, load_or_exit
+from crmsync.cli.config import CONFIG_OPTION, load_or_exit
 from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
 

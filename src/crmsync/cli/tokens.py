@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmsync.cli.common import CONFIG_OPTION, load_or_exit
+from crmsync.cli.config import CONFIG_OPTION, load_or_exit
 from crmsync.store import tokens as token_store
 from crmsync.store.db import Store
 

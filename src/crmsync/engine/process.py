@@ -41,6 +41,7 @@ class Process:
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
         self._sock: socket.socket | None = None
+        self._serving = False
 
     @property
     def bound_port(self) -> int | None:
@@ -82,7 +83,11 @@ class Process:
                     self.bind()
                 assert self._server is not None and self._sock is not None
                 log.info("serving on http://%s:%s", self.host, self.bound_port)
-                self._server.run(sockets=[self._sock])  # handles SIGINT/SIGTERM itself
+                self._serving = True
+                try:
+                    self._server.run(sockets=[self._sock])  # handles SIGINT/SIGTERM itself
+                finally:
+                    self._sock.close()
             else:
                 self._wait_for_signal()
         finally:
@@ -104,3 +109,5 @@ class Process:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        if self._sock is not None and not self._serving:
+            self._sock.close()  # bound but never served

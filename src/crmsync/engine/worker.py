@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from crmsync.connectors.base import Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
-from crmsync.errors import CrmsyncError, Fatal, FixTheData, LockedRecord, RetryLater
+from crmsync.errors import CrmsyncError, Fatal, FixTheData, LockedRecord
 
 if TYPE_CHECKING:
     from crmsync.engine.runtime import Runtime
@@ -88,7 +88,9 @@ class Worker:
         target = self.rt.connector(flow.target)
         try:
             locked = self._locked(flow, changes)
-        except RetryLater as exc:
+        except CrmsyncError as exc:  # the lock rule cannot be asked now: nothing is written
+            if isinstance(exc, Fatal):
+                log.error("flow %s: lock check failed: %s", flow.name, exc)
             for change in changes:
                 self._retry(change, exc)
             outcome.retried = len(changes)
@@ -117,7 +119,7 @@ class Worker:
             held[change.record_key] = change
         try:
             writes = self._resolve_deletes(flow, writes)
-        except RetryLater as exc:
+        except CrmsyncError as exc:
             for change in held.values():
                 self._retry(change, exc)
             outcome.retried += len(held)
@@ -146,12 +148,12 @@ class Worker:
             change = held[write.key]
             if result.ok:
                 done.append((change, write, result))
-            elif isinstance(result.error, RetryLater):
-                self._retry(change, result.error)
-                outcome.retried += 1
-            else:
+            elif isinstance(result.error, FixTheData) or result.error is None:
                 self._dead(change, result.error or FixTheData("refused without a reason"))
                 outcome.dead += 1
+            else:  # the call carrying it failed (retry later, or credentials): not the record's fault
+                self._retry(change, result.error)
+                outcome.retried += 1
         if done:
             self.rt.ledger.applied(flow, done)
             self.rt.queue.complete([c for c, _, _ in done])

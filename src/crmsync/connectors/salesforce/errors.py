@@ -213,6 +213,8 @@ def token_error(status: int, text: str, *, url: str) -> CrmsyncError:
         description = str(body.get("error_description") or "")
         message = f"login refused: {code}" + (f": {description}" if description else "")
         cls = TOKEN_ERROR_TABLE.get(code, Fatal)
+        if status >= 500 or status == 429:
+            cls = RetryLater  # the login service is down or busy: nothing is wrong with the credentials
     else:
         code = None
         message = f"login failed with HTTP {status}: {text[:300]}"

@@ -1,0 +1,129 @@
+"""Ingest: accepted entries/s and latency, crmsync (SQLite, PostgreSQL) beside a bare 202 endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.common import (
+    PG_URL,
+    ROOT,
+    LoadResult,
+    closed_loop,
+    crmsync,
+    crmsync_process,
+    free_port,
+    open_loop,
+    recipe_config,
+    sandbox,
+    summary_ms,
+    wait_for,
+)
+
+
+@contextlib.contextmanager
+def bare_endpoint() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare", str(port)], cwd=ROOT)
+    try:
+        wait_for(lambda: _up(port), 30, "bare endpoint")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def fresh_pg_database(name: str) -> str:
+    engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def measure(url: str, token: str, contracts: list[str], quick: bool) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    seconds = 3.0 if quick else 6.0
+
+    def single(prefix: str):  # type: ignore[no-untyped-def]
+        async def request(client: httpx.AsyncClient, i: int) -> httpx.Response:
+            body = {
+                "key": f"{prefix}-{i}",
+                "fields": {"contract_id": contracts[i % len(contracts)], "product": "S", "quantity": 1},
+            }
+            return await client.post("/api/v1/flows/usage/records", json=body, headers=headers)
+
+        return request
+
+    def batch(prefix: str, size: int):  # type: ignore[no-untyped-def]
+        async def request(client: httpx.AsyncClient, i: int) -> httpx.Response:
+            records = [
+                {
+                    "key": f"{prefix}-{i}-{j}",
+                    "fields": {"contract_id": contracts[j % len(contracts)], "product": "S", "quantity": 1},
+                }
+                for j in range(size)
+            ]
+            return await client.post(
+                "/api/v1/flows/usage/records", json={"records": records}, headers=headers
+            )
+
+        return request
+
+    singles = closed_loop(url, single("s"), concurrency=16, seconds=seconds)
+    batches = closed_loop(url, batch("b", 100), concurrency=4, seconds=seconds)
+    paced = open_loop(url, single("p"), rate=200, seconds=seconds * 2)
+    return {
+        "single_records": _rates(singles, 1),
+        "batches_of_100": _rates(batches, 100),
+        "at_200_entries_per_s": {**_rates(paced, 1), **summary_ms(paced.latencies)},
+    }
+
+
+def _rates(r: LoadResult, per_request: int) -> dict[str, Any]:
+    ok = r.requests - r.errors
+    return {
+        "requests": r.requests,
+        "errors": r.errors,
+        "statuses": {str(k): v for k, v in r.statuses.items()},
+        "entries_per_s": round(ok * per_request / r.seconds, 1),
+        **summary_ms(r.latencies),
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with bare_endpoint() as port:
+        results["bare_asgi_202"] = measure(f"http://127.0.0.1:{port}", "none", ["x"], quick)
+    with sandbox("demo") as box:
+        for backend in ("sqlite", "postgresql"):
+            directory = Path(tempfile.mkdtemp(prefix=f"crmsync-bench-{backend}-"))
+            store = (
+                f"sqlite:///{directory / 'crmsync.db'}"
+                if backend == "sqlite"
+                else fresh_pg_database("crmsync_bench")
+            )
+            config = recipe_config(directory, box.env, store)
+            crmsync("db", "upgrade", "-c", str(config))
+            token = crmsync("token", "create", "bench", "-c", str(config)).strip()
+            with crmsync_process("serve", config) as (_, port):
+                results[f"crmsync_{backend}"] = measure(
+                    f"http://127.0.0.1:{port}", token, box.info["contracts"], quick
+                )
+    return results
