@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gc
 import io
 from collections.abc import Iterator
@@ -447,3 +448,34 @@ def test_limit_info_header_and_limits(emulator: SalesforceEmulator, session: req
     assert "Sforce-Limit-Info" not in versions.headers
     assert versions.json()[-1] == {"label": "Spring '26", "url": "/services/data/v66.0", "version": "66.0"}
     assert emulator.api_usage == used
+
+
+def test_updated_and_deleted_through_the_client(sf: Salesforce, emulator: SalesforceEmulator) -> None:
+    start = emulator._now() - dt.timedelta(minutes=10)
+    changed = sf.Account.create({"Name": "Changed"})["id"]
+    removed = sf.Account.create({"Name": "Removed"})["id"]
+    sf.Account.delete(removed)
+    emulator.advance_clock(120)
+    try:
+        end = emulator._now()
+        updated = sf.Account.updated(start, end)
+        deleted = sf.Account.deleted(start, end)
+    finally:
+        emulator.advance_clock(-120)
+    assert changed in updated["ids"] and removed not in updated["ids"]
+    assert [d["id"] for d in deleted["deletedRecords"]] == [removed]
+    assert updated["latestDateCovered"] == end.strftime("%Y-%m-%dT%H:%M:00.000+0000")
+
+
+def test_control_routes(emulator: SalesforceEmulator, session: requests.Session, sf: Salesforce) -> None:
+    assert (
+        session.post(f"{emulator.base_url}/_sandbox/salesforce/daily-limit", json={"limit": 3}).status_code
+        == 200
+    )
+    assert emulator.org.usage.limit == 3
+    token = emulator.new_session()
+    assert session.post(f"{emulator.base_url}/_sandbox/salesforce/expire-sessions").status_code == 200
+    reply = session.get(
+        f"{emulator.base_url}/services/data/v{VERSION}/limits", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status_code == 401

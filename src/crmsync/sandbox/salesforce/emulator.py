@@ -9,6 +9,10 @@ Every call under ``/services/data/vXX.X/`` needs a live session (else 401 ``INVA
 as a list, with ``WWW-Authenticate: Token``), counts against the daily API limit (spent: 403
 ``REQUEST_LIMIT_EXCEEDED``) and answers ``Sforce-Limit-Info: api-usage=N/M``.
 
+Control routes besides the shared ones of :mod:`crmsync.sandbox.base`:
+``POST /_sandbox/salesforce/expire-sessions`` (every token answers 401 from now on) and
+``POST /_sandbox/salesforce/daily-limit`` with ``{"limit": N}``.
+
 Fault kinds for :class:`~crmsync.sandbox.faults.FaultRule` ``error``:
 
 ==================  ======  ==========================================================
@@ -27,12 +31,10 @@ token endpoint ``{"error", "error_description"}``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -48,97 +50,13 @@ from crmsync.sandbox.salesforce.org import ApiUsage, Org, ReportDef
 from crmsync.sandbox.salesforce.report import export_csv
 from crmsync.sandbox.salesforce.schema import ObjectDef, Schema, custom_object, standard_objects
 from crmsync.sandbox.salesforce.store import DmlError, Store
+from crmsync.sandbox.salesforce.wire import SERIES, SESSION_EXPIRED, fault_reply, json_response, read_form
 from crmsync.sandbox.tls import Materials
 
 ORG_ID = make_id("00D", 1)
 ADMIN_USER_ID = make_id("005", 1)
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
 _VERSION_RE = re.compile(r"^\d+\.\d$")
-_SERIES = {
-    31: "Summer '14",
-    32: "Winter '15",
-    33: "Spring '15",
-    34: "Summer '15",
-    35: "Winter '16",
-    36: "Spring '16",
-    37: "Summer '16",
-    38: "Winter '17",
-    39: "Spring '17",
-    40: "Summer '17",
-    41: "Winter '18",
-    42: "Spring '18",
-    43: "Summer '18",
-    44: "Winter '19",
-    45: "Spring '19",
-    46: "Summer '19",
-    47: "Winter '20",
-    48: "Spring '20",
-    49: "Summer '20",
-    50: "Winter '21",
-    51: "Spring '21",
-    52: "Summer '21",
-    53: "Winter '22",
-    54: "Spring '22",
-    55: "Summer '22",
-    56: "Winter '23",
-    57: "Spring '23",
-    58: "Summer '23",
-    59: "Winter '24",
-    60: "Spring '24",
-    61: "Summer '24",
-    62: "Winter '25",
-    63: "Spring '25",
-    64: "Summer '25",
-    65: "Winter '26",
-    66: "Spring '26",
-    67: "Summer '26",
-    68: "Winter '27",
-}
-SESSION_EXPIRED = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
-FAULT_KINDS: dict[str, tuple[int, str, str]] = {
-    "server_error": (
-        500,
-        "UNKNOWN_EXCEPTION",
-        "An unexpected error occurred. Please include this ErrorId if you contact support: 1839502771-59641 "
-        "(-1480409421)",
-    ),
-    "unavailable": (503, "SERVER_UNAVAILABLE", "Server temporarily unavailable. Please try again later."),
-    "limit_exceeded": (403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
-    "rate_limit": (
-        403,
-        "REQUEST_LIMIT_EXCEEDED",
-        "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
-    ),
-    "session_expired": (401, "INVALID_SESSION_ID", "Session expired or invalid"),
-    "lock": (400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records"),
-}
-_GENERIC_CODES = {
-    400: "BAD_REQUEST",
-    401: "INVALID_SESSION_ID",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    412: "PRECONDITION_FAILED",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "REQUEST_LIMIT_EXCEEDED",
-    503: "SERVER_UNAVAILABLE",
-}
-
-
-def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status_code=status,
-        headers=dict(headers or {}),
-        media_type="application/json;charset=UTF-8",
-    )
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body (the OAuth endpoints take nothing else)."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
 
 
 class SalesforceEmulator(Emulator):
@@ -249,31 +167,7 @@ class SalesforceEmulator(Emulator):
         self.org.store.journal.clear()
 
     def fault_response(self, rule: FaultRule, request: Request) -> Response:
-        if rule.error:
-            status, code, message = FAULT_KINDS.get(
-                rule.error,
-                (
-                    500,
-                    "UNKNOWN_EXCEPTION",
-                    f"unknown fault kind {rule.error!r}; valid: {', '.join(FAULT_KINDS)}",
-                ),
-            )
-        else:
-            status = rule.status or 500
-            code = _GENERIC_CODES.get(status, "UNKNOWN_EXCEPTION")
-            message = f"HTTP {status}"
-        path = request.url.path
-        if path.startswith("/services/oauth2/"):
-            return _json(status, {"error": code.lower(), "error_description": message})
-        headers: dict[str, str] = {}
-        if status == 401:
-            headers["WWW-Authenticate"] = "Token"
-        if path.startswith("/services/data/v"):
-            headers["Sforce-Limit-Info"] = self.org.usage.header()
-        body: list[dict[str, Any]] = [{"message": message, "errorCode": code}]
-        if code == "UNABLE_TO_LOCK_ROW":
-            body[0]["fields"] = []
-        return _json(status, body, headers)
+        return fault_reply(rule, request.url.path, self.org.usage.header())
 
     def dump_state(self) -> dict[str, Any]:
         store = self.org.store
@@ -459,20 +353,34 @@ class SalesforceEmulator(Emulator):
             Route("/services/data/", self._versions, methods=["GET"]),
             Route("/services/data/v{version}", self._api, methods=ALL_METHODS),
             Route("/services/data/v{version}/{rest:path}", self._api, methods=ALL_METHODS),
+            Route("/_sandbox/salesforce/expire-sessions", self._expire, methods=["POST"]),
+            Route("/_sandbox/salesforce/daily-limit", self._daily_limit, methods=["POST"]),
             Route("/{report_id}", self._report, methods=["GET"]),
         ]
 
+    async def _expire(self, request: Request) -> Response:
+        self.expire_sessions()
+        return json_response(200, {"expired": True})
+
+    async def _daily_limit(self, request: Request) -> Response:
+        try:
+            limit = int((await request.json())["limit"])
+        except (ValueError, KeyError, TypeError):
+            return json_response(400, {"error": 'send {"limit": N}'})
+        self.set_daily_limit(limit)
+        return json_response(200, {"limit": limit})
+
     async def _token(self, request: Request) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         with self.lock:
             try:
                 body = self.org.sessions.grant(form, request.headers.get("authorization"), self.base_url)
             except OAuthError as exc:
-                return _json(exc.status, exc.body())
-        return _json(200, body)
+                return json_response(exc.status, exc.body())
+        return json_response(200, body)
 
     async def _revoke(self, request: Request) -> Response:
-        token = request.query_params.get("token") or (await _form(request)).get("token")
+        token = request.query_params.get("token") or (await read_form(request)).get("token")
         with self.lock:
             if isinstance(token, str):
                 self.org.sessions.access.pop(token, None)
@@ -480,11 +388,11 @@ class SalesforceEmulator(Emulator):
         return Response(status_code=200)
 
     async def _versions(self, request: Request) -> Response:
-        return _json(
+        return json_response(
             200,
             [
                 {
-                    "label": _SERIES.get(int(float(v)), "Spring '26"),
+                    "label": SERIES.get(int(float(v)), "Spring '26"),
                     "url": f"/services/data/v{v}",
                     "version": v,
                 }
@@ -505,18 +413,18 @@ class SalesforceEmulator(Emulator):
         if version not in self.org.versions:
             major = version.split(".")[0]
             if major.isdigit() and 21 <= int(major) <= 30:
-                return _json(
+                return json_response(
                     410, [{"errorCode": "GONE", "message": "The requested resource is no longer available"}]
                 )
-            return _json(
+            return json_response(
                 404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
             )
         body = await request.body()
         with self.lock:
             if not self.org.sessions.valid(self._bearer(request)):
-                return _json(401, SESSION_EXPIRED, {"WWW-Authenticate": "Token", **limit_headers})
+                return json_response(401, SESSION_EXPIRED, {"WWW-Authenticate": "Token", **limit_headers})
             if not self.org.usage.take():
-                return _json(
+                return json_response(
                     403,
                     [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
                     {"Sforce-Limit-Info": self.org.usage.header()},
@@ -544,7 +452,7 @@ class SalesforceEmulator(Emulator):
             return Response(status_code=204, headers=headers)
         if reply.is_json:
             return (
-                _json(reply.status, reply.body, headers)
+                json_response(reply.status, reply.body, headers)
                 if reply.body is not None
                 else Response(status_code=reply.status, headers=headers)
             )
