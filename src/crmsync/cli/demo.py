@@ -27,7 +27,7 @@ from crmsync.client import Client
 from crmsync.config import load_config
 from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
-from crmsync.errors import CrmsyncError, LockedRecord
+from crmsync.errors import ConfigError, CrmsyncError, LockedRecord
 from crmsync.sandbox.runner import Sandbox
 from crmsync.store import tokens
 from crmsync.store.db import Store
@@ -68,7 +68,14 @@ def demo(
     box = Sandbox(seed="demo", directory=workdir / "sandbox", ports=_free_or_default())
     box.start()
     env = {**os.environ, **box.env()}
-    cfg = load_config(recipe, environ=env)
+    try:
+        cfg = load_config(recipe, environ=env)
+    except ConfigError as exc:
+        box.stop()
+        console.print(f"[red]{exc.message}[/red]")
+        for problem in exc.problems:
+            console.print(f"  {problem}")
+        raise typer.Exit(2) from exc
     store = Store(f"sqlite:///{(workdir / 'db' / 'crmsync.db').resolve()}")
     runtime = Runtime(cfg, store=store, upgrade=True)
     proc = Process(runtime, web=True, workers=cfg.worker.concurrency, host="127.0.0.1", port=_port(8080))
@@ -96,6 +103,7 @@ def demo(
                 time.sleep(0.25)
             tally.phase = "done"
             live.update(_summary(tally, runtime, sf))
+        console.print()
         ok = _verify(tally, sf, console)
         console.print(
             "\nWhere to look:\n"
@@ -104,7 +112,7 @@ def demo(
             f"  a view          GET  {base}/api/v1/views/contracts?account_id=…\n"
             f"  metrics         {base}/metrics\n"
             f"  Salesforce      {box.servers['salesforce'].url}/_sandbox/state  (and /_sandbox/calls)\n"
-            f"  queue           crmsync status -c {recipe}  (store {runtime.store.url})\n"
+            f"  store           {runtime.store.url}  (the queue, links and sync log)\n"
         )
         if not once:
             console.print("demo running; Ctrl-C to stop")
@@ -206,7 +214,9 @@ def _settled(runtime: Runtime) -> bool:
 
 def _summary(tally: Tally, runtime: Runtime, sf: Any) -> Table:
     stats = runtime.queue.stats()
-    in_sf = len([r for r in sf.records("Usage__c") if not r.get("IsDeleted")])
+    in_sf = len(
+        [r for r in sf.records("Usage__c") if not r.get("IsDeleted") and r["Ad_Id__c"] in tally.expected]
+    )
     table = Table(title=f"usage billing — {tally.phase}", show_header=False, min_width=60)
     table.add_row("entries submitted (202)", str(tally.submitted))
     table.add_row("  of which corrections / deletions", f"{tally.corrections} / {tally.deletions}")
@@ -215,14 +225,18 @@ def _summary(tally: Tally, runtime: Runtime, sf: Any) -> Table:
         "queue: pending / retrying / in progress", f"{stats.pending} / {stats.retrying} / {stats.leased}"
     )
     table.add_row("dead letters", str(stats.dead))
-    table.add_row("Usage__c records in Salesforce", str(in_sf))
+    table.add_row("the application's Usage__c records in Salesforce", str(in_sf))
     table.add_row("Salesforce API calls", str(sf.calls.total))
     return table
 
 
 def _verify(tally: Tally, sf: Any, console: Console) -> bool:
     """Compare what the application meant with what Salesforce holds."""
-    records = {r["Ad_Id__c"]: r for r in sf.records("Usage__c") if not r.get("IsDeleted")}
+    records = {
+        r["Ad_Id__c"]: r
+        for r in sf.records("Usage__c")
+        if not r.get("IsDeleted") and r["Ad_Id__c"] in tally.expected  # not the seed's own
+    }
     want = {k: v for k, v in tally.expected.items() if v is not None}
     missing = [k for k in want if k not in records]
     extra = [k for k in records if k not in want]

@@ -70,7 +70,7 @@ class Sandbox:
         self.seed_name = seed
         self.state_file = state_file
         self.tls = tls
-        self.materials = ensure_materials(directory)
+        self.materials = ensure_materials(directory.resolve())
         self.emulators = build_emulators(self.materials, **(options or {}))
         self.servers: dict[str, BackgroundServer] = {}
 
