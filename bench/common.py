@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -62,9 +63,10 @@ class Sandbox:
     info: dict[str, Any]
     directory: Path
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """Verifies the sandbox's Salesforce certificate."""
+        return ssl.create_default_context(cafile=self.env["SALESFORCE_CA_FILE"])
 
 
 @contextlib.contextmanager
@@ -146,7 +148,7 @@ Request = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
 
 
 async def _closed_loop(
-    url: str, request: Request, concurrency: int, seconds: float, verify: bool | str
+    url: str, request: Request, concurrency: int, seconds: float, verify: bool | ssl.SSLContext
 ) -> LoadResult:
     result = LoadResult()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -175,7 +177,12 @@ async def _closed_loop(
 
 
 def closed_loop(
-    url: str, request: Request, *, concurrency: int = 16, seconds: float = 5.0, verify: bool | str = True
+    url: str,
+    request: Request,
+    *,
+    concurrency: int = 16,
+    seconds: float = 5.0,
+    verify: bool | ssl.SSLContext = True,
 ) -> LoadResult:
     """As many requests as ``concurrency`` users can send back to back for ``seconds``."""
     return asyncio.run(_closed_loop(url, request, concurrency, seconds, verify))

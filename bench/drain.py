@@ -38,9 +38,7 @@ def run(quick: bool = False, entries: int = 10_000) -> dict[str, Any]:
         for start in range(0, entries, 1000):
             queue.enqueue(changes[start : start + 1000])
         sf_url = box.info["urls"]["salesforce"]
-        calls_before = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.env["SALESFORCE_CA_FILE"]).json()[
-            "total"
-        ]
+        calls_before = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.tls).json()["total"]
         started = time.perf_counter()
         with crmsync_process("worker", config):
 
@@ -50,7 +48,7 @@ def run(quick: bool = False, entries: int = 10_000) -> dict[str, Any]:
 
             wait_for(drained, 300, "backlog drained")
             elapsed = time.perf_counter() - started
-        calls = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.env["SALESFORCE_CA_FILE"]).json()
+        calls = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.tls).json()
         store.dispose()
     used = calls["total"] - calls_before
     return {

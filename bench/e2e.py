@@ -36,9 +36,7 @@ def run(quick: bool = False, rate: float = 50.0) -> dict[str, Any]:
             return await client.post("/api/v1/flows/usage/records", json=body, headers=headers)
 
         sf_url = box.info["urls"]["salesforce"]
-        calls_before = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.env["SALESFORCE_CA_FILE"]).json()[
-            "total"
-        ]
+        calls_before = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.tls).json()["total"]
         with crmsync_process("run", config) as (_, port):
             load = open_loop(f"http://127.0.0.1:{port}", request, rate=rate, seconds=seconds, sent=sent)
             engine = sa.create_engine(f"sqlite:///{db}")
@@ -55,10 +53,7 @@ def run(quick: bool = False, rate: float = 50.0) -> dict[str, Any]:
             wait_for(lambda: len(applied()) >= load.requests - load.errors, 120, "every entry applied")
             done = applied()
             engine.dispose()
-        calls = (
-            httpx.get(f"{sf_url}/_sandbox/calls", verify=box.env["SALESFORCE_CA_FILE"]).json()["total"]
-            - calls_before
-        )
+        calls = httpx.get(f"{sf_url}/_sandbox/calls", verify=box.tls).json()["total"] - calls_before
     latencies = [done[f"e-{i}"] - t for i, t in sent.items() if f"e-{i}" in done]
     return {
         "rate_entries_per_s": rate,

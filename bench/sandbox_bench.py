@@ -17,7 +17,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with sandbox("demo") as box:
         env, urls = box.env, box.info["urls"]
-        ca = env["SALESFORCE_CA_FILE"]
+        ca = box.tls
         token = httpx.post(
             f"{env['SALESFORCE_LOGIN_URL']}/services/oauth2/token",
             data={

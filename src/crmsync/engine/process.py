@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 import uvicorn
@@ -20,6 +22,14 @@ from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process stops its workers first, then exits 0."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Process:
@@ -39,7 +49,7 @@ class Process:
         self.port = port if port is not None else runtime.config.web.port
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._sock: socket.socket | None = None
         self._serving = False
 
@@ -72,10 +82,11 @@ class Process:
         config = uvicorn.Config(
             create_app(self.rt), log_level="warning", access_log=False, timeout_graceful_shutdown=10
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
 
     def run(self) -> None:
-        """Serve until SIGTERM/SIGINT (blocking). Workers stop after their current batch."""
+        """Serve until SIGTERM/SIGINT (blocking). Workers finish their current batch, then it returns."""
+        self._handle_signals()
         self.start_workers()
         try:
             if self.web:
@@ -85,22 +96,26 @@ class Process:
                 log.info("serving on http://%s:%s", self.host, self.bound_port)
                 self._serving = True
                 try:
-                    self._server.run(sockets=[self._sock])  # handles SIGINT/SIGTERM itself
+                    self._server.run(sockets=[self._sock])
                 finally:
                     self._sock.close()
             else:
-                self._wait_for_signal()
+                self.stopping.wait()
         finally:
             self.stop()
 
-    def _wait_for_signal(self) -> None:
-        def _stop(signum: int, frame: FrameType | None) -> None:
-            self.stopping.set()
+    def _handle_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests, the demo): whoever started it calls stop()
 
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _stop)
-            signal.signal(signal.SIGINT, _stop)
-        self.stopping.wait()
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
+            self.stopping.set()
+            if self._server is not None:
+                self._server.should_exit = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
 
     def stop(self, timeout: float = 60.0) -> None:
         self.stopping.set()

@@ -1,0 +1,134 @@
+"""The commands as a user runs them: tokens, run/serve/worker processes, status, stopping cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crmsync.sandbox.salesforce import SalesforceEmulator
+
+from ..conftest import wait_until, write_config
+
+
+def crmsync(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crmsync", *args], capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path, salesforce: SalesforceEmulator) -> Path:
+    return write_config(tmp_path, salesforce)
+
+
+@pytest.fixture
+def running(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crmsync", "-v", "run", "-c", str(config), "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        wait_until(lambda: "crmsync running: http" in log.read_text() or proc.poll() is not None, 60)
+        match = re.search(r"crmsync running: (http://\S+)", log.read_text())
+        assert match, log.read_text()
+        yield proc, match.group(1), log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_tokens_are_created_listed_and_revoked(config: Path) -> None:
+    created = crmsync("token", "create", "billing-app", "-c", str(config))
+    token = created.stdout.strip()
+    assert token.startswith("cs_") and "shown only now" in created.stderr
+    listed = crmsync("token", "list", "-c", str(config)).stdout
+    assert "billing-app" in listed and token not in listed
+    again = crmsync("token", "create", "billing-app", "-c", str(config), check=False)
+    assert again.returncode == 1 and "billing-app" in again.stderr
+    assert "revoked" in crmsync("token", "revoke", "billing-app", "-c", str(config)).stdout
+    missing = crmsync("token", "revoke", "nobody", "-c", str(config), check=False)
+    assert missing.returncode == 1 and "no active token named 'nobody'" in missing.stderr
+
+
+def test_run_takes_records_applies_them_and_stops_cleanly_on_sigterm(
+    config: Path, running: tuple[subprocess.Popen[str], str, Path], salesforce: SalesforceEmulator
+) -> None:
+    proc, url, log = running
+    token = crmsync("token", "create", "app", "-c", str(config)).stdout.strip()
+    contract = next(c["Id"] for c in salesforce.records("Contract") if c.get("Status") == "Activated")
+    reply = httpx.post(
+        f"{url}/api/v1/flows/usage/records",
+        json={"key": "cli-1", "fields": {"contract_id": contract, "product": "S", "quantity": 2}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert reply.status_code == 202
+    wait_until(lambda: any(r.get("Ad_Id__c") == "cli-1" for r in salesforce.records("Usage__c")))
+    status = json.loads(crmsync("status", "--json", "-c", str(config)).stdout)
+    assert status["pending"] == 0 and status["dead_letters"] == 0
+    assert status["api_budget"]["salesforce"]["limit"] > 0
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, log.read_text()
+
+
+def test_a_bad_configuration_is_reported_not_run(tmp_path: Path) -> None:
+    bad = tmp_path / "crmsync.yaml"
+    bad.write_text("version: 1\nflows:\n  usage:\n    source: nowhere\n")
+    result = crmsync("run", "-c", str(bad), check=False)
+    assert result.returncode != 0
+    assert "crmsync.yaml:4" in result.stderr and "nowhere" in result.stderr
+
+
+def test_secrets_never_appear_in_logs_output_or_the_store(
+    config: Path,
+    running: tuple[subprocess.Popen[str], str, Path],
+    salesforce: SalesforceEmulator,
+    tmp_path: Path,
+) -> None:
+    proc, url, log = running
+    env = salesforce.credentials()
+    secrets = [env["SALESFORCE_CLIENT_SECRET"], env["SALESFORCE_PASSWORD"]]
+    secrets += list(Path(env["SALESFORCE_JWT_KEY_FILE"]).read_text().splitlines()[1:3])
+    token = crmsync("token", "create", "app", "-c", str(config)).stdout.strip()
+    contract = next(c["Id"] for c in salesforce.records("Contract") if c.get("Status") == "Activated")
+    httpx.post(
+        f"{url}/api/v1/flows/usage/records",
+        json={"key": "sec-1", "fields": {"contract_id": contract, "product": "S", "quantity": 1}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    wait_until(lambda: any(r.get("Ad_Id__c") == "sec-1" for r in salesforce.records("Usage__c")))
+    sessions = list(salesforce.org.sessions.access)  # the access tokens crmsync was issued
+    assert sessions
+    written = [
+        log.read_text(),
+        crmsync("config", "show", "-c", str(config)).stdout,
+        crmsync("config", "show", "--origins", "-c", str(config)).stdout,
+        crmsync("status", "-c", str(config)).stdout,
+        crmsync("dead-letters", "list", "-c", str(config)).stdout,
+    ]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    written.append(log.read_text())
+    store = (tmp_path / "crmsync.db").read_bytes()
+    for path in tmp_path.glob("crmsync.db-*"):
+        store += path.read_bytes()
+    for secret in [*secrets, token, *sessions]:
+        assert secret, "an empty secret proves nothing"
+        for text in written:
+            assert secret not in text
+        assert secret.encode() not in store
