@@ -60,7 +60,9 @@ class Crmsync:
         return stats.pending == 0 and stats.leased == 0 and stats.retrying == 0
 
 
-def write_config(tmp_path: Path, salesforce: SalesforceEmulator, **worker: Any) -> Path:
+def write_config(
+    tmp_path: Path, salesforce: SalesforceEmulator, *, urgent: str = "true", **worker: Any
+) -> Path:
     """The usage-billing recipe, pointed at the sandbox and a fresh SQLite file."""
     env = salesforce.credentials()
     text = RECIPE.read_text()
@@ -78,6 +80,7 @@ def write_config(tmp_path: Path, salesforce: SalesforceEmulator, **worker: Any) 
     }
     block = "worker:\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items())
     text = text.replace("worker:\n  concurrency: 2\n  batch_size: 200\n", block)
+    text = text.replace("    on_delete: delete\n", f"    on_delete: delete\n    urgent: {urgent}\n")
     path = tmp_path / "crmsync.yaml"
     path.write_text(text)
     shutil.copy(RECIPE, tmp_path / "recipe.yaml")
@@ -88,8 +91,8 @@ def write_config(tmp_path: Path, salesforce: SalesforceEmulator, **worker: Any) 
 def crmsync_factory(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[Callable[..., Crmsync]]:
     started: list[tuple[Process | None, Runtime, threading.Thread | None]] = []
 
-    def start(*, workers: int = 2, web: bool = True, **worker: Any) -> Crmsync:
-        path = write_config(tmp_path, salesforce, **worker)
+    def start(*, workers: int = 2, web: bool = True, urgent: str = "true", **worker: Any) -> Crmsync:
+        path = write_config(tmp_path, salesforce, urgent=urgent, **worker)
         cfg = load_config(path)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
         proc = Process(runtime, web=web, workers=workers, host="127.0.0.1", port=0)

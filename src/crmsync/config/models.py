@@ -211,6 +211,13 @@ class Flow(Model):
     conflict: ConflictPolicy = Field(
         default_factory=ConflictPolicy, description="How two-way conflicts are resolved."
     )
+    urgent: bool = Field(
+        True,
+        description=(
+            "Urgent flows write even when the target's daily API use is past its daily_limit_guard; "
+            "the changes of other flows (backfills, reconciles) wait until the budget recovers."
+        ),
+    )
 
 
 # ---------------------------------------------------------------- views

@@ -36,6 +36,7 @@ class FlowRuntime:
         self.match_field: str | None = flow.match.field if flow.match is not None else None
         self.on_delete: str = flow.on_delete
         self.lock = flow.lock
+        self.urgent: bool = flow.urgent
         self.rules: list[FieldRule] = [
             FieldRule(
                 source=m.source,

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crmsync.connectors.base import Write, WriteResult
+from crmsync.connectors.base import Connector, Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
-from crmsync.errors import CrmsyncError, Fatal, FixTheData, LockedRecord
+from crmsync.errors import BudgetExhausted, CrmsyncError, Fatal, FixTheData, LockedRecord
 
 if TYPE_CHECKING:
     from crmsync.engine.runtime import Runtime
@@ -95,6 +95,16 @@ class Worker:
                 self._retry(change, exc)
             outcome.retried = len(changes)
             return outcome
+        # after the lock check, which refreshed what the vendor reports of the budget
+        if not flow.urgent and self._over_budget(target):
+            pause = BudgetExhausted(
+                f"{flow.target}'s daily API use is past its guard; {flow.name!r} is not urgent: it waits",
+                retry_after=self.rt.config.worker.backoff.max_seconds,
+            )
+            for change in changes:
+                self._retry(change, pause)
+            outcome.retried = len(changes)
+            return outcome
         writes: list[Write] = []
         held: dict[str, ClaimedChange] = {}
         for change in changes:
@@ -161,6 +171,16 @@ class Worker:
             outcome.applied = len(done)
         return outcome
 
+    def _over_budget(self, target: Connector) -> bool:
+        over_guard = getattr(target, "over_guard", None)
+        if over_guard is None or not over_guard():
+            return False
+        try:  # what the vendor reported may be stale: ask once more (one cheap call)
+            target.check()
+        except CrmsyncError as exc:
+            log.warning("could not refresh %s's API use: %s", target.name, exc)
+        return bool(over_guard())
+
     def _parent_of(self, flow: FlowRuntime, change: ClaimedChange) -> str | None:
         if flow.lock is None:
             return None
@@ -222,7 +242,8 @@ class Worker:
     def _retry(self, change: ClaimedChange, error: CrmsyncError) -> None:
         retry_after = getattr(error, "retry_after", None)
         max_attempts = self.rt.max_attempts
-        if max_attempts is not None and change.attempts + 1 >= max_attempts:
+        budget = isinstance(error, BudgetExhausted)  # waiting for a budget is not the change failing
+        if max_attempts is not None and not budget and change.attempts + 1 >= max_attempts:
             self._dead(change, error)
             return
         self.rt.queue.retry(change, error, retry_after=retry_after)
