@@ -20,6 +20,7 @@ import uvicorn
 
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
+from crmsync.web.sockets import listening_socket
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,7 @@ class Process:
         """Open the listening socket now (so a port of 0 is known before serving)."""
         from crmsync.web.app import create_app
 
-        self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, self.port))
+        self._sock = listening_socket(self.host, self.port)
         config = uvicorn.Config(
             create_app(self.rt), log_level="warning", access_log=False, timeout_graceful_shutdown=10
         )

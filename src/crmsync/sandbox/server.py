@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -10,6 +9,8 @@ from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from crmsync.web.sockets import listening_socket
 
 
 class BackgroundServer:
@@ -29,12 +30,7 @@ class BackgroundServer:
     ) -> None:
         self.host = host
         self.scheme = "https" if certfile else "http"
-        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # accepted connections inherit it: without it h11's separate header/body writes meet
-        # delayed ACKs and every keep-alive request takes ~40 ms
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind((host, port))
+        self._sock = listening_socket(host, port)
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
             app,

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -237,3 +240,30 @@ def upsert(conn: Connection, table: sa.Table, key: dict[str, Any], values: dict[
         # Inserted meanwhile by someone else: update it. Any other clash is the caller's.
         if not conn.execute(sa.update(table).where(*where).values(**values)).rowcount:
             raise
+
+
+def upsert_many(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert ``rows`` or update those whose ``keys`` exist, in one statement (a worker's batch).
+
+    Uses the database's own ``ON CONFLICT`` / ``ON DUPLICATE KEY`` form; ``keys`` must be the
+    table's primary key or a unique constraint. For one row, :func:`upsert` is portable.
+    """
+    if not rows:
+        return
+    update_cols = [c for c in rows[0] if c not in keys]
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update_cols}
+        )
+        conn.execute(stmt, list(rows))
+    elif dialect in ("mysql", "mariadb"):
+        mstmt = mysql_insert(table)
+        mstmt = mstmt.on_duplicate_key_update({c: mstmt.inserted[c] for c in update_cols})
+        conn.execute(mstmt, list(rows))
+    else:
+        raise RuntimeError(f"unsupported database {dialect}")

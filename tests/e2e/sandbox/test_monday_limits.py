@@ -225,17 +225,3 @@ def test_requests_per_minute_limit(clock: FakeClock) -> None:
         assert (
             http.post(server.url + "/v2", json={"query": "{ me { id } }"}, headers=headers).status_code == 200
         )
-
-
-def test_serves_at_least_500_simple_requests_a_second(post: Any, em: MondayEmulator) -> None:
-    em.budget.per_minute = 10_000_000
-    best = 0.0
-    for _ in range(3):  # the best of three rounds, so a busy moment on the machine does not decide it
-        started = time.perf_counter()
-        for _ in range(300):
-            assert post("{ me { id } }").status_code == 200
-        best = max(best, 300 / (time.perf_counter() - started))
-        if best >= 500:
-            break
-    em.budget.per_minute = 100_000
-    assert best >= 500, f"{best:.0f} requests/s"

@@ -81,22 +81,3 @@ def test_windows_roll_over() -> None:
         while api.get("/members/me").status_code == 429:
             assert time.monotonic() < deadline
         assert api.get("/members/me").status_code == 200
-
-
-def test_serves_at_least_500_requests_a_second() -> None:
-    """Measured in CPU time of this process (the client's share included, so it is conservative):
-    wall-clock time would measure whatever else the machine is busy with."""
-    emu = TrelloEmulator(token_limit=100_000, key_limit=100_000)
-    emu.seed("demo")
-    with serve(emu), client(emu) as api:
-        card = emu.cards(emu.board_id("Delivery"))[0]["id"]
-        api.get(f"/cards/{card}")
-        best = 0.0
-        for _ in range(3):
-            started = time.process_time()
-            for _ in range(300):
-                assert api.get(f"/cards/{card}").status_code == 200
-            best = max(best, 300 / (time.process_time() - started))
-            if best >= 500:
-                break
-        assert best >= 500, f"{best:.0f} requests per CPU second"

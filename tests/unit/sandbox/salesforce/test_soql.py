@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -848,7 +847,8 @@ def test_query_objects_are_values() -> None:
 # -- scale ---------------------------------------------------------------------------------------
 
 
-def test_a_simple_filter_over_100000_rows_is_fast() -> None:
+def test_filters_over_100000_rows() -> None:
+    """Correct at the size the emulator is meant to hold (its speed is measured by ``make bench``)."""
     big = FakeSource()
     rows = big.records["Account"]
     for i in range(100_000):
@@ -860,15 +860,12 @@ def test_a_simple_filter_over_100000_rows_is_fast() -> None:
             "NumberOfEmployees": i,
             "CreatedDate": f"2024-05-{1 + i % 28:02d}T10:00:00.000+0000",
         }
-    started = time.perf_counter()
     result = run(
         big, "SELECT Id, Name FROM Account WHERE NumberOfEmployees >= 99000 AND Name LIKE 'account%'"
     )
     by_date = run(big, "SELECT COUNT() FROM Account WHERE CreatedDate > 2024-05-14T00:00:00Z")
-    elapsed = time.perf_counter() - started
     assert result.total_size == 1000
     assert by_date.total_size == sum(1 for i in range(100_000) if 1 + i % 28 >= 14)
-    assert elapsed < 1.0, elapsed
 
 
 # -- the escaping rules round-trip -------------------------------------------------------------
