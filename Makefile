@@ -30,6 +30,8 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests bench
 
 bench: install  ## benchmarks; figures written to bench/results.json
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 \
+		|| echo "wrk is not available: the Python load generator is used (a lower ceiling)"
 	$(PY) -m bench
 
 clean:
