@@ -88,6 +88,22 @@ class WorkerConfig(Model):
     )
 
 
+class AlertsConfig(Model):
+    urls: list[SecretStr] = Field(
+        default_factory=list,
+        description=(
+            "apprise URLs alerts go to (tgram://…, slack://…, mailtos://…, json://…); "
+            "they hold credentials, so they are secrets. Empty: problems are recorded, nobody is told."
+        ),
+    )
+    reminder_minutes: int = Field(
+        60, ge=1, description="A problem still open this many minutes after the last message is sent again."
+    )
+    queue_lag_seconds: float = Field(
+        300.0, gt=0, description="Alert when the oldest pending change has waited longer than this."
+    )
+
+
 # ---------------------------------------------------------------- connections
 
 
@@ -153,8 +169,36 @@ class AppConnection(Model):
     )
 
 
-Connection = Annotated[SalesforceConnection | AppConnection, Field(discriminator="type")]
-CONNECTION_TYPES = ("app", "salesforce")
+class MondayConnection(Model):
+    type: Literal["monday"] = Field(description="Connection type: a monday.com account (GraphQL API v2).")
+    api_url: str = Field(
+        "https://api.monday.com/v2",
+        pattern=r"^https?://",
+        description="The GraphQL endpoint (the sandbox's MONDAY_API_URL when testing).",
+    )
+    token: SecretStr = Field(description="API token: a personal token, or an app's (OAuth) token.")
+    signing_secret: OptionalSecret = Field(
+        None,
+        description="The app's Signing Secret; when set, webhook deliveries must carry a valid JWT.",
+    )
+    api_version: str = Field(
+        "2026-10",
+        pattern=r"^\d{4}-(01|04|07|10)$",
+        description="API-Version header sent on every request (YYYY-MM, a quarter's month), pinned.",
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every HTTP call.")
+    complexity_per_minute: int = Field(
+        10_000_000,
+        gt=0,
+        description=(
+            "Complexity points crmsync may spend per minute on this token, shared by all its "
+            "processes (personal tokens: 10M on paid plans, 1M on trial/free)."
+        ),
+    )
+
+
+Connection = Annotated[SalesforceConnection | AppConnection | MondayConnection, Field(discriminator="type")]
+CONNECTION_TYPES = ("app", "monday", "salesforce")
 
 
 # ---------------------------------------------------------------- flows
@@ -239,6 +283,58 @@ class View(Model):
     )
 
 
+# ---------------------------------------------------------------- jobs
+
+
+class JobConfig(Model):
+    job: str = Field(description="Name of a registered job, e.g. purge-history.")
+    cron: str = Field(
+        description='When it runs: a cron expression in UTC, e.g. "0 3 * * *" (every day at 03:00).'
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the job.")
+    enabled: bool = Field(
+        True, description="false: the scheduler skips the job; `crmsync jobs run` still runs it."
+    )
+
+    @field_validator("job")
+    @classmethod
+    def _registered_job(cls, value: str) -> str:
+        from pydantic_core import PydanticCustomError
+
+        from crmsync.scheduler import registry
+
+        if value not in registry.names():
+            valid = ", ".join(registry.names())
+            raise PydanticCustomError(
+                "unknown_job", "unknown job '{job}'; valid: {valid}", {"job": value, "valid": valid}
+            )
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from pydantic_core import PydanticCustomError
+
+        from crmsync.scheduler.cron import is_valid
+
+        if not is_valid(value):
+            raise PydanticCustomError("invalid_cron", "invalid cron expression '{cron}'", {"cron": value})
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _job_args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from pydantic_core import PydanticCustomError
+
+        from crmsync.scheduler import registry
+
+        if "job" in info.data:  # else the job's own error is reported
+            problems = registry.get(info.data["job"]).check_args(value)
+            if problems:
+                raise PydanticCustomError("job_args", "{problems}", {"problems": "; ".join(problems)})
+        return value
+
+
 # ---------------------------------------------------------------- the file
 
 
@@ -262,6 +358,13 @@ class Config(Model):
     flows: dict[str, Flow] = Field(default_factory=dict, description="What is synced where, by name.")
     views: dict[str, View] = Field(
         default_factory=dict, description="Read-through queries applications may call, by name."
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, description="Who is told when something needs a person, and when."
+    )
+    jobs: dict[str, JobConfig] = Field(
+        default_factory=dict,
+        description="Scheduled jobs, by name; each run is recorded (`crmsync jobs list`).",
     )
 
     _path: Path | None = PrivateAttr(None)

@@ -26,8 +26,10 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("web", models.WebConfig),
     ("worker", models.WorkerConfig),
     ("worker.backoff", models.BackoffConfig),
+    ("alerts", models.AlertsConfig),
     ("connections.NAME (type: salesforce)", models.SalesforceConnection),
     ("connections.NAME (type: app)", models.AppConnection),
+    ("connections.NAME (type: monday)", models.MondayConnection),
     ("flows.NAME", models.Flow),
     ("flows.NAME.fields[]", models.FieldMapping),
     ("flows.NAME.match", models.MatchRule),
@@ -35,6 +37,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("flows.NAME.conflict", models.ConflictPolicy),
     ("views.NAME", models.View),
     ("views.NAME.params.PARAM", models.ViewParam),
+    ("jobs.NAME", models.JobConfig),
 ]
 
 BLOCKS = ("keys", "transforms")

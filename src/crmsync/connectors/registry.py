@@ -14,6 +14,7 @@ _REGISTRY: dict[str, type[Connector]] = {}
 _BUILTIN = {
     "salesforce": "crmsync.connectors.salesforce",
     "app": "crmsync.connectors.app",
+    "monday": "crmsync.connectors.monday",
 }
 
 

@@ -158,7 +158,7 @@ def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> 
         "3: web.port: Input should be a valid integer, unable to parse string as an integer",
         "4: web.hots: unknown key; valid: host, port, max_body_bytes, max_batch (did you mean 'host'?)",
         "8: connections.sf.auth: Input should be 'jwt', 'client_credentials', 'password' or 'refresh_token'",
-        "11: connections.board.type: unknown connection type 'trello'; valid: app, salesforce",
+        "11: connections.board.type: unknown connection type 'trello'; valid: app, monday, salesforce",
         "14: flows.usage.source: unknown connection 'ap'; valid: board, sf",
         "17: flows.usage.key: 'ad_id' is not a mapped source field; mapped: None, id",
         "18: flows.usage.match.field: 'Ad_Id__c' is not a mapped target field; mapped: Id__c, Other__c",
@@ -236,7 +236,7 @@ def test_a_missing_type_and_missing_required_keys(tmp_path: Path) -> None:
       f: {source: x}
     """
     assert problems(tmp_path, text) == [
-        "2: connections.x.type: required key is missing; valid: app, salesforce",
+        "2: connections.x.type: required key is missing; valid: app, monday, salesforce",
         "4: flows.f.target: required key is missing",
         "4: flows.f.object: required key is missing",
         "4: flows.f.key: required key is missing",
@@ -254,7 +254,7 @@ def test_unknown_top_level_section_and_duplicate_keys(tmp_path: Path) -> None:
     """
     assert problems(tmp_path, text) == [
         "1: version: Input should be 1",
-        "2: stores: unknown key; valid: version, store, web, worker, connections, flows, views "
+        "2: stores: unknown key; valid: version, store, web, worker, connections, flows, views, alerts "
         "(did you mean 'store'?)",
         "5: web.port: duplicate key (first at line 4)",
     ]

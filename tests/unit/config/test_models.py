@@ -35,6 +35,9 @@ def test_secrets_are_secret_types() -> None:
         ("SalesforceConnection", "client_secret"),
         ("SalesforceConnection", "password"),
         ("SalesforceConnection", "refresh_token"),
+        ("MondayConnection", "token"),
+        ("MondayConnection", "signing_secret"),
+        ("AlertsConfig", "urls"),
     }
 
 

@@ -1,0 +1,62 @@
+"""The settings of one monday.com connection, as a frozen value (secrets redacted in its repr)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from crmsync.errors import ConfigError
+
+#: the API version pinned by default: "current" since 26 Oct 2026
+DEFAULT_API_VERSION = "2026-10"
+#: a personal token's budget on paid plans
+DEFAULT_COMPLEXITY_PER_MINUTE = 10_000_000
+
+_VERSION = re.compile(r"^\d{4}-(01|04|07|10)$")
+
+
+@dataclass(frozen=True)
+class MondaySettings:
+    """Everything the client needs to call one monday.com account."""
+
+    token: str = field(repr=False)
+    api_url: str = "https://api.monday.com/v2"
+    signing_secret: str | None = field(default=None, repr=False)
+    api_version: str = DEFAULT_API_VERSION
+    timeout_seconds: float = 30.0
+    complexity_per_minute: int = DEFAULT_COMPLEXITY_PER_MINUTE
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not self.token:
+            problems.append("token is required")
+        if not self.api_url.startswith(("https://", "http://")):
+            problems.append(f"api_url must be an http(s) URL, not {self.api_url!r}")
+        if not _VERSION.match(self.api_version):
+            problems.append(
+                f"api_version must look like 2026-10 (months 01/04/07/10), not {self.api_version!r}"
+            )
+        if self.timeout_seconds <= 0:
+            problems.append("timeout_seconds must be positive")
+        if self.complexity_per_minute <= 0:
+            problems.append("complexity_per_minute must be positive")
+        if problems:
+            raise ConfigError("invalid monday.com settings: " + "; ".join(problems), problems=problems)
+        object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+
+    @classmethod
+    def from_object(cls, conn: Any) -> MondaySettings:
+        """Read the same-named attributes of a config model (``SecretStr`` values are unwrapped)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if not hasattr(conn, f.name):
+                continue
+            value = getattr(conn, f.name)
+            if value is not None and hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            if value is None and f.name != "signing_secret":
+                continue  # keep the default
+            values[f.name] = value
+        values.setdefault("token", "")
+        return cls(**values)
