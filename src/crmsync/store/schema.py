@@ -240,3 +240,16 @@ api_budget = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     **_TABLE_ARGS,
 )
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("last_sent_at", UTCDateTime(), nullable=True),
+    sa.Column("cleared_at", UTCDateTime(), nullable=True),
+    sa.Column("count", sa.Integer(), nullable=False),
+    **_TABLE_ARGS,
+)
