@@ -1,0 +1,400 @@
+"""``SalesforcePoller``: the trigger that turns Salesforce changes into change rows.
+
+One cycle (:meth:`SalesforcePoller.poll_once`), planned by :mod:`crmsync.engine.poll_plan`::
+
+    stored watermarks ─► one queryAll per object, a /deleted check per object once a minute
+                      ─► Composite calls (≤25 subrequests, ≤5 of them queries)
+                      ─► each page: its changes enqueued and the watermark advanced, in ONE
+                         transaction
+                      ─► next pages (nextRecordsUrl) and, after a full page of 2,000 rows, a
+                         continuation query, in the next round of Composite calls
+
+- *Nothing lost*: a watermark moves only in the transaction that stores the changes read up to
+  it, so a crash re-reads rather than skips. Each query looks back ``overlap`` before the
+  watermark, for transactions that commit after a later one stamped.
+- *Nothing doubled*: rows read again carry the same delivery id (see :mod:`.poll_plan`); the queue
+  drops a delivery id it has seen, so the overlap costs nothing.
+- *Calls*: ⌈objects / 5⌉ Composite calls a cycle (Salesforce takes at most 5 query subrequests in
+  one call); the ``/deleted`` checks (one per object, at most once a minute, because its windows
+  have whole minutes) ride in the free slots of those calls. A busy object adds one query
+  subrequest per 2,000 changed rows.
+- *First run*: with no stored watermark, ``start="now"`` begins at the poller's clock, from the
+  start of the current second (changes made before are left to ``crmsync migrate``; a host clock
+  ahead of Salesforce's only moves that start); ``start="beginning"`` reads every record once. The
+  ``/deleted`` window always begins at the first cycle; records already in the recycle bin come
+  from ``queryAll`` when starting from the beginning.
+- *Errors*: :class:`~crmsync.errors.RetryLater` (and :class:`~crmsync.errors.BudgetExhausted`)
+  ends the cycle; the next one resumes from the stored watermarks (a warning when it starts, a
+  notice when polling recovers). A subrequest Salesforce refuses for good (a field that does not
+  exist, ...) raises :class:`~crmsync.errors.Fatal` at the end of the cycle, after the other
+  objects' changes are stored. :class:`~crmsync.errors.Fatal` from the connector is raised.
+
+Echo suppression is not done here: the worker compares each change with the shadow state. Run one
+poller per Salesforce connection (the watermarks are per connection and object); several would
+only waste calls, never duplicate changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from crmsync.connectors.salesforce.client import subrequest_error
+from crmsync.connectors.salesforce.connector import SalesforceConnector, parse_stamp
+from crmsync.engine.poll_plan import (
+    PAGE_LIMIT,
+    Feed,
+    PollTarget,
+    Subrequest,
+    build_feeds,
+    delete_delivery_id,
+    deleted_subrequest,
+    deletion_window,
+    field_value,
+    first_watermark,
+    floor_minute,
+    format_stamp,
+    pack,
+    poll_soql,
+    query_subrequest,
+    upsert_delivery_id,
+)
+from crmsync.engine.queue import ChangeQueue, NewChange
+from crmsync.errors import CrmsyncError, Fatal, RetryLater
+from crmsync.store import watermarks
+from crmsync.store.db import Store
+from crmsync.store.schema import utcnow
+
+__all__ = ["PollResult", "PollTarget", "SalesforcePoller"]
+
+log = logging.getLogger(__name__)
+
+Start = Literal["now", "beginning"]
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one cycle did."""
+
+    changes: int
+    """new change rows stored (rows read again are not counted)"""
+    calls: int
+    """Composite calls made"""
+    per_target: dict[PollTarget, int]
+    """new change rows per target"""
+    duplicates: int = 0
+    """rows read again that the queue already had (the overlap)"""
+    skipped: bool = False
+    """the cycle stopped early on a transient error; the next one resumes from the watermarks"""
+
+
+@dataclass
+class _FeedState:
+    mark: str | None
+    """the newest SystemModstamp stored (None: read from the beginning)"""
+    deleted_mark: str
+    """where the next ``/deleted`` window starts"""
+    rows: int = 0
+    """rows read by the current query and its next pages"""
+    last: tuple[str, str] | None = None
+    """(SystemModstamp, Id) of the last row read this cycle"""
+
+
+@dataclass
+class _Cycle:
+    calls: int = 0
+    duplicates: int = 0
+    per_target: Counter[PollTarget] = field(default_factory=Counter)
+    fatal: CrmsyncError | None = None
+
+    def result(self, targets: Sequence[PollTarget], *, skipped: bool = False) -> PollResult:
+        per_target = {t: self.per_target[t] for t in targets}
+        return PollResult(sum(per_target.values()), self.calls, per_target, self.duplicates, skipped)
+
+
+class SalesforcePoller:
+    """Polls one Salesforce connection for the changes of ``targets``."""
+
+    def __init__(
+        self,
+        connector: SalesforceConnector,
+        queue: ChangeQueue,
+        store: Store,
+        targets: Sequence[PollTarget],
+        *,
+        overlap: dt.timedelta = dt.timedelta(seconds=2),
+        clock: Callable[[], dt.datetime] = utcnow,
+        start: Start = "now",
+        page_limit: int = PAGE_LIMIT,
+    ) -> None:
+        if overlap <= dt.timedelta(0):
+            raise ValueError("overlap must be positive (rows stamped with the watermark are read again)")
+        if start not in ("now", "beginning"):
+            raise ValueError(f"start must be 'now' or 'beginning', not {start!r}")
+        if not 1 <= page_limit <= PAGE_LIMIT:
+            raise ValueError(f"page_limit must be between 1 and {PAGE_LIMIT}")
+        others = sorted({t.connection for t in targets} - {connector.name})
+        if others:
+            raise ValueError(
+                f"this poller reads the connection {connector.name!r}; targets name {', '.join(others)}"
+            )
+        self.connector = connector
+        self.queue = queue
+        self.store = store
+        self.targets = tuple(targets)
+        self.feeds = build_feeds(self.targets)
+        self.overlap = overlap
+        self.clock = clock
+        self.start = start
+        self.page_limit = page_limit
+        self._skips = 0
+        self._retry_after: float | None = None
+
+    @property
+    def connection(self) -> str:
+        return self.connector.name
+
+    # -- the cycle ----------------------------------------------------------------------------
+    def poll_once(self) -> PollResult:
+        """One cycle: read every target's changes since its watermark and store them."""
+        cycle = _Cycle()
+        try:
+            self._poll(cycle)
+        except RetryLater as exc:
+            if self._skips == 0:
+                log.warning("polling %s paused, retried every cycle: %s", self.connection, exc)
+            else:
+                log.debug("polling %s still paused: %s", self.connection, exc)
+            self._skips += 1
+            self._retry_after = exc.retry_after
+            return cycle.result(self.targets, skipped=True)
+        if self._skips:
+            log.info("polling %s resumed after %d skipped cycles", self.connection, self._skips)
+            self._skips = 0
+        if cycle.fatal is not None:
+            raise cycle.fatal
+        return cycle.result(self.targets)
+
+    def _poll(self, cycle: _Cycle) -> None:
+        now = self.clock()
+        states = self._load(now)
+        pending = [
+            query_subrequest(i, poll_soql(feed, since=self._since(states[i].mark), limit=self.page_limit))
+            for i, feed in enumerate(self.feeds)
+        ]
+        for i, feed in enumerate(self.feeds):
+            mark = parse_stamp(states[i].deleted_mark)
+            window = deletion_window(mark, now)
+            if window is None:
+                continue
+            if window[0] > floor_minute(mark):
+                log.warning(
+                    "%s %s deletions before %s are past Salesforce's retention (polled up to %s): "
+                    "deletions may be lost; run a full resync of %s",
+                    self.connection,
+                    feed.object_name,
+                    format_stamp(window[0]),
+                    states[i].deleted_mark,
+                    _flows(feed),
+                )
+            pending.append(deleted_subrequest(i, feed.object_name, *window))
+        while pending:
+            follow: list[Subrequest] = []
+            for call in pack(pending):
+                requests = [
+                    {"method": "GET", "url": sub.url, "referenceId": f"r{n}"} for n, sub in enumerate(call)
+                ]
+                replies = self.connector.client.composite(requests, all_or_none=False)
+                cycle.calls += 1
+                for sub, reply in zip(call, replies, strict=True):
+                    after = self._handle(sub, reply, states[sub.feed], cycle)
+                    if after is not None:
+                        follow.append(after)
+            pending = follow
+
+    def _since(self, mark: str | None) -> dt.datetime | None:
+        return None if mark is None else parse_stamp(mark) - self.overlap
+
+    def _load(self, now: dt.datetime) -> list[_FeedState]:
+        """Each feed's watermarks; those not stored yet are set (``start``) and stored."""
+
+        def work(conn: Connection) -> list[_FeedState]:
+            states = []
+            for feed in self.feeds:
+                mark = watermarks.get(conn, self.connection, feed.object_name)
+                if mark is None and self.start == "now":
+                    mark = first_watermark(now, self.overlap)
+                    watermarks.put(conn, self.connection, feed.object_name, mark)
+                deleted_mark = watermarks.get(conn, self.connection, feed.deleted_key)
+                if deleted_mark is None:
+                    deleted_mark = format_stamp(floor_minute(now))
+                    watermarks.put(conn, self.connection, feed.deleted_key, deleted_mark)
+                states.append(_FeedState(mark, deleted_mark))
+            return states
+
+        return self.store.run(work)
+
+    def _handle(
+        self, sub: Subrequest, reply: Mapping[str, Any], state: _FeedState, cycle: _Cycle
+    ) -> Subrequest | None:
+        """Store one subrequest's changes; the subrequest that reads on, if any."""
+        feed = self.feeds[sub.feed]
+        error = subrequest_error(reply, object_name=feed.object_name)
+        if error is not None:
+            self._refused(feed, sub, error, cycle)
+            return None
+        body = reply.get("body")
+        body = body if isinstance(body, dict) else {}
+        if sub.kind == "deleted":
+            self._store_deletions(feed, state, body, cycle)
+            return None
+        if sub.kind == "query":
+            state.rows = 0
+        records = [r for r in body.get("records") or [] if isinstance(r, dict)]
+        self._store_rows(feed, state, records, cycle)
+        state.rows += len(records)
+        next_url = body.get("nextRecordsUrl")
+        if not body.get("done", True) and next_url:
+            return Subrequest("more", sub.feed, str(next_url))
+        if state.rows >= self.page_limit and state.last is not None:
+            # a full page: more rows may follow, perhaps with the same stamp as the last one
+            after = (parse_stamp(state.last[0]), state.last[1])
+            return query_subrequest(sub.feed, poll_soql(feed, after=after, limit=self.page_limit))
+        return None
+
+    def _refused(self, feed: Feed, sub: Subrequest, error: CrmsyncError, cycle: _Cycle) -> None:
+        if isinstance(error, RetryLater):
+            log.warning("polling %s %s: %s; retried next cycle", self.connection, feed.object_name, error)
+            return
+        log.error("Salesforce refused to poll %s %s: %s", self.connection, feed.object_name, error)
+        if cycle.fatal is None:
+            cycle.fatal = (
+                error
+                if isinstance(error, Fatal)
+                else Fatal(
+                    f"Salesforce refused to poll {feed.object_name} ({sub.kind}) for {_flows(feed)}: "
+                    f"{error.message}",
+                    url=error.url,
+                    object_name=feed.object_name,
+                    vendor_code=error.vendor_code,
+                    status=error.status,
+                )
+            )
+
+    # -- changes ------------------------------------------------------------------------------
+    def _store_rows(
+        self, feed: Feed, state: _FeedState, rows: Sequence[Mapping[str, Any]], cycle: _Cycle
+    ) -> None:
+        changes: dict[PollTarget, list[NewChange]] = {t: [] for t in feed.targets}
+        newest = parse_stamp(state.mark) if state.mark is not None else None
+        mark = state.mark
+        for row in rows:
+            record_id, stamp = str(row.get("Id")), str(row.get("SystemModstamp"))
+            deleted = bool(row.get("IsDeleted"))
+            for target in feed.targets:
+                tag = target.flow if feed.shared else None
+                if deleted:
+                    delivery = delete_delivery_id(record_id, tag)
+                    changes[target].append(
+                        NewChange(self.connection, target.flow, record_id, "delete", {}, delivery)
+                    )
+                else:
+                    values = {name: field_value(row, name) for name in target.fields}
+                    delivery = upsert_delivery_id(record_id, stamp, values, tag)
+                    changes[target].append(
+                        NewChange(self.connection, target.flow, record_id, "upsert", values, delivery)
+                    )
+            state.last = (stamp, record_id)
+            parsed = parse_stamp(stamp)
+            if newest is None or parsed > newest:
+                newest, mark = parsed, stamp
+        self._commit(changes, feed.object_name, mark if mark != state.mark else None, cycle)
+        state.mark = mark
+
+    def _store_deletions(self, feed: Feed, state: _FeedState, body: Mapping[str, Any], cycle: _Cycle) -> None:
+        mark = parse_stamp(state.deleted_mark)
+        earliest = body.get("earliestDateAvailable")
+        if earliest and parse_stamp(str(earliest)) > mark:
+            log.warning(
+                "%s %s deletions before %s are no longer listed by Salesforce (polled up to %s): "
+                "deletions may be lost; run a full resync of %s",
+                self.connection,
+                feed.object_name,
+                earliest,
+                state.deleted_mark,
+                _flows(feed),
+            )
+        changes: dict[PollTarget, list[NewChange]] = {t: [] for t in feed.targets}
+        for item in body.get("deletedRecords") or []:
+            record_id = item.get("id") if isinstance(item, dict) else None
+            if not record_id:
+                continue
+            for target in feed.targets:
+                delivery = delete_delivery_id(str(record_id), target.flow if feed.shared else None)
+                changes[target].append(
+                    NewChange(self.connection, target.flow, str(record_id), "delete", {}, delivery)
+                )
+        covered = body.get("latestDateCovered")
+        new_mark = str(covered) if covered and parse_stamp(str(covered)) > mark else None
+        self._commit(changes, feed.deleted_key, new_mark, cycle)
+        if new_mark is not None:
+            state.deleted_mark = new_mark
+
+    def _commit(
+        self, changes: Mapping[PollTarget, Sequence[NewChange]], key: str, mark: str | None, cycle: _Cycle
+    ) -> None:
+        """Enqueue ``changes`` and store the watermark ``mark`` (if any) in one transaction."""
+        if mark is None and not any(changes.values()):
+            return
+
+        def work(conn: Connection) -> dict[PollTarget, tuple[int, int]]:
+            counts = {}
+            for target, batch in changes.items():
+                result = self.queue.enqueue(batch, conn=conn)
+                counts[target] = (result.accepted, result.duplicates)
+            if mark is not None:
+                watermarks.put(conn, self.connection, key, mark)
+            return counts
+
+        for target, (accepted, duplicates) in self.store.run(work).items():
+            cycle.per_target[target] += accepted
+            cycle.duplicates += duplicates
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, interval: float) -> None:
+        """Poll every ``interval`` seconds until ``stop`` is set; Fatal errors are raised.
+
+        A transient error skips the cycle (a budget error with ``retry_after`` waits at least
+        that long); an unreachable store does too: its watermarks did not move.
+        """
+        store_down = False
+        while not stop.is_set():
+            began = time.monotonic()
+            wait = interval
+            try:
+                result = self.poll_once()
+            except DBAPIError as exc:
+                if not store_down:
+                    log.warning("polling %s paused, the store is unreachable: %s", self.connection, exc)
+                store_down = True
+            else:
+                if store_down:
+                    log.info("polling %s resumed: the store is back", self.connection)
+                store_down = False
+                if result.skipped and self._retry_after:
+                    wait = max(interval, self._retry_after)
+                log.debug("polled %s: %d changes, %d calls", self.connection, result.changes, result.calls)
+            stop.wait(max(0.0, wait - (time.monotonic() - began)))
+
+
+def _flows(feed: Feed) -> str:
+    return ", ".join(sorted({t.flow for t in feed.targets}))
