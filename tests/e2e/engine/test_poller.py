@@ -326,7 +326,7 @@ def test_a_refused_query_is_fatal_after_the_other_objects_are_stored(
     broken = PollTarget("broken", CONNECTION, "Contact", ("No_Such_Field__c",))
     poller = rig.poller([broken, ACCOUNTS])
     salesforce.advance_clock(5)
-    with pytest.raises(Fatal, match="INVALID_FIELD|No_Such_Field__c") as info:
+    with pytest.raises(Fatal, match="No_Such_Field__c") as info:
         poller.poll_once()
     assert info.value.object_name == "Contact"
     a1 = salesforce.insert("Account", {"Name": "Still polled"})
