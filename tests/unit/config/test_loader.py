@@ -254,7 +254,7 @@ def test_unknown_top_level_section_and_duplicate_keys(tmp_path: Path) -> None:
     """
     assert problems(tmp_path, text) == [
         "1: version: Input should be 1",
-        "2: stores: unknown key; valid: version, store, web, worker, connections, flows, views, alerts "
+        "2: stores: unknown key; valid: version, store, web, worker, connections, flows, views, alerts, jobs "
         "(did you mean 'store'?)",
         "5: web.port: duplicate key (first at line 4)",
     ]
