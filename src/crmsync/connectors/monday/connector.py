@@ -345,7 +345,7 @@ class MondayConnector(Connector):
             by_column.setdefault(str(w.external_id_field), set()).add(str(w.external_id))
         found: dict[str, str] = {}
         selection = (
-            f"{{ cursor items {{ id column_values(ids: $ids) {{ id text }} }} }} }} {COMPLEXITY_FIELD} }}"
+            f"{{ cursor items {{ id column_values(ids: $ids) {{ id text }} }} }} {COMPLEXITY_FIELD} }}"
         )
         first_page = (
             "query ($b: ID!, $c: [ItemsPageByColumnValuesQuery!], $ids: [String!]) { "
