@@ -33,6 +33,7 @@ bench: install  ## benchmarks; figures written to bench/results.json
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 \
 		|| echo "wrk is not available: the Python load generator is used (a lower ceiling)"
 	$(PY) -m bench
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) .crmsync-sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -81,6 +81,11 @@ def write_config(
     block = "worker:\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items())
     text = text.replace("worker:\n  concurrency: 2\n  batch_size: 200\n", block)
     text = text.replace("    on_delete: delete\n", f"    on_delete: delete\n    urgent: {urgent}\n")
+    # a busy test machine must not turn a lock refusal into "the target was too slow to ask"
+    text = text.replace(
+        "      when: \"Status = 'Fulfilled'\"\n",
+        "      when: \"Status = 'Fulfilled'\"\n      check_timeout_seconds: 30\n",
+    )
     path = tmp_path / "crmsync.yaml"
     path.write_text(text)
     shutil.copy(RECIPE, tmp_path / "recipe.yaml")

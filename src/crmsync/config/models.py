@@ -231,6 +231,17 @@ class LockRule(Model):
         None,
         description="Error shown when a change is refused; {field} inserts a source field, {parent} the id.",
     )
+    cache_seconds: float = Field(
+        5.0, ge=0, description="How long a parent's answer is reused before the target is asked again."
+    )
+    check_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "How long ingest waits for the target's answer; past it the change is accepted "
+            "and the worker asks again before writing."
+        ),
+    )
 
 
 class ConflictPolicy(Model):

@@ -6,7 +6,8 @@ before accepting a change (and answers 409), and the worker asks again before wr
 change accepted while the target could not be asked must still obey the rule.
 
 One query answers for many parents (``WHERE Id IN :ids AND (<when>)``); answers are cached for
-``ttl`` seconds so that a burst of entries for one contract costs one API call, not one each.
+the lock rule's ``cache_seconds`` so that a burst of entries for one contract costs one API call,
+not one each.
 """
 
 from __future__ import annotations
@@ -29,11 +30,25 @@ def _same_id(record_id: str) -> str:
 
 
 class LockChecker:
-    def __init__(self, *, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
         self._lock = threading.Lock()
+
+    def cached(self, flow: FlowRuntime, parent_ids: Collection[str]) -> set[str] | None:
+        """The locked ones among ``parent_ids`` if every answer is cached and fresh, else None."""
+        if flow.lock is None:
+            return set()
+        now = self.clock()
+        answer: set[str] = set()
+        with self._lock:
+            for pid in parent_ids:
+                hit = self._cache.get((flow.name, _same_id(pid)))
+                if hit is None or hit[1] <= now:
+                    return None
+                if hit[0]:
+                    answer.add(pid)
+        return answer
 
     def locked(self, flow: FlowRuntime, target: Queryable, parent_ids: Collection[str]) -> set[str]:
         """Which of ``parent_ids`` match the flow's lock condition now. Raises what the query raises."""
@@ -62,7 +77,7 @@ class LockChecker:
             with self._lock:
                 for pid in unknown:
                     is_locked = _same_id(pid) in matched
-                    self._cache[(flow.name, _same_id(pid))] = (is_locked, now + self.ttl)
+                    self._cache[(flow.name, _same_id(pid))] = (is_locked, now + flow.lock.cache_seconds)
                     if is_locked:
                         answer.add(pid)
         return answer

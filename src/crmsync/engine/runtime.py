@@ -50,14 +50,13 @@ class Runtime:
             ),
         )
         self.flows = {name: FlowRuntime(name, flow) for name, flow in config.flows.items()}
-        self.locks = LockChecker(ttl=5.0)
+        self.locks = LockChecker()
         self.ledger = Ledger(self.store)
         self.metrics = Metrics()
         self.metrics.watch(self.queue.stats, lambda: dict(self._connectors))
         self.max_attempts: int | None = w.max_attempts
         self.max_body_bytes: int = config.web.max_body_bytes
         self.max_batch: int = config.web.max_batch
-        self.lock_check_timeout: float = 2.0
 
     def connector(self, name: str) -> Connector:
         with self._guard:

@@ -36,6 +36,7 @@ from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import NewChange
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import CrmsyncError
+from crmsync.web.auth import authenticate
 from crmsync.web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -180,14 +181,16 @@ class Ingestor:
                 parents.setdefault(parent, []).append(str(r.key))
         if not parents:
             return
-        target = self.rt.queryable(flow.target)
-        future = self._pool.submit(self.rt.locks.locked, flow, target, list(parents))
-        try:
-            locked = future.result(timeout=self.rt.lock_check_timeout)
-        except (FutureTimeout, CrmsyncError) as exc:
-            # the target cannot answer now: accept, the worker asks again before writing
-            log.info("flow %s: lock check deferred to the worker (%s)", flow.name, exc or "timeout")
-            return
+        locked = self.rt.locks.cached(flow, parents)
+        if locked is None:  # something to ask the target: bounded, so a slow target never slows ingest
+            target = self.rt.queryable(flow.target)
+            future = self._pool.submit(self.rt.locks.locked, flow, target, list(parents))
+            try:
+                locked = future.result(timeout=flow.lock.check_timeout_seconds)
+            except (FutureTimeout, CrmsyncError) as exc:
+                # the target cannot answer now: accept, the worker asks again before writing
+                log.info("flow %s: lock check deferred to the worker (%s)", flow.name, exc or "timeout")
+                return
         if locked:
             keys = sorted(k for p in locked for k in parents[p])
             parent = sorted(locked)[0]
@@ -199,12 +202,15 @@ class Ingestor:
                 {"locked_parents": sorted(locked), "records": keys},
             )
 
-    async def __call__(self, request: Request) -> dict[str, Any]:
-        flow = self.flow(request.path_params["flow"])
+    async def __call__(self, request: Request, token: str) -> dict[str, Any]:
         body = await read_body(request, self.rt.max_body_bytes)
-        records = parse_records(body, self.rt.max_batch)
-        token_name: str = request.state.token_name
-        return await anyio.to_thread.run_sync(self.accept, flow, records, token_name)
+        return await anyio.to_thread.run_sync(self.handle, token, request.path_params["flow"], body)
+
+    def handle(self, token: str, flow_name: str, body: bytes) -> dict[str, Any]:
+        """Everything blocking, in one worker thread: authenticate first, then check and queue."""
+        token_name = authenticate(self.rt.store, token)
+        flow = self.flow(flow_name)
+        return self.accept(flow, parse_records(body, self.rt.max_batch), token_name)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import CrmsyncError, FixTheData, RetryLater
+from crmsync.web.auth import authenticate
 from crmsync.web.errors import ApiError
 
 _ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
@@ -89,7 +90,11 @@ class Views:
         records = [_clean(r) for r in rows]
         return {"view": name, "totalSize": len(records), "records": records}
 
-    async def __call__(self, request: Request) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(
-            self.run, request.path_params["name"], dict(request.query_params)
-        )
+    async def __call__(self, request: Request, token: str) -> dict[str, Any]:
+        name, query = request.path_params["name"], dict(request.query_params)
+        return await anyio.to_thread.run_sync(self.handle, token, name, query)
+
+    def handle(self, token: str, name: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """Authenticate first, then read the view live, in one worker thread."""
+        authenticate(self.rt.store, token)
+        return self.run(name, query)

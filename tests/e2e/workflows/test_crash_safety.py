@@ -83,8 +83,11 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(
     app.join()
     assert submitted.is_set()
 
+    started_before = log.read_text().count(" started")
     final = start_worker(crm, log)
     try:
+        # its SIGTERM handler is in place once its worker threads say they started
+        wait_until(lambda: log.read_text().count(" started") >= started_before + 2, timeout=60)
         wait_until(crm.settled, timeout=120)
     finally:
         final.send_signal(signal.SIGTERM)

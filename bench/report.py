@@ -1,0 +1,112 @@
+"""Render bench/results.json as the tables of docs/performance.md (between its bench markers).
+
+``python -m bench.report`` rewrites the part of docs/performance.md between ``<!-- bench:start -->``
+and ``<!-- bench:end -->``; ``make bench`` runs it after the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def render(r: dict[str, Any]) -> str:
+    out = [
+        f"Measured {r.get('started', '?')} on {r['machine']['cpus']} CPUs, Python {r['machine']['python']}.",
+        "",
+    ]
+    if "sandbox" in r:
+        s = r["sandbox"]
+        out += [
+            "### Sandbox (target: each emulator ≥500 simple requests/s; 100,000 Salesforce records ≤500 MB)",
+            "",
+        ]
+        out += [
+            _row("emulator", "requests/s", "p50 ms", "p99 ms", "errors"),
+            _row("---", "---:", "---:", "---:", "---:"),
+        ]
+        for name in ("salesforce", "trello", "monday"):
+            x = s[name]
+            out.append(_row(name, x["requests_per_s"], x["p50_ms"], x["p99_ms"], x["errors"]))
+        m = s["salesforce_100k_records"]
+        out += [
+            "",
+            f"100,000 `Usage__c` records in the Salesforce emulator: **{m['added_mb']} MB** "
+            f"(process RSS {m['rss_before_mb']} → {m['rss_after_mb']} MB), "
+            f"inserted in {m['insert_seconds']} s.",
+            "",
+        ]
+    if "ingest" in r:
+        out += ["### Ingest (targets: ≥1,000 entries/s on SQLite; p99 ≤50 ms at 200 entries/s)", ""]
+        out += [
+            _row("server", "mode", "generator", "entries/s", "p50 ms", "p99 ms", "non-2xx"),
+            _row("---", "---", "---", "---:", "---:", "---:", "---:"),
+        ]
+        for server, modes in r["ingest"].items():
+            for mode, x in modes.items():
+                bad = x.get("non_2xx", x.get("errors", 0))
+                out.append(
+                    _row(
+                        server,
+                        mode,
+                        x.get("generator", "python"),
+                        x["entries_per_s"],
+                        x["p50_ms"],
+                        x["p99_ms"],
+                        bad,
+                    )
+                )
+        out.append("")
+    if "e2e" in r:
+        out += ["### End to end: ingest → Salesforce sandbox at 50 entries/s (target: p99 ≤500 ms)", ""]
+        out += [
+            _row(
+                "worker poll interval", "entries", "p50 ms", "p99 ms", "Salesforce calls", "calls per entry"
+            ),
+            _row("---", "---:", "---:", "---:", "---:", "---:"),
+        ]
+        for x in r["e2e"].values():
+            lat = x["ingest_to_salesforce"]
+            out.append(
+                _row(f"{x['worker_poll_interval_s']} s", x["entries"], lat["p50_ms"], lat["p99_ms"],
+                     x["salesforce_calls"], x["salesforce_calls_per_entry"])
+            )  # fmt: skip
+        out.append("")
+    if "drain" in r:
+        d = r["drain"]
+        out += ["### Draining a 10,000-entry backlog (target: ≥2,000 entries/s)", ""]
+        out += [
+            _row("entries", "seconds (with worker start)", "entries/s", "Salesforce calls", "per call"),
+            _row("---:", "---:", "---:", "---:", "---:"),
+            _row(d["entries"], d["seconds_including_worker_start"], d["entries_per_s"], d["salesforce_calls"],
+                 d["entries_per_call"]),
+        ]  # fmt: skip
+        calls = ", ".join(f"`{k}` {v}" for k, v in d["salesforce_calls_by_endpoint"].items())
+        out += ["", f"Calls by endpoint: {calls}.", ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    results = json.loads(RESULTS.read_text())
+    doc = DOC.read_text()
+    if START not in doc or END not in doc:
+        sys.exit(f"{DOC} has no {START} … {END} markers")
+    head, rest = doc.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{START}\n{render(results)}\n{END}{tail}")
+    print(f"{DOC} updated from {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
