@@ -67,7 +67,7 @@ def claim_due(store: Store, job: str, schedule: Schedule, owner: str, now: datet
             except IntegrityError:
                 pass  # another scheduler saw the job first
             return None
-        if due > after_now or not schedule.is_occurrence(due):
+        if _stale(due, schedule, after_now):
             # the schedule changed: its pending occurrence is not one of the new schedule's
             conn.execute(sa.update(leases).where(c.name == name, c.until == due).values(until=after_now))
             return None
@@ -90,3 +90,15 @@ def next_due(db: StoreOrConnection, job: str) -> datetime | None:
             sa.select(leases.c.until).where(leases.c.name == lease_name(job))
         ).scalar()
     return value
+
+
+def next_run(db: StoreOrConnection, job: str, schedule: Schedule, now: datetime) -> datetime:
+    """The occurrence of ``job`` a scheduler will fire next: due already when it is not after
+    ``now`` (a missed occurrence waiting for the next tick)."""
+    due = next_due(db, job)
+    after_now = schedule.next_after(now)
+    return after_now if due is None or _stale(due, schedule, after_now) else due
+
+
+def _stale(due: datetime, schedule: Schedule, after_now: datetime) -> bool:
+    return due > after_now or not schedule.is_occurrence(due)
