@@ -17,7 +17,10 @@ One cycle (:meth:`SalesforcePoller.poll_once`), planned by :mod:`crmsync.engine.
 - *Calls*: ⌈objects / 5⌉ Composite calls a cycle (Salesforce takes at most 5 query subrequests in
   one call); the ``/deleted`` checks (one per object, at most once a minute, because its windows
   have whole minutes) ride in the free slots of those calls. A busy object adds one query
-  subrequest per 2,000 changed rows.
+  subrequest per 2,000 changed rows. The overlap is read again every cycle: when more than 2,000
+  rows share the last ``overlap`` seconds before an object's watermark (a bulk load, then
+  silence), that object costs one more query subrequest a cycle until a newer change moves its
+  watermark.
 - *First run*: with no stored watermark, ``start="now"`` begins at the poller's clock, from the
   start of the current second (changes made before are left to ``crmsync migrate``; a host clock
   ahead of Salesforce's only moves that start); ``start="beginning"`` reads every record once. The
