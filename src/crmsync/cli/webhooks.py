@@ -1,10 +1,10 @@
 """``crmsync webhooks ensure | list``: the vendor webhooks the configured flows need.
 
 For every flow whose source or target is a monday connection, the flow's board (the target's
-``object``; for a monday source, the flow's ``source_object`` or ``board`` when the config has
-one) needs the subscriptions of :data:`crmsync.connectors.monday.subscriptions.NEEDED_EVENTS`,
-delivering to ``BASE/webhooks/monday/<connection>``. ``ensure`` lists each board's webhooks
-first and creates only the missing ones, so running it twice creates nothing the second time.
+``object``; for a monday source, the flow's ``source_object``; an id or a board's name) needs
+the subscriptions of :data:`crmsync.connectors.monday.subscriptions.NEEDED_EVENTS`, delivering
+to ``BASE/webhooks/monday/<connection>``. ``ensure`` lists each board's webhooks first and
+creates only the missing ones, so running it twice creates nothing the second time.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def monday_boards(config: Config) -> dict[str, list[str]]:
 
     for flow in config.flows.values():
         add(flow.target, flow.object)
-        add(flow.source, getattr(flow, "source_object", None) or getattr(flow, "board", None))
+        add(flow.source, getattr(flow, "source_object", None))
     return boards
 
 
@@ -73,7 +73,8 @@ def ensure(config: Path = CONFIG_OPTION, url: str = URL_OPTION) -> None:
         connector = _connector(cfg, name)
         target = receiver_url(url, name)
         try:
-            for board in board_ids:
+            for named in board_ids:
+                board = connector.board_id(named)
                 result = ensure_webhooks(connector.client, board, target)
                 for sub in result.created:
                     table.add_row(name, board, sub.event, sub.id, "created")
@@ -94,7 +95,8 @@ def list_(config: Path = CONFIG_OPTION) -> None:
     for name, board_ids in monday_boards(cfg).items():
         connector = _connector(cfg, name)
         try:
-            for board in board_ids:
+            for named in board_ids:
+                board = connector.board_id(named)
                 for sub in list_webhooks(connector.client, board):
                     table.add_row(name, board, sub.event, sub.id, str(sub.config or ""))
         except CrmsyncError as exc:

@@ -83,7 +83,7 @@ def test_ensure_twice_creates_each_webhook_once(
     tmp_path: Path, app: typer.Typer, emu: MondayEmulator, receiver: BackgroundServer
 ) -> None:
     leads, deals = emu.board_id("Leads"), emu.board_id("Deals")
-    config = write_config(tmp_path / "crmsync.yaml", emu, [leads, deals, leads])
+    config = write_config(tmp_path / "crmsync.yaml", emu, [leads, "Deals", leads])  # an id or a name
     runner = CliRunner()
     first = runner.invoke(app, ["webhooks", "ensure", "-c", str(config), "--url", receiver.url])
     assert first.exit_code == 0, first.output
