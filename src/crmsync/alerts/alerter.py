@@ -76,13 +76,21 @@ class Alerter:
         self._guard = threading.Lock()
 
     @classmethod
-    def from_config(cls, store: Store, config: AlertsConfig, **kwargs: object) -> Alerter:
+    def from_config(
+        cls,
+        store: Store,
+        config: AlertsConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        notify: Notify | None = None,
+    ) -> Alerter:
         """The alerter of an ``alerts:`` section."""
         return cls(
             store,
             config.urls,
             reminder_after=timedelta(minutes=config.reminder_minutes),
-            **kwargs,  # type: ignore[arg-type]
+            clock=clock,
+            notify=notify,
         )
 
     def __repr__(self) -> str:

@@ -92,9 +92,7 @@ def test_a_reminder_after_the_interval_while_it_persists(
 
 
 def test_the_reminder_interval_is_configurable(store: Store, clock: ManualClock, outbox: Outbox) -> None:
-    alerter = Alerter.from_config(
-        store, AlertsConfig(reminder_minutes=5), clock=clock, notify=outbox, retry_after=timedelta(0)
-    )
+    alerter = Alerter.from_config(store, AlertsConfig(reminder_minutes=5), clock=clock, notify=outbox)
     alerter.problem("k", "t", "b")
     clock.advance(minutes=5)
     alerter.problem("k", "t", "b")
