@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from crmsync.cli import config, db, demo, run, sandbox, tokens
+from crmsync.cli import config, db, demo, jobs, log, run, sandbox, tokens, webhooks
 
 app = typer.Typer(
     name="crmsync",
@@ -38,6 +38,9 @@ config.register(app)
 run.register(app)
 tokens.register(app)
 db.register(app)
+webhooks.register(app)
+log.register(app)
+jobs.register(app)
 sandbox.register(app)
 demo.register(app)
 

@@ -83,7 +83,11 @@ def _check_flows(flows: Mapping[str, Any], connections: Mapping[str, Any]) -> It
         sources = {m.get("source") for m in mappings}
         targets = {m.get("target") for m in mappings}
         key = flow.get("key")
-        if isinstance(key, str) and mappings and key not in sources:
+        source_name = flow.get("source")
+        source_conn = _mapping(connections.get(source_name)) if isinstance(source_name, str) else {}
+        # an application names its records by a field it sends; other systems by their own ids
+        names_by_field = not source_conn or source_conn.get("type") == "app"
+        if isinstance(key, str) and mappings and names_by_field and key not in sources:
             yield (*here, "key"), f"{key!r} is not a mapped source field; mapped: {_choices(sources)}"
         match = _mapping(flow.get("match"))
         if isinstance(match.get("field"), str) and mappings and match["field"] not in targets:

@@ -215,11 +215,46 @@ class FieldMapping(Model):
     direction: Literal["both", "to_target", "to_source"] = Field(
         "to_target", description="Which way changes of this field travel."
     )
+    reverse_transform: str | None = Field(
+        None,
+        description=(
+            "Transform applied from target to source (two-way fields); by default value_map is inverted "
+            "and other values travel unchanged."
+        ),
+    )
+    reverse_args: dict[str, Any] = Field(default_factory=dict, description="Arguments of reverse_transform.")
 
 
 class MatchRule(Model):
     field: str = Field(
-        description="Target field (an external id) that finds an existing record; its value is the key."
+        description="Target field that finds an existing record (an external id, or e.g. Email)."
+    )
+    source: str | None = Field(
+        None,
+        description=(
+            "Source field whose value the target field must hold; unset: the record's key, and the "
+            "target field is an external id written by upsert."
+        ),
+    )
+
+
+class Condition(Model):
+    field: str = Field(description="Source field the condition looks at.")
+    equals: Any = Field(None, description="The record matches when the field holds this value.")
+    one_of: list[Any] | None = Field(
+        None, alias="in", description="The record matches when the field holds one of these."
+    )
+
+
+class RelatedObject(Model):
+    object: str = Field(description="Target object created with the record, e.g. Account.")
+    fields: list[FieldMapping] = Field(description="Field mappings, source → this object.")
+    refs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Reference fields set to the id of an object made in that call: {AccountId: Account}.",
+    )
+    write_back: str | None = Field(
+        None, description="Source field that receives this object's id once created."
     )
 
 
@@ -265,6 +300,23 @@ class Flow(Model):
     lock: LockRule | None = Field(None, description="Rule that freezes records once their parent is locked.")
     conflict: ConflictPolicy = Field(
         default_factory=ConflictPolicy, description="How two-way conflicts are resolved."
+    )
+    source_object: str | None = Field(
+        None, description="What is read at the source: a Monday.com board (name or id); none for an app."
+    )
+    when: Condition | None = Field(
+        None,
+        description=(
+            "Only source records matching it reach the target; the first change that matches creates the "
+            "target record (and its related objects)."
+        ),
+    )
+    write_back: str | None = Field(
+        None, description="Source field that receives the target record's id once created."
+    )
+    related: list[RelatedObject] = Field(
+        default_factory=list,
+        description="Objects created with the record in one all-or-none call, and updated with it later.",
     )
     urgent: bool = Field(
         True,

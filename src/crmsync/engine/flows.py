@@ -8,7 +8,7 @@ uses :meth:`FlowRuntime.to_target` to map the net fields of a change through the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crmsync.engine import transforms
@@ -23,6 +23,36 @@ class FieldRule:
     args: Mapping[str, Any]
     owned_by_source: bool
     to_target: bool
+    to_source: bool = False
+    reverse_transform: str | None = None
+    reverse_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _rules(mappings: Any) -> list[FieldRule]:
+    return [
+        FieldRule(
+            source=m.source,
+            target=m.target,
+            transform=m.transform,
+            args=dict(m.args or {}),
+            owned_by_source=m.owner == "source",
+            to_target=m.direction in ("to_target", "both"),
+            to_source=m.direction in ("to_source", "both"),
+            reverse_transform=m.reverse_transform,
+            reverse_args=dict(m.reverse_args or {}),
+        )
+        for m in mappings
+    ]
+
+
+@dataclass(frozen=True)
+class Related:
+    """An object created with the record in one all-or-none call (e.g. a lead's Account)."""
+
+    object_name: str
+    rules: list[FieldRule]
+    refs: Mapping[str, str]
+    write_back: str | None
 
 
 class FlowRuntime:
@@ -37,21 +67,20 @@ class FlowRuntime:
         self.on_delete: str = flow.on_delete
         self.lock = flow.lock
         self.urgent: bool = flow.urgent
-        self.rules: list[FieldRule] = [
-            FieldRule(
-                source=m.source,
-                target=m.target,
-                transform=m.transform,
-                args=dict(m.args or {}),
-                owned_by_source=m.owner == "source",
-                to_target=m.direction in ("to_target", "both"),
-            )
-            for m in flow.fields
-        ]
+        self.source_object: str | None = flow.source_object
+        self.when = flow.when
+        self.write_back: str | None = flow.write_back
+        self.conflict_policy: str = flow.conflict.policy
+        self.rules: list[FieldRule] = _rules(flow.fields)
+        self.related = [Related(r.object, _rules(r.fields), dict(r.refs), r.write_back) for r in flow.related]
         self._writable = {r.source for r in self.rules if r.owned_by_source and r.to_target}
         self._owned_elsewhere = {r.source for r in self.rules if not r.owned_by_source}
         # resolve transforms now: an unknown name is a configuration error, found at start
-        self._functions = {r.transform: transforms.get(r.transform) for r in self.rules if r.transform}
+        every = [*self.rules, *(r for rel in self.related for r in rel.rules)]
+        names = {r.transform for r in every if r.transform} | {
+            r.reverse_transform for r in every if r.reverse_transform
+        }
+        self._functions = {name: transforms.get(name) for name in names if name}
 
     @property
     def writable_fields(self) -> frozenset[str]:
@@ -70,27 +99,75 @@ class FlowRuntime:
                 problems.append(f"unknown field {name!r} for flow {self.name!r}; valid: {valid}")
         return problems
 
-    def to_target(self, record_key: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """The target's fields for the source's ``fields`` (the key is always included)."""
+    def to_target(
+        self,
+        record_key: str,
+        fields: Mapping[str, Any],
+        rules: list[FieldRule] | None = None,
+        *,
+        owned: bool = True,
+    ) -> dict[str, Any]:
+        """The target's fields for the source's ``fields`` (the key is always included).
+
+        ``owned``: only fields the source owns (the ingest API's rule); two-way flows map every
+        field that travels to the target and settle ownership as a conflict policy.
+        """
         record = {self.key_field: record_key, **fields}
         out: dict[str, Any] = {}
-        for rule in self.rules:
-            if not (rule.owned_by_source and rule.to_target) or rule.source not in record:
+        for rule in self.rules if rules is None else rules:
+            if not rule.to_target or (owned and not rule.owned_by_source) or rule.source not in record:
                 continue
-            value = record[rule.source]
-            if rule.transform:
-                try:
-                    value = self._functions[rule.transform](value, rule.args, record)
-                except CrmsyncError:
-                    raise
-                except (TypeError, ValueError) as exc:
-                    raise FixTheData(
-                        f"field {rule.source!r}: transform {rule.transform!r} failed: {exc}",
-                        object_name=self.object_name,
-                        record=record_key,
-                    ) from exc
-            out[rule.target] = value
+            out[rule.target] = self._apply(
+                rule.transform, rule.args, record[rule.source], record, rule.source, record_key
+            )
         return out
+
+    def to_source(self, record_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The source's fields for the target's ``fields`` (two-way fields only)."""
+        out: dict[str, Any] = {}
+        for rule in self.rules:
+            if not rule.to_source or rule.target not in fields:
+                continue
+            value = fields[rule.target]
+            if rule.reverse_transform:
+                value = self._apply(
+                    rule.reverse_transform, rule.reverse_args, value, fields, rule.target, record_id
+                )
+            elif rule.transform == "value_map":
+                inverted = {v: k for k, v in dict(rule.args.get("map", {})).items()}
+                value = inverted.get(value, value)
+            out[rule.source] = value
+        return out
+
+    def matches_when(self, record: Mapping[str, Any]) -> bool:
+        if self.when is None:
+            return True
+        value = record.get(self.when.field)
+        if self.when.one_of is not None:
+            return value in self.when.one_of
+        return bool(value == self.when.equals)
+
+    def _apply(
+        self,
+        name: str | None,
+        args: Mapping[str, Any],
+        value: Any,
+        record: Mapping[str, Any],
+        field_name: str,
+        key: str,
+    ) -> Any:
+        if not name:
+            return value
+        try:
+            return self._functions[name](value, args, record)
+        except CrmsyncError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise FixTheData(
+                f"field {field_name!r}: transform {name!r} failed: {exc}",
+                object_name=self.object_name,
+                record=key,
+            ) from exc
 
     def lock_parent(self, fields: Mapping[str, Any]) -> str | None:
         """The parent record id the lock rule looks at, from the source's fields."""

@@ -122,6 +122,10 @@ class Ledger:
 
         self.store.run(work)
 
+    def applied_one(self, flow: FlowRuntime, change: ClaimedChange, message: str) -> None:
+        target = flow.target if change.source == flow.source else flow.source
+        synclog.record_many(self.store, [_entry(change, "applied", target=target, message=message)])
+
     def skipped(self, flow: FlowRuntime, change: ClaimedChange, message: str) -> None:
         synclog.record_many(self.store, [_entry(change, "skipped", target=flow.target, message=message)])
 

@@ -1,7 +1,9 @@
-"""Run a process's parts: the web app, workers, and (later) the scheduler.
+"""Run a process's parts: the web app, workers, the Salesforce poller and the scheduler.
 
 ``crmsync run`` runs all of them in one process (the embedded default); ``crmsync serve`` only
-the web app and ``crmsync worker`` only workers, as many processes as needed against one store.
+the web app and ``crmsync worker`` workers, the poller and the scheduler — as many processes as
+needed against one store (store leases make one poller per connection and one firing per job
+occurrence, whatever the number of processes).
 SIGTERM or Ctrl-C stops taking new work; each worker finishes the batch it holds, then exits.
 """
 
@@ -18,8 +20,11 @@ from types import FrameType
 
 import uvicorn
 
+from crmsync.alerts import check_dead_letters, check_queue_lag
+from crmsync.engine.poller import SalesforcePoller
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
+from crmsync.store import leases
 from crmsync.web.sockets import listening_socket
 
 log = logging.getLogger(__name__)
@@ -42,12 +47,16 @@ class Process:
         workers: int = 1,
         host: str | None = None,
         port: int | None = None,
+        poll_interval: float = 2.0,
+        scheduler: bool | None = None,
     ) -> None:
         self.rt = runtime
         self.web = web
         self.workers = workers
         self.host = host if host is not None else runtime.config.web.host
         self.port = port if port is not None else runtime.config.web.port
+        self.poll_interval = poll_interval
+        self.scheduler = workers > 0 if scheduler is None else scheduler
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: _Server | None = None
@@ -73,6 +82,56 @@ class Process:
             thread.start()
             self._threads.append(thread)
 
+    def start_pollers(self, interval: float = 2.0) -> None:
+        """Poll Salesforce for the two-way flows' changes; one process polls a connection at a time
+        (a lease in the store), the others stand by and take over if it stops."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:poller"
+        for connection, targets in self.rt.poll_targets().items():
+            poller = SalesforcePoller(self.rt.connector(connection), self.rt.queue, self.rt.store, targets)  # type: ignore[arg-type]
+            thread = threading.Thread(
+                target=self._poll, args=(poller, owner, interval), name=f"poller-{connection}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _poll(self, poller: SalesforcePoller, owner: str, interval: float) -> None:
+        lease = f"poller:{poller.connection}"
+        while not self.stopping.is_set():
+            try:
+                if leases.try_acquire(self.rt.store, lease, owner, max(30.0, interval * 5)):
+                    poller.poll_once()
+            except Exception:  # a poller must survive a bad cycle; the watermark did not move
+                log.exception("polling %s failed; trying again", poller.connection)
+            self.stopping.wait(interval)
+        leases.release(self.rt.store, lease, owner)
+
+    def start_scheduler(self) -> None:
+        """Fire the configured cron jobs; with several processes each occurrence fires once."""
+        from crmsync.scheduler.scheduler import Scheduler
+
+        scheduler = Scheduler.from_config(self.rt.store, self.rt.config)
+        if not scheduler.jobs:
+            return
+        thread = threading.Thread(target=scheduler.run, args=(self.stopping,), name="scheduler", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start_watchdog(self, interval: float = 15.0) -> None:
+        """Raise and clear the alerts that no single change raises: queue lag, dead letters dealt with."""
+
+        def watch() -> None:
+            while not self.stopping.wait(interval):
+                try:
+                    lag = self.rt.config.alerts.queue_lag_seconds
+                    check_queue_lag(self.rt.alerter, self.rt.queue.stats(), lag)
+                    check_dead_letters(self.rt.alerter)
+                except Exception:  # the store may be down: try again next time
+                    log.exception("alert checks failed")
+
+        thread = threading.Thread(target=watch, name="watchdog", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
     def bind(self) -> None:
         """Open the listening socket now (so a port of 0 is known before serving)."""
         from crmsync.web.app import create_app
@@ -87,6 +146,11 @@ class Process:
         """Serve until SIGTERM/SIGINT (blocking). Workers finish their current batch, then it returns."""
         self._handle_signals()
         self.start_workers()
+        if self.workers:
+            self.start_pollers(self.poll_interval)
+            self.start_watchdog()
+        if self.scheduler:
+            self.start_scheduler()
         try:
             if self.web:
                 if self._server is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
+from crmsync.alerts import Alerter
 from crmsync.config.models import Config
 from crmsync.connectors.base import Connector
 from crmsync.connectors.registry import connector_class
@@ -18,7 +19,9 @@ from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.ledger import Ledger
 from crmsync.engine.locks import LockChecker
 from crmsync.engine.metrics import Metrics
+from crmsync.engine.poll_plan import PollTarget
 from crmsync.engine.queue import ChangeQueue
+from crmsync.engine.twoway import TwoWay
 from crmsync.errors import ConfigError
 from crmsync.store.db import Store
 
@@ -35,6 +38,7 @@ class Runtime:
         self.config = config
         self._connectors: dict[str, Connector] = {}
         self._guard = threading.Lock()
+        self._boards: dict[tuple[str, str], str] = {}
         self.store = store if store is not None else Store(config.store.url)
         if upgrade or (upgrade is None and self.store.dialect == "sqlite"):
             self.store.upgrade()
@@ -52,6 +56,8 @@ class Runtime:
         self.flows = {name: FlowRuntime(name, flow) for name, flow in config.flows.items()}
         self.locks = LockChecker()
         self.ledger = Ledger(self.store)
+        self.twoway = TwoWay(self)
+        self.alerter = Alerter.from_config(self.store, config.alerts)
         self.metrics = Metrics()
         self.metrics.watch(self.queue.stats, lambda: dict(self._connectors))
         self.max_attempts: int | None = w.max_attempts
@@ -68,6 +74,8 @@ class Runtime:
                     raise ConfigError(f"unknown connection {name!r}; valid: {valid}")
                 cls: Any = connector_class(conn.type)
                 found = cls.from_config(name, conn)
+                if hasattr(found, "attach_store"):  # API budgets shared by every process
+                    found.attach_store(self.store)
                 self._connectors[name] = found
             return found
 
@@ -76,6 +84,36 @@ class Runtime:
         if not hasattr(connector, "query_view"):
             raise ConfigError(f"connection {name!r} ({connector.kind}) cannot answer queries")
         return connector  # type: ignore[no-any-return]
+
+    def is_two_way(self, flow: FlowRuntime) -> bool:
+        """A flow between two systems (not fed by an application): changes come from both sides."""
+        return not self.is_app_source(flow)
+
+    def board_of(self, flow: FlowRuntime, connection: str) -> str | None:
+        """The id of what ``flow`` reads or writes on ``connection`` (a board's name is looked up once)."""
+        name = flow.source_object if connection == flow.source else flow.object_name
+        if name is None or name.isdigit():
+            return name
+        with self._guard:
+            found = self._boards.get((connection, name))
+        if found is None:
+            connector: Any = self.connector(connection)
+            found = str(connector.board_id(name))
+            with self._guard:
+                self._boards[(connection, name)] = found
+        return found
+
+    def poll_targets(self) -> dict[str, list[PollTarget]]:
+        """What the Salesforce poller reads, per connection: the two-way fields of each flow."""
+        targets: dict[str, list[PollTarget]] = {}
+        for flow in self.flows.values():
+            conn = self.config.connections.get(flow.target)
+            back = sorted({r.target for r in flow.rules if r.to_source})
+            if not self.is_two_way(flow) or conn is None or conn.type != "salesforce" or not back:
+                continue
+            target = PollTarget(flow.name, flow.target, flow.object_name, (*back, "SystemModstamp"))
+            targets.setdefault(flow.target, []).append(target)
+        return targets
 
     def is_app_source(self, flow: FlowRuntime) -> bool:
         conn = self.config.connections.get(flow.source)

@@ -387,15 +387,18 @@ def _date_input(value: Any) -> Any:
     return value
 
 
-@transform("date", optional=("format",))
+@transform("date", optional=("format", "default_days"))
 def date(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
     """An ISO date ``YYYY-MM-DD`` from an ISO date/date-time, a Monday date, or text in `args.format`.
 
     Example: ``"2024-05-01T10:30:00Z"`` → ``"2024-05-01"``; ``args: {format: "%d/%m/%Y"}``, ``"01/05/2024"``
-    → ``"2024-05-01"``.
+    → ``"2024-05-01"``. With ``args.default_days`` an empty value becomes today plus that many days
+    (e.g. a required close date).
     """
     value = _date_input(value)
     if _blank(value):
+        if args.get("default_days") is not None:
+            return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=int(args["default_days"]))).isoformat()
         return None
     if isinstance(value, dt.datetime):
         return value.date().isoformat()

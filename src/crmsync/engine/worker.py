@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crmsync.alerts import dead_letter_alert
 from crmsync.connectors.base import Connector, Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
@@ -84,6 +85,8 @@ class Worker:
 
     # -- one flow's batch ------------------------------------------------------------------------
     def process(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> BatchOutcome:
+        if self.rt.is_two_way(flow):
+            return self._two_way(flow, changes)
         outcome = BatchOutcome()
         target = self.rt.connector(flow.target)
         try:
@@ -171,6 +174,32 @@ class Worker:
             outcome.applied = len(done)
         return outcome
 
+    def _two_way(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> BatchOutcome:
+        """Flows between two systems: one record at a time, in either direction (see :mod:`.twoway`)."""
+        outcome = BatchOutcome()
+        for change in changes:
+            try:
+                what = self.rt.twoway.apply(flow, change)
+            except FixTheData as exc:
+                self._dead(change, exc)
+                outcome.dead += 1
+                continue
+            except CrmsyncError as exc:
+                if isinstance(exc, Fatal):
+                    log.error("flow %s: %s", flow.name, exc)
+                self._retry(change, exc)
+                outcome.retried += 1
+                continue
+            if what.startswith("skipped"):
+                self.rt.ledger.skipped(flow, change, what)
+                outcome.skipped += 1
+            else:
+                self.rt.ledger.applied_one(flow, change, what)
+                outcome.applied += 1
+                self.rt.metrics.applied(flow.name, 1, [change.created_at])
+            self.rt.queue.complete([change])
+        return outcome
+
     def _over_budget(self, target: Connector) -> bool:
         over_guard = getattr(target, "over_guard", None)
         if over_guard is None or not over_guard():
@@ -253,5 +282,9 @@ class Worker:
     def _dead(self, change: ClaimedChange, error: CrmsyncError) -> None:
         self.rt.queue.dead(change, error)
         self.rt.ledger.dead(change, error)
+        try:  # one alert per flow while it has dead letters; a failed alert must not stop the worker
+            dead_letter_alert(self.rt.alerter, change.flow, change.record_key, error)
+        except Exception:
+            log.exception("could not raise the dead-letter alert")
         self.rt.metrics.failed(change.flow, type(error).__name__)
         self.rt.metrics.dead_letter(change.flow)

@@ -3,6 +3,7 @@
 ==========================================  =========================================
 ``POST /api/v1/flows/{flow}/records``       ingest (bearer token) — :mod:`.ingest`
 ``GET  /api/v1/views/{name}``               read-through views (bearer token) — :mod:`.views`
+``POST /webhooks/monday/{connection}``      Monday.com events (signed JWT) — :mod:`.webhooks`
 ``GET  /healthz``                           the process is up
 ``GET  /readyz``                            the store answers (503 otherwise)
 ``GET  /metrics``                           Prometheus metrics
@@ -29,6 +30,7 @@ from crmsync.web.auth import bearer_token
 from crmsync.web.errors import ApiError
 from crmsync.web.ingest import Ingestor
 from crmsync.web.views import Views
+from crmsync.web.webhooks import MondayWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,17 @@ def create_app(runtime: Runtime) -> Starlette:
         yield
         ingestor.close()
 
+    monday = MondayWebhooks(runtime)
+
+    async def monday_webhook(request: Request) -> Response:
+        try:
+            return await monday(request)
+        except ApiError as exc:
+            return exc.response()
+        except SQLAlchemyError as exc:  # not acknowledged: monday retries the delivery
+            log.warning("store unavailable: %s", exc)
+            return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -89,6 +102,7 @@ def create_app(runtime: Runtime) -> Starlette:
         routes=[
             Route("/api/v1/flows/{flow}/records", _api(ingestor, 202), methods=["POST"]),
             Route("/api/v1/views/{name}", _api(views, 200), methods=["GET"]),
+            Route("/webhooks/monday/{connection}", monday_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -83,7 +83,7 @@ def test_check_args_names_missing_and_unknown_args() -> None:
         "transform 'number' takes no arg 'x'; valid: none"
     ]
     assert transforms.get("date").check_args({"fmt": 1}) == [
-        "transform 'date' takes no arg 'fmt'; valid: format"
+        "transform 'date' takes no arg 'fmt'; valid: default_days, format"
     ]
 
 
@@ -431,3 +431,11 @@ def test_dropdown_both_ways() -> None:
     assert run("dropdown", "Web, Mobile", {"separator": ","}) == {"labels": ["Web", "Mobile"]}
     with pytest.raises(FixTheData, match="'labels' or 'chosenValues'"):
         run("dropdown", {"ids": [1]})
+
+
+def test_date_default_days_fills_an_empty_value() -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    assert (
+        transforms.get("date")(None, {"default_days": 30}, {}) == (today + dt.timedelta(days=30)).isoformat()
+    )
+    assert transforms.get("date")("2024-05-01", {"default_days": 30}, {}) == "2024-05-01"

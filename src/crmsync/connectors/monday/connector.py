@@ -61,6 +61,9 @@ IDS_PER_QUERY = 100
 #: values per ``items_page_by_column_values`` lookup
 LOOKUP_VALUES = 100
 
+#: complexity of looking boards up by name (500 boards, two fields)
+BOARD_LOOKUP_COST = 1_500
+
 ITEM_FIELDS = (
     "id name state updated_at group { id } board { id } "
     "column_values { id type text value "
@@ -480,6 +483,21 @@ class MondayConnector(Connector):
             modified=str(item["updated_at"]) if item.get("updated_at") else None,
             deleted=item.get("state") not in (None, "active"),
         )
+
+    def board_id(self, name: str) -> str:
+        """The id of the board called ``name`` (a configuration may name boards instead of numbering them)."""
+        if name.strip().isdigit():
+            return name.strip()
+        reply = self.client.query("query { boards(limit: 500) { id name } }", cost=BOARD_LOOKUP_COST)
+        raise_first(reply)
+        found = [str(b["id"]) for b in reply.data.get("boards") or [] if b.get("name") == name]
+        if len(found) != 1:
+            known = sorted(str(b.get("name")) for b in reply.data.get("boards") or [])
+            problem = "no board" if not found else f"{len(found)} boards"
+            raise ConfigError(
+                f"{problem} named {name!r} on connection {self.name!r}; boards: {', '.join(known)}"
+            )
+        return found[0]
 
     def close(self) -> None:
         self.client.close()

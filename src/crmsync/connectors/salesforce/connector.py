@@ -17,7 +17,7 @@ from typing import Any
 
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
 from crmsync.connectors.registry import register
-from crmsync.connectors.salesforce.client import SalesforceClient
+from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, SalesforceClient, subrequest_error
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_save_result
 from crmsync.connectors.salesforce.settings import SalesforceSettings
 from crmsync.connectors.salesforce.soql import format_soql
@@ -244,6 +244,33 @@ class SalesforceConnector(Connector):
         )
 
     # -- SOQL for the read-through API and lock rules --------------------------------------------
+    def create_related(
+        self,
+        object_name: str,
+        fields: Mapping[str, Any],
+        related: Sequence[tuple[str, Mapping[str, Any], Mapping[str, str]]],
+    ) -> dict[str, str]:
+        """Create a record and its related records in ONE all-or-none Composite call.
+
+        ``related`` lists ``(object, fields, refs)``: ``refs`` sets reference fields to the id of
+        another object created in the same call (``{"AccountId": "Account"}``). Related records are
+        created first, in order, then the record itself (it may refer to them too, e.g. a Lead's
+        converted ids). Returns ``{object: new id}``; nothing is created if anything is refused.
+        """
+        order = [*related, (object_name, fields, {})]
+        if len(order) > COMPOSITE_SIZE:
+            raise ConfigError(f"at most {COMPOSITE_SIZE} records can be created together")
+        requests = []
+        for obj, values, refs in order:
+            body = {**values, **{f: f"@{{{ref}.id}}" for f, ref in refs.items()}}
+            requests.append({"method": "POST", "url": f"sobjects/{obj}", "referenceId": obj, "body": body})
+        replies = self.client.composite(requests, all_or_none=True)
+        for (obj, _, _), reply in zip(order, replies, strict=True):
+            error = subrequest_error(reply, object_name=obj)
+            if error is not None:
+                raise error
+        return {obj: str(reply["body"]["id"]) for (obj, _, _), reply in zip(order, replies, strict=True)}
+
     def query_view(self, soql_template: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run a configured SOQL view, ``:name`` parameters bound and escaped; rows without ``attributes``."""
         soql = format_soql(soql_template, **params)

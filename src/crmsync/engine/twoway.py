@@ -1,0 +1,337 @@
+"""Two-way flows: changes from either side, echo suppression, conflicts, related objects.
+
+A change is *forward* when it comes from the flow's source (a Monday.com webhook) and *reverse*
+when it comes from its target (the Salesforce poller). For each record the engine keeps, per
+side, the value and time of every field as last synced (the shadow):
+
+- a field whose incoming value equals its shadow value is no news: our own write coming back
+  (echo) or an unchanged field — it is dropped, so two-way sync cannot ping-pong;
+- a field whose shadow is newer than the incoming change is stale — dropped, logged;
+- a field also changed by a change of the other side still waiting in the queue is a
+  **conflict**, settled by the flow's policy (``owner_wins``, ``newest_wins``, ``source_wins``,
+  ``target_wins``) and logged; the loser's value is overwritten on its own side in due course.
+
+The first forward change of a record that matches the flow's ``when`` creates the target record
+— with its related objects, all or none, in one call — and writes the new ids back to the source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+
+from crmsync.connectors.base import Write
+from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.queue import ClaimedChange
+from crmsync.errors import CrmsyncError, FixTheData
+from crmsync.store import links, shadow
+from crmsync.store import schema as t
+from crmsync.store.synclog import LogEntry, record_many
+
+if TYPE_CHECKING:
+    from crmsync.engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Side = Literal["source", "target"]
+#: fields a trigger adds to tell when the change happened at its origin (not synced)
+STAMPS = ("_at", "SystemModstamp")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":  # Salesforce's +0000
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class TwoWay:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # -- entry ---------------------------------------------------------------------------------------
+    def apply(self, flow: FlowRuntime, change: ClaimedChange) -> str:
+        """Apply one record's net change; returns what happened (for the sync log). Raises on failure."""
+        side: Side = "source" if change.source == flow.source else "target"
+        at = (
+            _parse(next((change.fields.get(s) for s in STAMPS if change.fields.get(s)), None))
+            or change.created_at
+        )
+        fields = {k: v for k, v in change.fields.items() if k not in STAMPS}
+        if side == "source":
+            return self._forward(flow, change, fields, at)
+        return self._reverse(flow, change, fields, at)
+
+    # -- source → target -------------------------------------------------------------------------------
+    def _forward(self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime) -> str:
+        key = change.record_key
+        link = links.get_link(self.rt.store, flow.name, flow.source, key)
+        target = self.rt.connector(flow.target)
+        if change.operation == "delete":
+            if link is None or flow.on_delete == "ignore":
+                return "skipped: nothing linked to delete" if link is None else "skipped: on_delete is ignore"
+            self._write(
+                target, flow.object_name, Write(key=key, operation="delete", target_id=link.target_id)
+            )
+            self._forget(flow, key, link.target_id)
+            return f"deleted {flow.object_name} {link.target_id}"
+        known = self._shadow(flow, "source", key)
+        edits = self._news(flow, "source", known, fields, at)
+        if link is None:
+            record = {k: v[0] for k, v in known.items()} | fields
+            if not known and not self._complete(flow, record):
+                record = self._read_source(flow, key) | fields
+            self.remember(flow, "source", key, record, at)
+            if not flow.matches_when(record):
+                return f"skipped: {flow.when.field if flow.when else ''} does not match the flow's when"
+            return self._create(flow, key, record, at)
+        edits = self._settle(flow, "source", key, link.target_id, edits, at)
+        if not edits:
+            return "skipped: no news (echo or unchanged)"
+        mapped = flow.to_target(key, edits, owned=False)
+        record = {k: v[0] for k, v in known.items()} | fields
+        wrote = []
+        main = {f: v for f, v in mapped.items() if f in self._target_fields(flow)}
+        if main:
+            self._write(
+                target,
+                flow.object_name,
+                Write(key=key, operation="update", fields=main, target_id=link.target_id),
+            )
+            wrote.append(flow.object_name)
+        for rel in flow.related:
+            rel_link = links.get_link(self.rt.store, f"{flow.name}:{rel.object_name}", flow.source, key)
+            rel_fields = flow.to_target(
+                key, {k: record[k] for k in edits if k in record}, rel.rules, owned=False
+            )
+            rel_fields = {
+                f: v for f, v in rel_fields.items() if f in {r.target for r in rel.rules if r.source in edits}
+            }
+            if rel_link is not None and rel_fields:
+                self._write(
+                    target,
+                    rel.object_name,
+                    Write(key=key, operation="update", fields=rel_fields, target_id=rel_link.target_id),
+                )
+                wrote.append(rel.object_name)
+        self.remember(flow, "source", key, edits, at)
+        self.remember(flow, "target", link.target_id, main, at)
+        return f"updated {', '.join(wrote)}" if wrote else "skipped: nothing to write"
+
+    def _create(self, flow: FlowRuntime, key: str, record: Mapping[str, Any], at: datetime) -> str:
+        target: Any = self.rt.connector(flow.target)
+        main = flow.to_target(key, record, owned=False)
+        related = [
+            (rel.object_name, flow.to_target(key, record, rel.rules, owned=False), dict(rel.refs))
+            for rel in flow.related
+        ]
+        if related:
+            ids = target.create_related(flow.object_name, main, related)
+        else:
+            [result] = target.write_batch(flow.object_name, [Write(key=key, operation="create", fields=main)])
+            if not result.ok:
+                raise result.error or FixTheData("create refused")
+            ids = {flow.object_name: result.target_id}
+        now = datetime.now(UTC)
+        links.put_link(self.rt.store, flow.name, flow.source, key, flow.target, ids[flow.object_name])
+        for rel in flow.related:
+            links.put_link(
+                self.rt.store,
+                f"{flow.name}:{rel.object_name}",
+                flow.source,
+                key,
+                flow.target,
+                ids[rel.object_name],
+            )
+        self.remember(flow, "target", ids[flow.object_name], main, at)
+        back = {flow.write_back: ids[flow.object_name]} if flow.write_back else {}
+        back |= {rel.write_back: ids[rel.object_name] for rel in flow.related if rel.write_back}
+        if back:
+            source = self.rt.connector(flow.source)
+            board = self.rt.board_of(flow, flow.source)
+            self._write(source, board or "", Write(key=key, operation="update", fields=back, target_id=key))
+            self.remember(flow, "source", key, back, now)  # so that the write-back's own webhook is an echo
+        made = ", ".join(f"{obj} {rid}" for obj, rid in ids.items())
+        return f"created {made}"
+
+    # -- target → source ---------------------------------------------------------------------------------
+    def _reverse(self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime) -> str:
+        target_id = change.record_key
+        link = links.find_by_target(self.rt.store, flow.name, flow.target, target_id)
+        if link is None:
+            return "skipped: not linked to a source record"
+        source = self.rt.connector(flow.source)
+        board = self.rt.board_of(flow, flow.source) or ""
+        if change.operation == "delete":
+            if flow.on_delete == "ignore":
+                return "skipped: on_delete is ignore"
+            self._write(
+                source, board, Write(key=link.source_key, operation="delete", target_id=link.source_key)
+            )
+            self._forget(flow, link.source_key, target_id)
+            return f"deleted source record {link.source_key}"
+        known = self._shadow(flow, "target", target_id)
+        back_fields = {r.target for r in flow.rules if r.to_source}
+        edits = self._news(flow, "target", known, {k: v for k, v in fields.items() if k in back_fields}, at)
+        edits = self._settle(flow, "target", target_id, link.source_key, edits, at)
+        if not edits:
+            return "skipped: no news (echo or unchanged)"
+        mapped = flow.to_source(target_id, edits)
+        self._write(
+            source,
+            board,
+            Write(key=link.source_key, operation="update", fields=mapped, target_id=link.source_key),
+        )
+        self.remember(flow, "target", target_id, edits, at)
+        self.remember(flow, "source", link.source_key, mapped, at)
+        return f"updated source record {link.source_key}"
+
+    # -- shadow and conflicts -----------------------------------------------------------------------------
+    def _shadow(self, flow: FlowRuntime, side: Side, record_id: str) -> dict[str, list[Any]]:
+        system = flow.source if side == "source" else flow.target
+        return dict(shadow.get_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id) or {})
+
+    def remember(
+        self, flow: FlowRuntime, side: Side, record_id: str, fields: Mapping[str, Any], at: datetime
+    ) -> None:
+        """Note ``fields`` as synced on ``side`` at ``at`` (what echo and conflict checks compare with)."""
+        if not fields:
+            return
+        system = flow.source if side == "source" else flow.target
+        stamped = {k: [v, at.isoformat()] for k, v in fields.items()}
+        shadow.put_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id, stamped)
+
+    def _forget(self, flow: FlowRuntime, key: str, target_id: str) -> None:
+        shadow.delete_shadow(self.rt.store, flow.source, f"{flow.name}:source", key)
+        shadow.delete_shadow(self.rt.store, flow.target, f"{flow.name}:target", target_id)
+        with self.rt.store.begin() as conn:
+            conn.execute(
+                sa.delete(t.links).where(
+                    t.links.c.source_system == flow.source,
+                    t.links.c.source_key == key,
+                    t.links.c.flow.in_([flow.name, *(f"{flow.name}:{r.object_name}" for r in flow.related)]),
+                )
+            )
+
+    def _news(
+        self,
+        flow: FlowRuntime,
+        side: Side,
+        known: Mapping[str, list[Any]],
+        fields: Mapping[str, Any],
+        at: datetime,
+    ) -> dict[str, Any]:
+        """The fields of an incoming change that are news: not an echo, not older than what we hold."""
+        news = {}
+        for name, value in fields.items():
+            held = known.get(name)
+            if held is not None and held[0] == value:
+                continue  # our own write coming back, or unchanged
+            if held is not None and (_parse(held[1]) or at) > at:
+                self._log(flow, name, f"stale {side} value of {name!r} ignored: a newer one is synced")
+                continue
+            news[name] = value
+        return news
+
+    def _settle(
+        self,
+        flow: FlowRuntime,
+        side: Side,
+        record_id: str,
+        other_id: str,
+        edits: dict[str, Any],
+        at: datetime,
+    ) -> dict[str, Any]:
+        """Drop the edits that lose a conflict with a change of the other side still in the queue."""
+        if not edits:
+            return edits
+        other_side: Side = "target" if side == "source" else "source"
+        other_system = flow.target if side == "source" else flow.source
+        pending = self._pending(flow, other_system, other_id)
+        if not pending:
+            return edits
+        other_known = self._shadow(flow, other_side, other_id)
+        kept = dict(edits)
+        for rule in flow.rules:
+            mine, theirs = (rule.source, rule.target) if side == "source" else (rule.target, rule.source)
+            if mine not in kept:
+                continue
+            for payload, created in pending:
+                if theirs in payload and (other_known.get(theirs) or [None])[0] != payload[theirs]:
+                    their_at = _parse(payload.get("_at") or payload.get("SystemModstamp")) or created
+                    winner = self._winner(flow, rule.owned_by_source, side, at, their_at)
+                    message = (
+                        f"conflict on {rule.source}/{rule.target}: both sides changed it; "
+                        f"{flow.conflict_policy} → the {winner} wins"
+                    )
+                    self._log(flow, record_id, message, outcome="conflict")
+                    if winner != side:
+                        kept.pop(mine)
+                    break
+        return kept
+
+    @staticmethod
+    def _winner(
+        flow: FlowRuntime, owned_by_source: bool, side: Side, at: datetime, their_at: datetime
+    ) -> Side:
+        other: Side = "target" if side == "source" else "source"
+        policy = flow.conflict_policy
+        if policy == "source_wins":
+            return "source"
+        if policy == "target_wins":
+            return "target"
+        if policy == "owner_wins":
+            return "source" if owned_by_source else "target"
+        return side if at >= their_at else other
+
+    def _pending(
+        self, flow: FlowRuntime, system: str, record_key: str
+    ) -> list[tuple[dict[str, Any], datetime]]:
+        c = t.changes.c
+        with self.rt.store.read() as conn:
+            rows = conn.execute(
+                sa.select(c.payload, c.created_at).where(
+                    c.flow == flow.name, c.source == system, c.record_key == record_key, c.state == "pending"
+                )
+            ).all()
+        return [(dict(r.payload or {}), r.created_at) for r in rows]
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _target_fields(self, flow: FlowRuntime) -> set[str]:
+        return {r.target for r in flow.rules if r.to_target}
+
+    def _complete(self, flow: FlowRuntime, record: Mapping[str, Any]) -> bool:
+        return all(r.source in record for r in flow.rules if r.to_target)
+
+    def _read_source(self, flow: FlowRuntime, key: str) -> dict[str, Any]:
+        board = self.rt.board_of(flow, flow.source) or ""
+        for record in self.rt.connector(flow.source).read_records(board, [key]):
+            return dict(record.fields)
+        raise FixTheData(f"source record {key} is gone", object_name=board, record=key)
+
+    def _write(self, connector: Any, object_name: str, write: Write) -> None:
+        [result] = connector.write_batch(object_name, [write])
+        if not result.ok:
+            raise result.error or FixTheData(
+                f"{write.operation} refused", object_name=object_name, record=write.key
+            )
+
+    def _log(
+        self, flow: FlowRuntime, key: str, message: str, outcome: Literal["conflict", "skipped"] = "skipped"
+    ) -> None:
+        try:
+            record_many(
+                self.rt.store, [LogEntry(flow=flow.name, record_key=key, outcome=outcome, message=message)]
+            )
+        except CrmsyncError:  # the log is not worth failing a change for
+            log.warning("could not log: %s", message)
