@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from crmsync.cli import config, db, demo, jobs, log, run, sandbox, tokens, webhooks
+from crmsync.cli import config, db, demo, jobs, log, migrate, run, sandbox, tokens, webhooks
 
 app = typer.Typer(
     name="crmsync",
@@ -41,6 +41,7 @@ db.register(app)
 webhooks.register(app)
 log.register(app)
 jobs.register(app)
+migrate.register(app)
 sandbox.register(app)
 demo.register(app)
 

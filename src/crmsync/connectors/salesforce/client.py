@@ -15,13 +15,16 @@ httpx is imported in this module only.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import logging
 import re
 import ssl
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -33,7 +36,7 @@ from crmsync.connectors.base import ApiUsage
 from crmsync.connectors.salesforce.auth import Token, parse_token_reply, token_form, token_url
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_reply, error_from_save_result
 from crmsync.connectors.salesforce.settings import SalesforceSettings
-from crmsync.errors import ConfigError, CrmsyncError, FixTheData, RetryLater
+from crmsync.errors import ConfigError, CrmsyncError, Fatal, FixTheData, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,12 @@ COLLECTION_SIZE = 200
 RETRIEVE_SIZE = 2000
 #: Composite: subrequests per call
 COMPOSITE_SIZE = 25
+#: Bulk API 2.0 query results: rows per page (``maxRecords``)
+BULK_PAGE_SIZE = 50_000
+#: Bulk API 2.0 query jobs: first pause between polls, longest pause, longest wait in all (seconds)
+BULK_FIRST_POLL = 0.5
+BULK_MAX_POLL = 10.0
+BULK_MAX_WAIT = 30 * 60.0
 
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
@@ -233,17 +242,8 @@ class SalesforceClient:
         (``sobjects/Account``).
         """
         content = dumps(body) if body is not None else None
-        token = self._session()
-        response = self._send(method, path, token, params, content, object_name, record)
-        if response.status_code == 401 and _is_invalid_session(response):
-            log.info("Salesforce session expired; logging in again")
-            token = self._relogin(token)
-            response = self._send(method, path, token, params, content, object_name, record)
+        response = self._exchange(method, path, params, content, object_name, record)
         url = str(response.request.url)
-        if response.status_code >= 300:
-            raise error_from_reply(
-                response.status_code, response.text, url=url, object_name=object_name, record=record
-            )
         parsed: Any = None
         if response.content:
             try:
@@ -258,6 +258,33 @@ class SalesforceClient:
                 ) from exc
         return Reply(response.status_code, parsed, url)
 
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        content: bytes | None,
+        object_name: str | None,
+        record: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request (logging in again once on an expired session); a non-2xx reply raises."""
+        token = self._session()
+        response = self._send(method, path, token, params, content, object_name, record, headers)
+        if response.status_code == 401 and _is_invalid_session(response):
+            log.info("Salesforce session expired; logging in again")
+            token = self._relogin(token)
+            response = self._send(method, path, token, params, content, object_name, record, headers)
+        if response.status_code >= 300:
+            raise error_from_reply(
+                response.status_code,
+                response.text,
+                url=str(response.request.url),
+                object_name=object_name,
+                record=record,
+            )
+        return response
+
     def _send(
         self,
         method: str,
@@ -267,9 +294,10 @@ class SalesforceClient:
         content: bytes | None,
         object_name: str | None,
         record: str | None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         url = self._url(path, token.instance_url)
-        headers = {"Authorization": f"Bearer {token.access_token}"}
+        headers = {"Authorization": f"Bearer {token.access_token}", **(extra_headers or {})}
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -303,6 +331,70 @@ class SalesforceClient:
 
     def query(self, soql: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         return list(self.query_iter(soql, include_deleted=include_deleted))
+
+    def count(self, soql: str) -> int:
+        """The number of records a ``SELECT COUNT() FROM ...`` query counts (its ``totalSize``)."""
+        reply = self.request("GET", "query", params={"q": soql})
+        return int((reply.body or {}).get("totalSize") or 0)
+
+    def bulk_query(
+        self,
+        soql: str,
+        *,
+        include_deleted: bool = False,
+        page_size: int = BULK_PAGE_SIZE,
+        max_wait: float = BULK_MAX_WAIT,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[dict[str, str | None]]:
+        """The records of a SOQL query read through a Bulk API 2.0 query job (for large reads).
+
+        Creates the job, polls it until ``JobComplete`` (waiting longer between polls, at most
+        ``max_wait`` seconds in all), then reads the CSV results ``page_size`` rows a page, following
+        the ``Sforce-Locator`` header until it is ``null``. Rows are flat: a parent's field is keyed
+        ``Parent.Field``; every value is text, and an empty cell (Salesforce's null) is ``None``.
+        A job that fails or is aborted raises :class:`~crmsync.errors.Fatal` with Salesforce's message.
+        """
+        body = {
+            "operation": "queryAll" if include_deleted else "query",
+            "query": soql,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+        job = self.request("POST", "jobs/query", body=body).body or {}
+        job_id = str(job.get("id") or "")
+        if not job_id:
+            raise RetryLater("Salesforce created a query job without an id", url=self.data_url("jobs/query"))
+        url = self.data_url(f"jobs/query/{job_id}")
+        waited, delay = 0.0, BULK_FIRST_POLL
+        while True:  # the first poll at once: small jobs are often complete by then
+            info = self.request("GET", f"jobs/query/{job_id}").body or {}
+            state = str(info.get("state") or "")
+            if state == "JobComplete":
+                break
+            if state in ("Failed", "Aborted"):
+                reason = info.get("errorMessage") or "no reason given"
+                raise Fatal(
+                    f"Bulk API query job {job_id} {state.lower()}: {reason}", url=url, vendor_code=state
+                )
+            if waited >= max_wait:
+                raise RetryLater(f"Bulk API query job {job_id} still {state} after {max_wait:g} s", url=url)
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, BULK_MAX_POLL)
+        locator: str | None = None
+        while True:
+            params = {"maxRecords": str(page_size)}
+            if locator:
+                params["locator"] = locator
+            response = self._exchange(
+                "GET", f"jobs/query/{job_id}/results", params, None, None, None, {"Accept": "text/csv"}
+            )
+            for row in csv.DictReader(io.StringIO(response.text)):
+                yield {k: (v if v != "" else None) for k, v in row.items()}
+            locator = response.headers.get("Sforce-Locator")
+            if not locator or locator == "null":
+                return
 
     # -- single records -----------------------------------------------------------------------
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""``crmsync migrate FLOW [--dry-run] [--limit N]``: backfill a Monday.com board from Salesforce.
+
+Runs :class:`crmsync.engine.migrate.Migration` with a progress bar, then prints the summary:
+created, updated, skipped (already migrated, or not matching the flow's ``when``), failed (see
+``crmsync log --flow FLOW``), the API calls made to each connection and the time taken. A
+migration that stops (a connection refuses, a budget stays spent) prints what it did so far and
+exits with status 1; running it again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crmsync.cli.config import CONFIG_OPTION, load_or_exit
+from crmsync.engine.migrate import Migration, MigrationSummary
+from crmsync.engine.runtime import Runtime
+from crmsync.errors import ConfigError, CrmsyncError
+
+FLOW_ARGUMENT: Any = typer.Argument(..., help="The flow to migrate: Salesforce (source) → monday (target).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("migrate")(migrate)
+
+
+def migrate(
+    flow: str = FLOW_ARGUMENT,
+    config: Path = CONFIG_OPTION,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Read and map every record, write nothing: show what a migration would do."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Write at most N records (records already migrated do not count)."
+    ),
+    batch: int | None = typer.Option(
+        None, "--batch", min=1, help="Records per batch (default: as many as one monday request carries)."
+    ),
+) -> None:
+    """Backfill a monday board from Salesforce: resumable, batched inside the complexity budget."""
+    cfg = load_or_exit(config)
+    console = Console()
+    runtime = Runtime(cfg)
+    migration: Migration | None = None
+    try:
+        migration = Migration(runtime, flow, dry_run=dry_run, limit=limit, batch=batch)
+        total = migration.count()
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            what = f"{flow}: {migration.source_object} → {cfg.flows[flow].object}"
+            if dry_run:
+                what = f"dry run of {what}"
+            task = bar.add_task(what, total=total)
+            migration.progress = lambda n: bar.advance(task, n)
+            summary = migration.run()
+    except ConfigError as exc:
+        for problem in exc.problems or [exc.message]:
+            typer.secho(problem, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except CrmsyncError as exc:
+        typer.secho(f"migration stopped: {exc}", fg=typer.colors.RED, err=True)
+        if migration is not None:
+            console.print(summary_table(migration.summary, stopped=True))
+            typer.echo("what was written is recorded: run the same command again to resume", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    console.print(summary_table(summary))
+    if summary.failed:
+        typer.secho(
+            f"{summary.failed} records failed: see `crmsync log --flow {flow}`", fg=typer.colors.YELLOW
+        )
+
+
+def summary_table(summary: MigrationSummary, *, stopped: bool = False) -> Table:
+    """The end-of-run table: counts, API calls per connection, time taken."""
+    title = (
+        "Dry run (nothing written)" if summary.dry_run else "Migration stopped" if stopped else "Migration"
+    )
+    table = Table("", "records", title=title, title_justify="left")
+    would = "would be written" if summary.dry_run else None
+    table.add_row("created", str(summary.created) + (f" ({would})" if would else ""))
+    table.add_row("updated", str(summary.updated))
+    table.add_row("skipped", str(summary.skipped))
+    table.add_row("failed", str(summary.failed))
+    for connection, calls in summary.api_calls.items():
+        table.add_row(f"API calls: {connection}", str(calls))
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    rate = summary.written / summary.seconds if summary.seconds > 0 and not summary.dry_run else 0.0
+    if rate:
+        table.add_row("records/s", f"{rate:.0f}")
+    return table

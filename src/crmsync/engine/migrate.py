@@ -1,0 +1,478 @@
+"""``crmsync migrate FLOW``: a one-time, repeatable backfill of a Monday.com board from Salesforce.
+
+The flow is one-way, Salesforce (``source``, object ``source_object``) → Monday.com (``target``,
+board ``object``), with a ``match`` column on the board that holds each record's Salesforce id::
+
+    count ──► read ───────────────► map ──► upsert by the match column ──► link + shadow + log
+    (COUNT())  SOQL (< 2,000)        to_target   aliased mutations, as       one transaction
+               Bulk API 2.0 query    (field      many a request as the       per batch
+               (≥ 2,000 records)     map)        complexity budget allows
+
+- **Resumable.** After each batch the engine records, in one store transaction, a link per record
+  (source key → item id), the shadows that make the items' own webhooks echoes (what
+  :meth:`crmsync.engine.twoway.TwoWay.remember` records) and a sync-log line. A rerun skips every
+  linked record (counted as *skipped*). A record written but not yet linked when the process was
+  killed is found again by its match column (the write is an upsert), so a migration killed at
+  any moment and run again ends with exactly one item per record.
+- **Errors** (:mod:`crmsync.errors`): *retry later* (including a spent budget) → wait and send the
+  batch again, a bounded number of times; *fix the data* → that record is counted as failed and
+  logged (``refused``), the others go on; *fatal* → what was written is recorded, then the error is
+  raised (the migration stops; a rerun resumes).
+- **Dry run**: reads Salesforce and maps every record, but makes no Monday.com call and writes
+  nothing to the store; records without a link are counted as *created* (they would be written:
+  created, or updated if an item already holds their id), linked ones as *skipped*.
+- ``limit`` caps the records written (or that failed) by this run; skipped records do not count,
+  so ``--limit 100`` run twice migrates 200 records.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from crmsync.connectors.base import Write, WriteResult
+from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.runtime import Runtime
+from crmsync.errors import ConfigError, CrmsyncError, Fatal, FixTheData, RetryLater
+from crmsync.store import schema as t
+from crmsync.store.db import upsert_many
+from crmsync.store.shadow import get_shadows
+from crmsync.store.synclog import LogEntry, record_many
+
+log = logging.getLogger(__name__)
+
+#: from this many source records on, read through a Bulk API 2.0 query (Salesforce's own advice)
+BULK_THRESHOLD = 2_000
+#: how often one batch is sent again after *retry later* before the migration stops
+MAX_ATTEMPTS = 6
+#: first and longest wait between two attempts of a batch, seconds (unless the vendor says)
+FIRST_WAIT = 1.0
+MAX_WAIT = 120.0
+#: the Salesforce field that says when a record last changed (the shadow's time)
+STAMP_FIELD = "SystemModstamp"
+
+_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
+
+
+@dataclass
+class MigrationSummary:
+    """What a migration did (or, in a dry run, would do)."""
+
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    api_calls: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def written(self) -> int:
+        return self.created + self.updated
+
+    @property
+    def handled(self) -> int:
+        return self.created + self.updated + self.skipped + self.failed
+
+
+@dataclass(frozen=True)
+class _Planned:
+    key: str
+    source: dict[str, Any]  # the source fields the flow maps (shadow of the source side)
+    write: Write
+    at: datetime
+
+
+def _flat(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A REST query row as the Bulk API gives it: ``attributes`` dropped, parents as ``Parent.Field``."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name == "attributes":
+            continue
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def _stamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":  # Salesforce's +0000
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Migration:
+    """Backfill the board of a Salesforce → Monday.com flow. ``run()`` once; ``count()`` first if needed."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        flow_name: str,
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+        batch: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        flow = runtime.flows.get(flow_name)
+        if flow is None:
+            valid = ", ".join(sorted(runtime.flows)) or "none"
+            raise ConfigError(f"unknown flow {flow_name!r}; valid: {valid}")
+        self.rt = runtime
+        self.flow: FlowRuntime = flow
+        self.dry_run = dry_run
+        self.limit = limit
+        self.progress = progress
+        self.sleep = sleep
+        self.max_attempts = max_attempts
+        self._check_flow()
+        self.source_object: str = str(flow.source_object)
+        self.match_field: str = str(flow.match_field)
+        self.fields = self._source_fields()
+        self._batch = batch
+        self._count: int | None = None
+        self.summary = MigrationSummary(dry_run=dry_run)
+
+    # -- set-up --------------------------------------------------------------------------------------
+    def _check_flow(self) -> None:
+        flow, connections = self.flow, self.rt.config.connections
+        problems = []
+        source, target = connections.get(flow.source), connections.get(flow.target)
+        if source is None or source.type != "salesforce":
+            problems.append(f"its source {flow.source!r} is not a Salesforce connection")
+        if target is None or target.type != "monday":
+            problems.append(f"its target {flow.target!r} is not a monday connection")
+        if not flow.source_object:
+            problems.append("it names no source_object (the Salesforce object to read)")
+        elif not _FIELD.fullmatch(flow.source_object) or "." in flow.source_object:
+            problems.append(f"source_object {flow.source_object!r} is not a Salesforce object name")
+        if flow.match_field is None:
+            problems.append(
+                "it has no match column (match: {field: <column id>}): the board column that holds "
+                "the Salesforce id, so that a rerun finds the items it already wrote"
+            )
+        if not any(r.to_target for r in flow.rules):
+            problems.append("none of its fields travels to the target")
+        if problems:
+            message = f"flow {flow.name!r} cannot be migrated: " + "; ".join(problems)
+            raise ConfigError(message, problems=[message])
+
+    def _source_fields(self) -> list[str]:
+        """The Salesforce fields to read: the key, every mapped source field, the ``when`` field."""
+        flow = self.flow
+        wanted = [flow.key_field, *(r.source for r in flow.rules if r.to_target)]
+        if flow.when is not None:
+            wanted.append(flow.when.field)
+        wanted.append(STAMP_FIELD)
+        out: list[str] = []
+        seen: set[str] = set()
+        for name in wanted:
+            if not _FIELD.fullmatch(name):
+                raise ConfigError(
+                    f"flow {flow.name!r}: {name!r} is not a Salesforce field name",
+                    problems=[f"flow {flow.name!r}: {name!r} is not a Salesforce field name"],
+                )
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                out.append(name)
+        return out
+
+    @property
+    def soql(self) -> str:
+        return f"SELECT {', '.join(self.fields)} FROM {self.source_object} ORDER BY {self.flow.key_field}"
+
+    def _salesforce(self) -> Any:
+        return self.rt.connector(self.flow.source)
+
+    def _monday(self) -> Any:
+        return self.rt.connector(self.flow.target)
+
+    def count(self) -> int:
+        """How many records the source object holds (one ``SELECT COUNT()`` call, remembered)."""
+        if self._count is None:
+            self._count = int(self._salesforce().client.count(f"SELECT COUNT() FROM {self.source_object}"))
+        return self._count
+
+    def batch_size(self) -> int:
+        """Records per batch: as many as one Monday.com request may carry inside the budget."""
+        if self._batch is not None:
+            return max(1, self._batch)
+        if self.dry_run:  # no Monday call: the connector is not asked
+            return 100
+        return max(1, int(self._monday().writes_per_request()))
+
+    # -- run -----------------------------------------------------------------------------------------
+    def run(self) -> MigrationSummary:
+        """Migrate; returns the summary (also kept in :attr:`summary`, even when an error stops it)."""
+        started = time.monotonic()
+        connectors = [self.flow.source] if self.dry_run else [self.flow.source, self.flow.target]
+        before = {name: self._calls(name) for name in connectors}
+        try:
+            self._run()
+        finally:
+            self.summary.seconds = time.monotonic() - started
+            self.summary.api_calls = {name: self._calls(name) - n for name, n in before.items()}
+        return self.summary
+
+    def _calls(self, name: str) -> int:
+        return int(getattr(self.rt.connector(name), "calls_made", 0))
+
+    def _run(self) -> None:
+        size = self.batch_size()
+        board = "" if self.dry_run else str(self.rt.board_of(self.flow, self.flow.target))
+        buffer: list[_Planned] = []
+        for rows in _chunks(self._read(), size):
+            linked = self._linked([str(r.get(self.flow.key_field)) for r in rows])
+            full = False
+            for row in rows:
+                if self._room() <= len(buffer):
+                    full = True
+                    break
+                planned = self._plan(row, linked)
+                if planned is not None:
+                    buffer.append(planned)
+            while len(buffer) >= size:  # requests stay full even when many records are skipped
+                self._flush(board, buffer[:size])
+                buffer = buffer[size:]
+            if self.progress is not None:
+                self.progress(len(rows))
+            if full:
+                break
+        if buffer:
+            self._flush(board, buffer)
+
+    def _room(self) -> int:
+        """How many more records this run may write (``limit``)."""
+        if self.limit is None:
+            return 1 << 62
+        return max(0, self.limit - (self.summary.written + self.summary.failed))
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        client = self._salesforce().client
+        if self.count() >= BULK_THRESHOLD:
+            log.info("reading %d %s records through a Bulk API 2.0 query", self.count(), self.source_object)
+            yield from client.bulk_query(self.soql)
+        else:
+            for row in client.query_iter(self.soql):
+                yield _flat(row)
+
+    def _linked(self, keys: Sequence[str]) -> set[str]:
+        c = t.links.c
+        with self.rt.store.read() as conn:
+            rows = conn.execute(
+                sa.select(c.source_key).where(
+                    c.flow == self.flow.name, c.source_system == self.flow.source, c.source_key.in_(keys)
+                )
+            ).all()
+        return {str(r.source_key) for r in rows}
+
+    def _plan(self, row: Mapping[str, Any], linked: set[str]) -> _Planned | None:
+        flow = self.flow
+        key = str(row.get(flow.key_field) or "")
+        if not key or key in linked or not flow.matches_when(row):
+            self.summary.skipped += 1
+            return None
+        source = {r.source: row.get(r.source) for r in flow.rules if r.to_target}
+        at = _stamp(row.get(STAMP_FIELD)) or datetime.now(UTC)
+        try:
+            fields = flow.to_target(key, source, owned=False)
+        except FixTheData as exc:
+            self._failed(key, exc)
+            return None
+        fields.setdefault(self.match_field, key)
+        write = Write(
+            key=key, operation="upsert", fields=fields, external_id_field=self.match_field, external_id=key
+        )
+        return _Planned(key, source, write, at)
+
+    # -- writing a batch -------------------------------------------------------------------------------
+    def _flush(self, board: str, batch: list[_Planned]) -> None:
+        if self.dry_run:
+            self.summary.created += len(batch)
+            return
+        monday = self._monday()
+        waiting = list(batch)
+        wait = FIRST_WAIT
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                results = monday.write_batch(board, [p.write for p in waiting])
+            except RetryLater as exc:
+                if attempt == self.max_attempts:
+                    raise self._gave_up(exc, len(waiting)) from exc
+                wait = self._pause(exc, wait)
+                continue
+            except FixTheData as exc:  # the whole request was refused for what one record holds
+                if len(waiting) == 1:
+                    self._failed(waiting[0].key, exc)
+                    return
+                half = len(waiting) // 2
+                self._flush(board, waiting[:half])
+                self._flush(board, waiting[half:])
+                return
+            done, again, stop = self._sort(waiting, results)
+            self._record(done)
+            if stop is not None:
+                raise stop
+            if not again:
+                return
+            waiting = [p for p, _ in again]
+            if attempt == self.max_attempts:
+                raise self._gave_up(again[0][1], len(waiting))
+            wait = self._pause(again[0][1], wait)
+
+    def _sort(
+        self, waiting: list[_Planned], results: list[WriteResult]
+    ) -> tuple[list[tuple[_Planned, WriteResult]], list[tuple[_Planned, RetryLater]], CrmsyncError | None]:
+        done: list[tuple[_Planned, WriteResult]] = []
+        again: list[tuple[_Planned, RetryLater]] = []
+        stop: CrmsyncError | None = None
+        for planned, result in zip(waiting, results, strict=True):
+            error = result.error
+            if result.ok and result.target_id:
+                done.append((planned, result))
+            elif isinstance(error, RetryLater):
+                again.append((planned, error))
+            elif isinstance(error, Fatal):
+                stop = stop or error
+            else:
+                self._failed(planned.key, error or FixTheData("monday gave no item id", record=planned.key))
+        return done, again, stop
+
+    def _pause(self, exc: RetryLater, wait: float) -> float:
+        seconds = exc.retry_after if exc.retry_after is not None else wait
+        seconds = min(max(seconds, 0.0), MAX_WAIT)
+        log.warning(
+            "monday asks to retry later (%s); waiting %.1f s before sending the batch again", exc, seconds
+        )
+        self.sleep(seconds)
+        return min(wait * 2, MAX_WAIT)
+
+    def _gave_up(self, exc: CrmsyncError, count: int) -> RetryLater:
+        return RetryLater(
+            f"monday still refused a batch of {count} records after {self.max_attempts} attempts ({exc}); "
+            "what was written is recorded: run the migration again to resume",
+            retry_after=getattr(exc, "retry_after", None),
+            url=exc.url,
+            object_name=exc.object_name,
+            vendor_code=exc.vendor_code,
+        )
+
+    def _record(self, done: list[tuple[_Planned, WriteResult]]) -> None:
+        """Links, shadows and sync-log lines of the records just written, in one transaction."""
+        if not done:
+            return
+        flow = self.flow
+        now = datetime.now(UTC)
+        link_rows = []
+        entries = []
+        source_shadows: dict[str, dict[str, Any]] = {}
+        target_shadows: dict[str, dict[str, Any]] = {}
+        for planned, result in done:
+            item = str(result.target_id)
+            link_rows.append(
+                {
+                    "flow": flow.name,
+                    "source_system": flow.source,
+                    "source_key": planned.key,
+                    "target_system": flow.target,
+                    "target_id": item,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            stamp = planned.at.isoformat()
+            source_shadows[planned.key] = {k: [v, stamp] for k, v in planned.source.items()}
+            target_shadows[item] = {k: [v, stamp] for k, v in planned.write.fields.items()}
+            operation = "create" if result.created else "update"
+            entries.append(
+                LogEntry(
+                    flow=flow.name,
+                    record_key=planned.key,
+                    outcome="applied",
+                    operation=operation,
+                    source=flow.source,
+                    target=flow.target,
+                    target_id=item,
+                    message=f"migrated: {operation}d item {item}",
+                )
+            )
+        with self.rt.store.begin() as conn:
+            upsert_many(conn, t.links, link_rows, ["flow", "source_system", "source_key"])
+            _put_shadows(conn, flow.source, f"{flow.name}:source", source_shadows, now)
+            _put_shadows(conn, flow.target, f"{flow.name}:target", target_shadows, now)
+            record_many(conn, entries)
+        created = sum(1 for _, r in done if r.created)
+        self.summary.created += created
+        self.summary.updated += len(done) - created
+
+    def _failed(self, key: str, error: CrmsyncError) -> None:
+        self.summary.failed += 1
+        log.warning("record %s not migrated: %s", key, error)
+        if self.dry_run:
+            return
+        entry = LogEntry(
+            flow=self.flow.name,
+            record_key=key,
+            outcome="refused",
+            operation="upsert",
+            source=self.flow.source,
+            target=self.flow.target,
+            message=f"migration: {error}",
+        )
+        try:
+            record_many(self.rt.store, [entry])
+        except SQLAlchemyError:  # the log is not worth stopping a migration for
+            log.exception("could not log the refusal of %s", key)
+
+
+def _put_shadows(
+    conn: sa.Connection, system: str, object_name: str, shadows: Mapping[str, dict[str, Any]], now: datetime
+) -> None:
+    """Merge ``shadows`` (record id → ``{field: [value, iso time]}``) into the store, one statement.
+
+    The same rows :meth:`crmsync.engine.twoway.TwoWay.remember` writes one record at a time (the
+    two-way engine reads them to recognise echoes); a test keeps the two in step.
+    """
+    if not shadows:
+        return
+    known = get_shadows(conn, system, object_name, list(shadows))
+    rows = [
+        {
+            "system": system,
+            "object_name": object_name,
+            "record_id": record_id,
+            "fields": {**known.get(record_id, {}), **fields},
+            "updated_at": now,
+        }
+        for record_id, fields in shadows.items()
+    ]
+    upsert_many(conn, t.shadow, rows, ["system", "object_name", "record_id"])
