@@ -22,6 +22,7 @@ import uvicorn
 
 from crmsync.alerts import check_dead_letters, check_queue_lag
 from crmsync.engine.poller import SalesforcePoller
+from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
 from crmsync.store import leases
@@ -48,6 +49,7 @@ class Process:
         host: str | None = None,
         port: int | None = None,
         poll_interval: float = 2.0,
+        reconcile_interval: float = 60.0,
         scheduler: bool | None = None,
     ) -> None:
         self.rt = runtime
@@ -56,6 +58,7 @@ class Process:
         self.host = host if host is not None else runtime.config.web.host
         self.port = port if port is not None else runtime.config.web.port
         self.poll_interval = poll_interval
+        self.reconcile_interval = reconcile_interval
         self.scheduler = workers > 0 if scheduler is None else scheduler
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -105,6 +108,25 @@ class Process:
             self.stopping.wait(interval)
         leases.release(self.rt.store, lease, owner)
 
+    def start_reconcilers(self, interval: float) -> None:
+        """Read the boards of two-way flows now and then: a lost webhook is caught within ``interval``."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:reconcile"
+        for connection, flows in self.rt.reconcile_targets().items():
+            reconciler = BoardReconciler(self.rt, connection, flows)
+
+            def loop(r: BoardReconciler = reconciler) -> None:
+                lease = f"reconcile:{r.connection}"
+                while not self.stopping.wait(interval):
+                    try:
+                        if leases.try_acquire(self.rt.store, lease, owner, interval * 3):
+                            r.reconcile_once()
+                    except Exception:  # a bad pass must not end reconciling; the watermark did not move
+                        log.exception("reconciling %s failed", r.connection)
+
+            thread = threading.Thread(target=loop, name=f"reconcile-{connection}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
     def start_scheduler(self) -> None:
         """Fire the configured cron jobs; with several processes each occurrence fires once."""
         from crmsync.scheduler.scheduler import Scheduler
@@ -148,6 +170,7 @@ class Process:
         self.start_workers()
         if self.workers:
             self.start_pollers(self.poll_interval)
+            self.start_reconcilers(self.reconcile_interval)
             self.start_watchdog()
         if self.scheduler:
             self.start_scheduler()

@@ -115,6 +115,15 @@ class Runtime:
             targets.setdefault(flow.target, []).append(target)
         return targets
 
+    def reconcile_targets(self) -> dict[str, list[str]]:
+        """The two-way flows reading each Monday.com connection's boards (for the reconciler)."""
+        targets: dict[str, list[str]] = {}
+        for flow in self.flows.values():
+            conn = self.config.connections.get(flow.source)
+            if self.is_two_way(flow) and conn is not None and conn.type == "monday":
+                targets.setdefault(flow.source, []).append(flow.name)
+        return targets
+
     def is_app_source(self, flow: FlowRuntime) -> bool:
         conn = self.config.connections.get(flow.source)
         return conn is not None and conn.type == "app"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 Side = Literal["source", "target"]
 #: fields a trigger adds to tell when the change happened at its origin (not synced)
 STAMPS = ("_at", "SystemModstamp")
+#: the coarsest clock involved: Salesforce stamps whole seconds
+CLOCK_SLACK = timedelta(seconds=1)
 
 
 def _parse(value: Any) -> datetime | None:
@@ -86,7 +88,7 @@ class TwoWay:
             self._forget(flow, key, link.target_id)
             return f"deleted {flow.object_name} {link.target_id}"
         known = self._shadow(flow, "source", key)
-        edits = self._news(flow, "source", known, fields, at)
+        edits = self._news(flow, "source", key, known, fields, at)
         if link is None:
             record = {k: v[0] for k, v in known.items()} | fields
             if not known and not self._complete(flow, record):
@@ -182,7 +184,9 @@ class TwoWay:
             return f"deleted source record {link.source_key}"
         known = self._shadow(flow, "target", target_id)
         back_fields = {r.target for r in flow.rules if r.to_source}
-        edits = self._news(flow, "target", known, {k: v for k, v in fields.items() if k in back_fields}, at)
+        edits = self._news(
+            flow, "target", target_id, known, {k: v for k, v in fields.items() if k in back_fields}, at
+        )
         edits = self._settle(flow, "target", target_id, link.source_key, edits, at)
         if not edits:
             return "skipped: no news (echo or unchanged)"
@@ -227,6 +231,7 @@ class TwoWay:
         self,
         flow: FlowRuntime,
         side: Side,
+        record_id: str,
         known: Mapping[str, list[Any]],
         fields: Mapping[str, Any],
         at: datetime,
@@ -237,8 +242,8 @@ class TwoWay:
             held = known.get(name)
             if held is not None and held[0] == value:
                 continue  # our own write coming back, or unchanged
-            if held is not None and (_parse(held[1]) or at) > at:
-                self._log(flow, name, f"stale {side} value of {name!r} ignored: a newer one is synced")
+            if held is not None and (_parse(held[1]) or at) > at + CLOCK_SLACK:
+                self._log(flow, record_id, f"stale {side} value of {name!r} ignored: a newer one is synced")
                 continue
             news[name] = value
         return news
@@ -301,7 +306,10 @@ class TwoWay:
         with self.rt.store.read() as conn:
             rows = conn.execute(
                 sa.select(c.payload, c.created_at).where(
-                    c.flow == flow.name, c.source == system, c.record_key == record_key, c.state == "pending"
+                    c.flow == flow.name,
+                    c.source == system,
+                    c.record_key == record_key,
+                    c.state.in_(("pending", "leased")),  # leased: perhaps in this very batch
                 )
             ).all()
         return [(dict(r.payload or {}), r.created_at) for r in rows]

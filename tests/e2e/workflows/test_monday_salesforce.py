@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from crmsync.config import load_config
+from crmsync.engine.poller import SalesforcePoller
 from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
+from crmsync.engine.worker import Worker
 from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
@@ -67,6 +69,16 @@ class W2:
 
 @pytest.fixture
 def w2(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[W2]:
+    yield from start_w2(tmp_path, salesforce, workers=2)
+
+
+@pytest.fixture
+def w2_by_hand(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[W2]:
+    """Webhooks are received, but nothing is applied or polled until the test says so."""
+    yield from start_w2(tmp_path, salesforce, workers=0)
+
+
+def start_w2(tmp_path: Path, salesforce: SalesforceEmulator, *, workers: int) -> Iterator[W2]:
     monday = MondayEmulator(retry_delays=(0.2, 0.5))
     monday.seed("demo")
     with serve(monday):
@@ -75,7 +87,15 @@ def w2(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[W2]:
         path.write_text(RECIPE.read_text().replace("sqlite:///crmsync.db", f"sqlite:///{tmp_path / 'c.db'}"))
         cfg = load_config(path, environ=env)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
-        proc = Process(runtime, web=True, workers=2, host="127.0.0.1", port=0, poll_interval=0.2)
+        proc = Process(
+            runtime,
+            web=True,
+            workers=workers,
+            host="127.0.0.1",
+            port=0,
+            poll_interval=0.2,
+            reconcile_interval=0.5,
+        )
         proc.bind()
         thread = threading.Thread(target=proc.run, daemon=True)
         thread.start()
@@ -172,3 +192,120 @@ def test_an_edit_on_either_side_is_written_once_to_the_other_and_nothing_bounces
     w2.quiet()
     assert w2.monday_deliveries() == deliveries + 1  # crmsync's one write; its echo is recognised
     assert w2.sf_writes() == writes  # and nothing went back to Salesforce
+
+
+def qualify(w2: W2, name: str) -> dict[str, str]:
+    """Qualify a lead and wait for its Salesforce records; their ids by object."""
+    item = w2.item(name)
+    w2.monday.ui_change_column(item["id"], "status", "Qualified")
+    wait_until(lambda: bool(w2.item(name)["columns"].get("text_mkr4oppt")))
+    w2.quiet()
+    columns = w2.item(name)["columns"]
+    return {
+        "item": str(item["id"]),
+        "Lead": columns["text_mkr1lead"],
+        "Account": columns["text_mkr2acct"],
+        "Opportunity": columns["text_mkr4oppt"],
+    }
+
+
+def test_a_new_qualified_item_a_rename_and_a_deletion_reach_salesforce(w2: W2) -> None:
+    item = w2.monday.ui_create_item(
+        w2.board,
+        "Ada Lovelace",
+        values={"status": "Qualified", "email": "ada@engines.example", "text": "Engines"},
+    )
+    wait_until(lambda: bool(w2.monday.item(item)["columns"].get("text_mkr1lead")))
+    lead_id = w2.monday.item(item)["columns"]["text_mkr1lead"]
+    lead = w2.sf.get("Lead", lead_id) or {}
+    assert (lead.get("FirstName"), lead.get("LastName"), lead.get("Company")) == (
+        "Ada",
+        "Lovelace",
+        "Engines",
+    )
+
+    w2.monday.ui_rename_item(item, "Ada King Lovelace")  # update_name
+    wait_until(lambda: (w2.sf.get("Lead", lead_id) or {}).get("FirstName") == "Ada King")
+
+    w2.monday.ui_delete_item(item)  # delete_pulse
+    wait_until(
+        lambda: w2.sf.get("Lead", lead_id) is None or bool(w2.sf.get("Lead", lead_id).get("IsDeleted"))
+    )
+
+
+def test_the_seed_payload_shape_of_update_column_value_is_understood(w2: W2) -> None:
+    """The seed's handler read boardId, pulseId, columnId and value.label.text of a status change."""
+    ids = qualify(w2, "Jane Cooper")
+    w2.monday.ui_change_column(ids["item"], "status", "MOU")
+    wait_until(
+        lambda: (w2.sf.get("Opportunity", ids["Opportunity"]) or {}).get("StageName") == "Negotiation/Review"
+    )
+    delivery = next(
+        d["event"] for d in reversed(w2.monday.deliveries()) if d["event"].get("columnId") == "status"
+    )
+    assert (
+        delivery["value"]["label"]["text"] == "MOU"
+        and delivery["previousValue"]["label"]["text"] == "Qualified"
+    )
+
+
+def test_duplicated_and_reordered_deliveries_neither_duplicate_nor_roll_back(w2: W2) -> None:
+    ids = qualify(w2, "Jane Cooper")
+    w2.monday.faults.add(webhook="duplicate", count=2)
+    w2.monday.ui_change_column(ids["item"], "status", "Follow-up")
+    wait_until(
+        lambda: (w2.sf.get("Opportunity", ids["Opportunity"]) or {}).get("StageName") == "Needs Analysis"
+    )
+    w2.monday.faults.add(webhook="reorder", count=1)
+    w2.monday.ui_change_column(ids["item"], "phone", "+15550000001")  # held back by the fault...
+    w2.monday.ui_change_column(ids["item"], "phone", "+15550000002")  # ...and delivered after this one
+    w2.quiet()
+    assert "5550000002" in ((w2.sf.get("Lead", ids["Lead"]) or {}).get("Phone") or "")
+    assert all(
+        len(created_by_crmsync(w2.sf, obj)) == 1 for obj in ("Lead", "Account", "Contact", "Opportunity")
+    )
+
+
+def test_a_dropped_delivery_is_caught_by_the_next_reconcile(w2: W2) -> None:
+    ids = qualify(w2, "Jane Cooper")
+    w2.monday.faults.add(webhook="drop", count=1)
+    w2.monday.ui_change_column(ids["item"], "phone", "+15550009999")
+    assert w2.monday.dispatcher.wait_idle(10) and w2.monday.deliveries()[-1]["status"] is None  # lost
+    wait_until(lambda: "5550009999" in ((w2.sf.get("Lead", ids["Lead"]) or {}).get("Phone") or ""))
+
+
+def test_an_edit_on_both_sides_between_two_syncs_is_settled_by_the_policy_and_logged(w2_by_hand: W2) -> None:
+    w2 = w2_by_hand
+    worker = Worker(w2.runtime, owner="test", batch_size=50)
+    [targets] = w2.runtime.poll_targets().values()
+    poller = SalesforcePoller(w2.runtime.connector("salesforce"), w2.runtime.queue, w2.runtime.store, targets)  # type: ignore[arg-type]
+
+    def sync() -> None:
+        """What the workers and the poller would do, until nothing is left."""
+        assert w2.monday.dispatcher.wait_idle(10)
+        poller.poll_once()
+        while worker.run_once():
+            assert w2.monday.dispatcher.wait_idle(10)
+
+    item = w2.item("Jane Cooper")
+    poller.poll_once()  # the watermark starts now
+    w2.monday.ui_change_column(item["id"], "status", "Qualified")
+    wait_until(lambda: w2.runtime.queue.stats().pending > 0)
+    sync()
+    lead_id = w2.item("Jane Cooper")["columns"]["text_mkr1lead"]
+    sync()
+
+    w2.sf.update("Lead", lead_id, {"Company": "Acme (Salesforce)"})  # an edit in Salesforce...
+    w2.sf.advance_clock(1)
+    poller.poll_once()
+    w2.monday.ui_change_column(item["id"], "text", "Acme (Monday)")  # ...and a later one on the board
+    wait_until(lambda: w2.runtime.queue.stats().pending >= 2)
+    sync()
+
+    conflicts = [h for h in w2.runtime.ledger.history(flow="leads", limit=50) if h["outcome"] == "conflict"]
+    history = [
+        (h["source"], h["outcome"], h["message"]) for h in w2.runtime.ledger.history(flow="leads", limit=12)
+    ]
+    assert len(conflicts) == 1 and "newest_wins" in conflicts[0]["message"], history
+    assert (w2.sf.get("Lead", lead_id) or {}).get("Company") == "Acme (Monday)"
+    assert w2.item("Jane Cooper")["columns"]["text"] == "Acme (Monday)"

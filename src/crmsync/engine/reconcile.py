@@ -1,0 +1,76 @@
+"""Reconcile a Monday.com board: catch the changes whose webhook never arrived.
+
+Webhooks can be lost (monday gives up after its retries; a receiver was down longer than that).
+Every ``interval`` the reconciler reads the items updated since its watermark and queues them as
+changes of the board — one read for the whole board, not one per item. Changes crmsync already
+has are dropped as no news by the shadow comparison (:mod:`crmsync.engine.twoway`), so a
+reconcile costs reads, never duplicate writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from crmsync.engine.queue import NewChange
+from crmsync.errors import CrmsyncError
+from crmsync.store import watermarks
+
+if TYPE_CHECKING:
+    from crmsync.engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class BoardReconciler:
+    """Reads the boards that two-way flows take from ``connection`` and queues what changed."""
+
+    def __init__(self, runtime: Runtime, connection: str, flows: Sequence[str]) -> None:
+        self.rt = runtime
+        self.connection = connection
+        self.flows = list(flows)
+
+    def reconcile_once(self) -> int:
+        """One pass over every board; returns how many changes were queued (before de-duplication)."""
+        connector: Any = self.rt.connector(self.connection)
+        queued = 0
+        for name in self.flows:
+            flow = self.rt.flows[name]
+            board = self.rt.board_of(flow, self.connection)
+            if board is None:
+                continue
+            mark = f"reconcile:{board}"
+            since = watermarks.get(self.rt.store, self.connection, mark)
+            if since is None:  # start from now: filling a board from its past is `crmsync migrate`'s job
+                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                watermarks.put(self.rt.store, self.connection, mark, now)
+                continue
+            batch = connector.read_changes(board, since)
+            changes = [
+                NewChange(
+                    source=self.connection,
+                    flow=name,
+                    record_key=record.id,
+                    operation="delete" if record.deleted else "upsert",
+                    fields={**record.fields, "_at": record.modified},
+                    delivery_id=f"reconcile:{record.id}:{record.modified}",
+                )
+                for record in batch.records
+            ]
+            if changes:
+                result = self.rt.queue.enqueue(changes)
+                queued += result.accepted
+            watermarks.put(self.rt.store, self.connection, mark, batch.watermark)
+        return queued
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        while not stop.wait(interval):
+            try:
+                self.reconcile_once()
+            except CrmsyncError as exc:
+                log.warning("reconciling %s failed, trying again later: %s", self.connection, exc)
+            except Exception:  # the store may be down: the watermark did not move
+                log.exception("reconciling %s failed", self.connection)
