@@ -61,7 +61,12 @@ class Crmsync:
 
 
 def write_config(
-    tmp_path: Path, salesforce: SalesforceEmulator, *, urgent: str = "true", **worker: Any
+    tmp_path: Path,
+    salesforce: SalesforceEmulator,
+    *,
+    urgent: str = "true",
+    alerts: str | None = None,
+    **worker: Any,
 ) -> Path:
     """The usage-billing recipe, pointed at the sandbox and a fresh SQLite file."""
     env = salesforce.credentials()
@@ -86,6 +91,8 @@ def write_config(
         "      when: \"Status = 'Fulfilled'\"\n",
         "      when: \"Status = 'Fulfilled'\"\n      check_timeout_seconds: 30\n",
     )
+    if alerts is not None:
+        text += f"\nalerts:\n  urls: ['{alerts}']\n"
     path = tmp_path / "crmsync.yaml"
     path.write_text(text)
     shutil.copy(RECIPE, tmp_path / "recipe.yaml")
@@ -96,11 +103,13 @@ def write_config(
 def crmsync_factory(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[Callable[..., Crmsync]]:
     started: list[tuple[Process | None, Runtime, threading.Thread | None]] = []
 
-    def start(*, workers: int = 2, web: bool = True, urgent: str = "true", **worker: Any) -> Crmsync:
-        path = write_config(tmp_path, salesforce, urgent=urgent, **worker)
+    def start(
+        *, workers: int = 2, web: bool = True, urgent: str = "true", alerts: str | None = None, **worker: Any
+    ) -> Crmsync:
+        path = write_config(tmp_path, salesforce, urgent=urgent, alerts=alerts, **worker)
         cfg = load_config(path)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
-        proc = Process(runtime, web=web, workers=workers, host="127.0.0.1", port=0)
+        proc = Process(runtime, web=web, workers=workers, host="127.0.0.1", port=0, watchdog_interval=0.3)
         if web:
             proc.bind()
         thread = threading.Thread(target=proc.run, daemon=True)

@@ -294,8 +294,12 @@ class Flow(Model):
         None, description="How to find an existing target record (upsert by external id)."
     )
     fields: list[FieldMapping] = Field(min_length=1, description="Field mappings, source → target.")
-    on_delete: Literal["delete", "ignore"] = Field(
-        "delete", description="What a deletion at the source does to the target record."
+    on_delete: Literal["delete", "archive", "ignore"] = Field(
+        "delete",
+        description=(
+            "What deleting a record on one side does to its counterpart: delete it, archive it (a Monday.com "
+            "item; Salesforce records are left in place), or nothing."
+        ),
     )
     lock: LockRule | None = Field(None, description="Rule that freezes records once their parent is locked.")
     conflict: ConflictPolicy = Field(

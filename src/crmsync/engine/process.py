@@ -50,6 +50,7 @@ class Process:
         port: int | None = None,
         poll_interval: float = 2.0,
         reconcile_interval: float = 60.0,
+        watchdog_interval: float = 15.0,
         scheduler: bool | None = None,
     ) -> None:
         self.rt = runtime
@@ -59,6 +60,7 @@ class Process:
         self.port = port if port is not None else runtime.config.web.port
         self.poll_interval = poll_interval
         self.reconcile_interval = reconcile_interval
+        self.watchdog_interval = watchdog_interval
         self.scheduler = workers > 0 if scheduler is None else scheduler
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -171,7 +173,7 @@ class Process:
         if self.workers:
             self.start_pollers(self.poll_interval)
             self.start_reconcilers(self.reconcile_interval)
-            self.start_watchdog()
+            self.start_watchdog(self.watchdog_interval)
         if self.scheduler:
             self.start_scheduler()
         try:

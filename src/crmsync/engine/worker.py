@@ -240,7 +240,7 @@ class Worker:
                 external_id_field=flow.match_field,
                 external_id=change.record_key,
             )
-        if flow.on_delete == "ignore":
+        if flow.on_delete != "delete":  # ignore; archive leaves Salesforce records in place
             return None
         return Write(
             key=change.record_key,

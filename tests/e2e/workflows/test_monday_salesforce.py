@@ -309,3 +309,11 @@ def test_an_edit_on_both_sides_between_two_syncs_is_settled_by_the_policy_and_lo
     assert len(conflicts) == 1 and "newest_wins" in conflicts[0]["message"], history
     assert (w2.sf.get("Lead", lead_id) or {}).get("Company") == "Acme (Monday)"
     assert w2.item("Jane Cooper")["columns"]["text"] == "Acme (Monday)"
+
+
+def test_a_lead_deleted_in_salesforce_deletes_its_item(w2: W2) -> None:
+    ids = qualify(w2, "Jane Cooper")
+    w2.sf.delete("Lead", ids["Lead"])
+    wait_until(lambda: all(i["name"] != "Jane Cooper" for i in w2.monday.items(w2.board)))
+    history = w2.runtime.ledger.history(flow="leads", key=ids["Lead"])
+    assert history[0]["outcome"] == "applied" and "deleted" in history[0]["message"]
