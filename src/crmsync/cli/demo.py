@@ -1,10 +1,11 @@
-"""``crmsync demo``: the usage-billing workflow end to end against the sandbox, on this machine.
+"""``crmsync demo``: the workflows end to end against the sandbox, on this machine.
 
 It starts the sandbox (Salesforce, Trello, Monday.com emulators), crmsync itself with the
 usage-billing recipe on a fresh SQLite file, and a small application that submits a stream of
 usage entries, corrections and deletions. Half-way, Salesforce goes down (a fault rule) and comes
 back: the application keeps being answered 202 and nothing is lost. A live summary shows what
-landed; then it keeps running and prints where to look.
+landed. Then leads are qualified on the sandbox's Monday.com board and show up in Salesforce
+(:mod:`crmsync.cli.demo_leads`). It keeps running and prints where to look.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from crmsync.cli.demo_leads import run_leads_demo
 from crmsync.client import Client
 from crmsync.config import load_config
 from crmsync.engine.process import Process
@@ -33,6 +35,7 @@ from crmsync.store import tokens
 from crmsync.store.db import Store
 
 DEFAULT_RECIPE = Path("examples/usage-billing/crmsync.yaml")
+LEADS_RECIPE = Path("examples/monday-salesforce/crmsync.yaml")
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +55,9 @@ class Tally:
 
 def demo(
     recipe: Path = typer.Option(DEFAULT_RECIPE, help="The crmsync.yaml to run (the usage-billing recipe)."),
+    leads_recipe: Path = typer.Option(
+        LEADS_RECIPE, help="The Monday.com ⇄ Salesforce recipe ('' to skip it)."
+    ),
     entries: int = typer.Option(300, help="How many usage entries the demo application submits."),
     rate: float = typer.Option(40.0, help="Entries per second the application submits."),
     outage_seconds: float = typer.Option(5.0, help="How long Salesforce is down half-way (0: no outage)."),
@@ -105,6 +111,8 @@ def demo(
             live.update(_summary(tally, runtime, sf))
         console.print()
         ok = _verify(tally, sf, console)
+        if str(leads_recipe) not in ("", "."):
+            ok = run_leads_demo(box, leads_recipe, workdir, console) and ok
         console.print(
             "\nWhere to look:\n"
             f"  ingest API      POST {base}/api/v1/flows/usage/records"

@@ -9,11 +9,12 @@ from pathlib import Path
 from ..conftest import RECIPE
 
 
-def test_demo_runs_the_workflow_through_an_outage_and_verifies_salesforce(tmp_path: Path) -> None:
+def test_demo_runs_both_workflows_through_an_outage_and_verifies_salesforce(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable, "-m", "crmsync", "demo", "--once",
             "--recipe", str(RECIPE), "--workdir", str(tmp_path),
+            "--leads-recipe", str(RECIPE.parents[1] / "monday-salesforce" / "crmsync.yaml"),
             "--entries", "80", "--rate", "80", "--outage-seconds", "0.5",
         ],
         capture_output=True,
@@ -22,4 +23,5 @@ def test_demo_runs_the_workflow_through_an_outage_and_verifies_salesforce(tmp_pa
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Salesforce holds exactly the" in result.stdout
+    assert "two qualified leads in Salesforce with their records" in result.stdout
     assert "Where to look" in result.stdout
