@@ -160,6 +160,8 @@ class Migration:
         self.fields = self._source_fields()
         self._batch = batch
         self._count: int | None = None
+        self._started = 0.0
+        self._before: dict[str, int] = {}
         self.summary = MigrationSummary(dry_run=dry_run)
 
     # -- set-up --------------------------------------------------------------------------------------
@@ -218,6 +220,7 @@ class Migration:
 
     def count(self) -> int:
         """How many records the source object holds (one ``SELECT COUNT()`` call, remembered)."""
+        self._start()
         if self._count is None:
             self._count = int(self._salesforce().client.count(f"SELECT COUNT() FROM {self.source_object}"))
         return self._count
@@ -233,15 +236,21 @@ class Migration:
     # -- run -----------------------------------------------------------------------------------------
     def run(self) -> MigrationSummary:
         """Migrate; returns the summary (also kept in :attr:`summary`, even when an error stops it)."""
-        started = time.monotonic()
-        connectors = [self.flow.source] if self.dry_run else [self.flow.source, self.flow.target]
-        before = {name: self._calls(name) for name in connectors}
+        self._start()
         try:
             self._run()
         finally:
-            self.summary.seconds = time.monotonic() - started
-            self.summary.api_calls = {name: self._calls(name) - n for name, n in before.items()}
+            self.summary.seconds = time.monotonic() - self._started
+            self.summary.api_calls = {name: self._calls(name) - n for name, n in self._before.items()}
         return self.summary
+
+    def _start(self) -> None:
+        """Note the time and each connection's calls, once: the summary counts from here."""
+        if self._before:
+            return
+        self._started = time.monotonic()
+        connections = [self.flow.source] if self.dry_run else [self.flow.source, self.flow.target]
+        self._before = {name: self._calls(name) for name in connections}
 
     def _calls(self, name: str) -> int:
         return int(getattr(self.rt.connector(name), "calls_made", 0))
