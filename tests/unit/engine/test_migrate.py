@@ -396,3 +396,40 @@ def test_a_flow_without_a_match_column_is_refused(tmp_path: Path) -> None:
         Migration(runtime, "accounts")
     assert "no match column" in str(refused.value)
     runtime.store.dispose()
+
+
+# -- the command ---------------------------------------------------------------------------------------
+def command(world: World, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from crmsync.cli.main import app
+
+    def connector(_runtime: Runtime, name: str) -> Any:
+        return {"salesforce": world.sf, "monday": world.monday}[name]
+
+    monkeypatch.setattr(Runtime, "connector", connector)
+    config = str(world.runtime.config.path)
+    return CliRunner().invoke(app, ["migrate", *args, "-c", config])
+
+
+def test_the_command_prints_the_summary(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = command(world, monkeypatch, "accounts", "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert "accounts: Account → 4242" in result.output
+    assert "│ created               │ 5 " in result.output
+    assert "API calls: monday" in result.output
+    dry = command(world, monkeypatch, "accounts", "--dry-run")
+    assert dry.exit_code == 0 and "Dry run (nothing written)" in dry.output
+    assert "│ created               │ 2 (would be written)" in dry.output
+
+
+def test_the_command_stops_with_status_1_and_says_how_to_resume(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.monday.refuse[account(4)["Id"]] = Fatal("token refused", status=401)
+    result = command(world, monkeypatch, "accounts")
+    assert result.exit_code == 1
+    assert "migration stopped: token refused" in result.output
+    assert "Migration stopped" in result.output and "run the same command again to resume" in result.output
+    unknown = command(world, monkeypatch, "nope")
+    assert unknown.exit_code == 1 and "unknown flow 'nope'" in unknown.output
