@@ -1,0 +1,460 @@
+"""What a sync of one flow would change, found by reading only.
+
+- A **two-way flow** (a Monday.com board → Salesforce): every item of the board is mapped through
+  the flow and compared with its linked Salesforce records (the links table, then one read per
+  object). An item that matches the flow's ``when`` and has no link yet would be *created*, with
+  its related objects; a linked one whose mapped fields differ would be *updated* (field: current
+  → new); the others are *unchanged*, or *skipped* when they do not match ``when``. Where the
+  shadow shows that only Salesforce changed a two-way field since the last sync, the value would
+  travel the other way: the field is listed with the direction ``to_source``.
+- An **application flow**: the changes still queued for the flow (pending or leased), folded per
+  record as a worker folds them and mapped through the flow: what the workers would write next,
+  records refused by the lock rule and changes that would become dead letters included.
+
+Nothing is written: no connector write, no row in the store. Connectors are built here without the
+store, so even monday's complexity book is kept in memory (the pacer still follows what monday
+reports of the budget in every reply).
+
+::
+
+    source records ──► when? ──► map (FlowRuntime.to_target) ──► compare with the linked target
+    (or queued changes)                                           records ──► RecordPreview
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+
+from crmsync.connectors.base import Connector
+from crmsync.connectors.registry import connector_class
+from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.queue import UNFINISHED, fold
+from crmsync.errors import ConfigError, CrmsyncError, FixTheData
+from crmsync.store import schema as t
+from crmsync.store import shadow
+
+if TYPE_CHECKING:
+    from crmsync.engine.runtime import Runtime
+
+Action = Literal["create", "update", "upsert", "delete", "unchanged", "skipped", "locked", "refused"]
+Direction = Literal["to_target", "to_source"]
+#: the actions that would write something
+WRITES: frozenset[str] = frozenset({"create", "update", "upsert", "delete"})
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field a sync would write: on the target (``to_target``) or back on the source."""
+
+    field: str
+    current: Any
+    new: Any
+    direction: Direction = "to_target"
+
+
+@dataclass(frozen=True)
+class RelatedPreview:
+    """An object created or updated with the record (e.g. a lead's Account)."""
+
+    object_name: str
+    action: Action
+    target_id: str | None
+    fields: tuple[FieldChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordPreview:
+    """What a sync would do to one source record."""
+
+    record: str
+    action: Action
+    object_name: str
+    label: str | None = None
+    target_id: str | None = None
+    fields: tuple[FieldChange, ...] = ()
+    related: tuple[RelatedPreview, ...] = ()
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FlowPreview:
+    flow: str
+    kind: Literal["two_way", "application"]
+    source: str
+    target: str
+    object_name: str
+    records: list[RecordPreview] = field(default_factory=list)
+    limited: bool = False
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for record in self.records:
+            counts[record.action] += 1
+        return dict(counts)
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["counts"] = self.counts()
+        return out
+
+
+# -- comparison (pure) ------------------------------------------------------------------------------------
+def same_value(current: Any, new: Any) -> bool:
+    """Do two values say the same, across the systems' representations (``12000`` and ``12000.0``,
+    ``None`` and ``""``, ``True`` and ``"true"``)?"""
+    if current in (None, "") and new in (None, ""):
+        return True
+    if current == new:
+        return True
+    if isinstance(current, bool) or isinstance(new, bool):
+        return str(current).lower() == str(new).lower()
+    try:
+        return float(current) == float(new)
+    except (TypeError, ValueError):
+        return str(current).strip() == str(new).strip()
+
+
+def differences(mapped: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    """The fields of ``mapped`` whose value differs from ``current``'s."""
+    return tuple(
+        FieldChange(name, current.get(name), value)
+        for name, value in mapped.items()
+        if not same_value(current.get(name), value)
+    )
+
+
+def _held(known: Mapping[str, Any] | None, name: str) -> tuple[bool, Any]:
+    entry = (known or {}).get(name)
+    return (True, entry[0]) if isinstance(entry, list | tuple) and entry else (False, None)
+
+
+def compare_two_way(
+    flow: FlowRuntime,
+    key: str,
+    source: Mapping[str, Any],
+    *,
+    target_id: str | None,
+    current: Mapping[str, Any] | None,
+    related: Mapping[str, tuple[str, Mapping[str, Any] | None]] | None = None,
+    source_shadow: Mapping[str, Any] | None = None,
+    target_shadow: Mapping[str, Any] | None = None,
+    label: str | None = None,
+) -> RecordPreview:
+    """What syncing the source record ``source`` would do.
+
+    ``target_id``/``current``: the linked target record and its fields (``current`` None: the link
+    points at a record the target no longer has). ``related``: per related object, its linked id
+    and fields. The shadows (``[value, at]`` per field) tell which side changed a two-way field
+    since the last sync: a field changed only on the target travels back to the source.
+    """
+    obj = flow.object_name
+    if target_id is None:
+        if not flow.matches_when(source):
+            field_name = flow.when.field if flow.when is not None else ""
+            reason = f"{field_name} is {source.get(field_name)!r}: does not match the flow's when"
+            return RecordPreview(key, "skipped", obj, label, reason=reason)
+        new = tuple(FieldChange(f, None, v) for f, v in flow.to_target(key, source, owned=False).items())
+        rel = tuple(
+            RelatedPreview(
+                r.object_name,
+                "create",
+                None,
+                tuple(
+                    FieldChange(f, None, v)
+                    for f, v in flow.to_target(key, source, r.rules, owned=False).items()
+                ),
+            )
+            for r in flow.related
+        )
+        return RecordPreview(key, "create", obj, label, fields=new, related=rel)
+    if current is None:
+        reason = f"linked {obj} {target_id} is not in {flow.target} any more: a sync would fail"
+        return RecordPreview(key, "refused", obj, label, target_id=target_id, reason=reason)
+    changes: list[FieldChange] = []
+    for change in differences(flow.to_target(key, source, owned=False), current):
+        back = _flows_back(flow, change.field, source, current, source_shadow, target_shadow)
+        changes.append(back if back is not None else change)
+    rel_out: list[RelatedPreview] = []
+    rules = {r.object_name: r.rules for r in flow.related}
+    for obj_name, (rel_id, rel_current) in (related or {}).items():
+        if obj_name not in rules:
+            continue
+        if rel_current is None:
+            rel_out.append(RelatedPreview(obj_name, "refused", rel_id))
+            continue
+        diff = differences(flow.to_target(key, source, rules[obj_name], owned=False), rel_current)
+        rel_out.append(RelatedPreview(obj_name, "update" if diff else "unchanged", rel_id, diff))
+    writes = bool(changes) or any(r.action == "update" for r in rel_out)
+    return RecordPreview(
+        key,
+        "update" if writes else "unchanged",
+        obj,
+        label,
+        target_id=target_id,
+        fields=tuple(changes),
+        related=tuple(rel_out),
+    )
+
+
+def _flows_back(
+    flow: FlowRuntime,
+    target_field: str,
+    source: Mapping[str, Any],
+    current: Mapping[str, Any],
+    source_shadow: Mapping[str, Any] | None,
+    target_shadow: Mapping[str, Any] | None,
+) -> FieldChange | None:
+    """The change on the source when only the target changed ``target_field`` since the last sync."""
+    rule = next((r for r in flow.rules if r.target == target_field and r.to_source), None)
+    if rule is None:
+        return None
+    t_known, t_value = _held(target_shadow, target_field)
+    s_known, s_value = _held(source_shadow, rule.source)
+    target_changed = t_known and not same_value(t_value, current.get(target_field))
+    source_changed = not s_known or not same_value(s_value, source.get(rule.source))
+    if not target_changed or source_changed:
+        return None
+    back = flow.to_source(str(current.get("Id") or ""), {target_field: current.get(target_field)})
+    return FieldChange(rule.source, source.get(rule.source), back.get(rule.source), "to_source")
+
+
+# -- reading ------------------------------------------------------------------------------------------
+class Preview:
+    """Reads what a sync of a flow would read and reports what it would write; writes nothing.
+
+    ``connector``: how a connection's connector is built (default: from the configuration, not
+    attached to the store). Connectors built here are closed by :meth:`close`.
+    """
+
+    def __init__(self, runtime: Runtime, *, connector: Callable[[str], Connector] | None = None) -> None:
+        self.rt = runtime
+        self._make = connector or self._from_config
+        self._connectors: dict[str, Connector] = {}
+
+    def _from_config(self, name: str) -> Connector:
+        conn = self.rt.config.connections.get(name)
+        if conn is None:
+            valid = ", ".join(sorted(self.rt.config.connections))
+            raise ConfigError(f"unknown connection {name!r}; valid: {valid}")
+        cls: Any = connector_class(conn.type)
+        made: Connector = cls.from_config(name, conn)
+        return made
+
+    def connector(self, name: str) -> Connector:
+        if name not in self._connectors:
+            self._connectors[name] = self._make(name)
+        return self._connectors[name]
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self._connectors.clear()
+
+    def flow(self, name: str) -> FlowRuntime:
+        found = self.rt.flows.get(name)
+        if found is None:
+            valid = ", ".join(sorted(self.rt.flows)) or "(none)"
+            raise ConfigError(f"unknown flow {name!r}; valid: {valid}")
+        return found
+
+    def run(self, name: str, *, limit: int | None = None) -> FlowPreview:
+        flow = self.flow(name)
+        if self.rt.is_app_source(flow):
+            return self.application(flow, limit=limit)
+        return self.two_way(flow, limit=limit)
+
+    # -- two-way ----------------------------------------------------------------------------------------
+    def _board(self, flow: FlowRuntime) -> str:
+        name = flow.source_object
+        if name is None:
+            raise ConfigError(f"flow {flow.name!r} names no source_object (the board to read)")
+        if name.strip().isdigit():
+            return name.strip()
+        source: Any = self.connector(flow.source)
+        if not hasattr(source, "board_id"):
+            return name
+        return str(source.board_id(name))
+
+    def two_way(self, flow: FlowRuntime, *, limit: int | None = None) -> FlowPreview:
+        source: Any = self.connector(flow.source)
+        if not hasattr(source, "items"):
+            raise ConfigError(f"connection {flow.source!r} cannot list its records for a preview")
+        board = self._board(flow)
+        records: list[tuple[str, dict[str, Any]]] = []
+        limited = False
+        for record in source.items(board):
+            if limit is not None and len(records) >= limit:
+                limited = True
+                break
+            records.append((record.id, dict(record.fields)))
+        keys = [k for k, _ in records]
+        main_links = self._links(flow.name, flow.source, keys)
+        rel_links = {
+            r.object_name: self._links(f"{flow.name}:{r.object_name}", flow.source, keys)
+            for r in flow.related
+        }
+        current = self._read_target(flow.target, flow.object_name, list(main_links.values()))
+        rel_current = {
+            obj: self._read_target(flow.target, obj, list(ids.values())) for obj, ids in rel_links.items()
+        }
+        source_shadows = shadow.get_shadows(self.rt.store, flow.source, f"{flow.name}:source", keys)
+        target_shadows = shadow.get_shadows(
+            self.rt.store, flow.target, f"{flow.name}:target", list(main_links.values())
+        )
+        out = []
+        for key, fields in records:
+            target_id = main_links.get(key)
+            related = {
+                obj: (ids[key], rel_current[obj].get(ids[key]))
+                for obj, ids in rel_links.items()
+                if key in ids
+            }
+            try:
+                preview = compare_two_way(
+                    flow,
+                    key,
+                    fields,
+                    target_id=target_id,
+                    current=current.get(target_id) if target_id else None,
+                    related=related,
+                    source_shadow=source_shadows.get(key),
+                    target_shadow=target_shadows.get(target_id) if target_id else None,
+                    label=_label(fields),
+                )
+            except FixTheData as exc:
+                preview = RecordPreview(
+                    key, "refused", flow.object_name, _label(fields), target_id, reason=str(exc)
+                )
+            out.append(preview)
+        return FlowPreview(flow.name, "two_way", flow.source, flow.target, flow.object_name, out, limited)
+
+    def _links(self, flow: str, source_system: str, keys: Sequence[str]) -> dict[str, str]:
+        c = t.links.c
+        found: dict[str, str] = {}
+        with self.rt.store.read() as conn:
+            for start in range(0, len(keys), 500):
+                rows = conn.execute(
+                    sa.select(c.source_key, c.target_id).where(
+                        c.flow == flow,
+                        c.source_system == source_system,
+                        c.source_key.in_(keys[start : start + 500]),
+                    )
+                )
+                found.update({str(r.source_key): str(r.target_id) for r in rows})
+        return found
+
+    def _read_target(
+        self, connection: str, object_name: str, ids: Sequence[str]
+    ) -> dict[str, Mapping[str, Any]]:
+        """The target's records by id; an id is under both its 15- and 18-character forms."""
+        if not ids:
+            return {}
+        found: dict[str, Mapping[str, Any]] = {}
+        for record in self.connector(connection).read_records(object_name, list(ids)):
+            found[record.id] = record.fields
+            found[record.id[:15]] = record.fields
+        return {i: found[i] if i in found else found[i[:15]] for i in ids if i in found or i[:15] in found}
+
+    # -- application ------------------------------------------------------------------------------------
+    def application(self, flow: FlowRuntime, *, limit: int | None = None) -> FlowPreview:
+        pending, limited = self._queued(flow, limit)
+        targets = self._links(flow.name, flow.source, list(pending))
+        out: list[RecordPreview] = []
+        for key, (operation, fields) in pending.items():
+            out.append(self._queued_write(flow, key, operation, fields, targets.get(key)))
+        out = self._apply_locks(flow, out, pending)
+        return FlowPreview(flow.name, "application", flow.source, flow.target, flow.object_name, out, limited)
+
+    def _queued(
+        self, flow: FlowRuntime, limit: int | None
+    ) -> tuple[dict[str, tuple[str, dict[str, Any]]], bool]:
+        """The flow's unfinished changes folded per record, in queue order."""
+        c = t.changes.c
+        query = (
+            sa.select(c.record_key, c.operation, c.payload)
+            .where(c.flow == flow.name, c.source == flow.source, c.state.in_(UNFINISHED))
+            .order_by(c.id)
+        )
+        by_key: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        with self.rt.store.read() as conn:
+            for row in conn.execute(query):
+                by_key.setdefault(str(row.record_key), []).append(
+                    (str(row.operation), dict(row.payload or {}))
+                )
+        keys = list(by_key)
+        limited = limit is not None and len(keys) > limit
+        folded: dict[str, tuple[str, dict[str, Any]]] = {}
+        for key in keys[:limit] if limit is not None else keys:
+            folded[key] = fold(by_key[key])
+        return folded, limited
+
+    def _queued_write(
+        self, flow: FlowRuntime, key: str, operation: str, fields: Mapping[str, Any], target_id: str | None
+    ) -> RecordPreview:
+        obj = flow.object_name
+        if operation == "delete":
+            if flow.on_delete != "delete":
+                return RecordPreview(
+                    key, "skipped", obj, target_id=target_id, reason=f"on_delete is {flow.on_delete}"
+                )
+            return RecordPreview(key, "delete", obj, target_id=target_id)
+        try:
+            mapped = flow.to_target(key, fields)
+        except FixTheData as exc:
+            return RecordPreview(
+                key, "refused", obj, target_id=target_id, reason=f"would be a dead letter: {exc}"
+            )
+        new = tuple(FieldChange(f, None, v) for f, v in mapped.items())
+        if flow.match_field is not None:
+            reason = f"upsert by {flow.match_field} = {key}"
+            return RecordPreview(key, "upsert", obj, target_id=target_id, fields=new, reason=reason)
+        return RecordPreview(key, "update" if target_id else "create", obj, target_id=target_id, fields=new)
+
+    def _apply_locks(
+        self,
+        flow: FlowRuntime,
+        previews: list[RecordPreview],
+        pending: Mapping[str, tuple[str, dict[str, Any]]],
+    ) -> list[RecordPreview]:
+        """Mark the records whose parent the lock rule holds (one query for all, as the worker asks)."""
+        if flow.lock is None or not previews:
+            return previews
+        parents: dict[str, str] = {}
+        for p in previews:
+            fields = pending[p.record][1]
+            parent = flow.lock_parent(fields) or flow.lock_parent(self.rt.ledger.last_synced(flow, p.record))
+            if parent is not None and p.action in WRITES:
+                parents[p.record] = parent
+        if not parents:
+            return previews
+        try:
+            target: Any = self.connector(flow.target)
+            locked = self.rt.locks.locked(flow, target, set(parents.values()))
+        except CrmsyncError as exc:
+            note = f"lock rule not asked ({exc}): the worker asks before writing"
+            return [_with_reason(p, note) if p.record in parents else p for p in previews]
+        out = []
+        for p in previews:
+            parent = parents.get(p.record)
+            if parent is not None and parent in locked:
+                message = flow.lock_message({**pending[p.record][1], flow.lock.key: parent})
+                p = RecordPreview(
+                    p.record, "locked", p.object_name, p.label, p.target_id, p.fields, reason=message
+                )
+            out.append(p)
+        return out
+
+
+def _with_reason(p: RecordPreview, note: str) -> RecordPreview:
+    reason = f"{p.reason}; {note}" if p.reason else note
+    return RecordPreview(p.record, p.action, p.object_name, p.label, p.target_id, p.fields, p.related, reason)
+
+
+def _label(fields: Mapping[str, Any]) -> str | None:
+    name = fields.get("name")
+    return None if name is None else str(name)
