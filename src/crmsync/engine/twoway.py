@@ -137,14 +137,21 @@ class TwoWay:
             (rel.object_name, flow.to_target(key, record, rel.rules, owned=False), dict(rel.refs))
             for rel in flow.related
         ]
-        if related:
+        existing = self._find_match(flow, record)
+        if existing is not None:  # the counterpart exists already (e.g. the same e-mail): adopt it
+            update = Write(key=key, operation="update", fields=main, target_id=existing)
+            self._write(target, flow.object_name, update)
+            ids = {flow.object_name: existing}
+            if related:  # its related records are still made, together: the last one refers to the others
+                *first, (last_obj, last_fields, last_refs) = related
+                ids |= target.create_related(last_obj, last_fields, first, refs=last_refs)
+        elif related:
             ids = target.create_related(flow.object_name, main, related)
         else:
             [result] = target.write_batch(flow.object_name, [Write(key=key, operation="create", fields=main)])
             if not result.ok:
                 raise result.error or FixTheData("create refused")
-            ids = {flow.object_name: result.target_id}
-        now = datetime.now(UTC)
+            ids = {flow.object_name: str(result.target_id)}
         links.put_link(self.rt.store, flow.name, flow.source, key, flow.target, ids[flow.object_name])
         for rel in flow.related:
             links.put_link(
@@ -159,12 +166,36 @@ class TwoWay:
         back = {flow.write_back: ids[flow.object_name]} if flow.write_back else {}
         back |= {rel.write_back: ids[rel.object_name] for rel in flow.related if rel.write_back}
         if back:
-            source = self.rt.connector(flow.source)
-            board = self.rt.board_of(flow, flow.source)
-            self._write(source, board or "", Write(key=key, operation="update", fields=back, target_id=key))
-            self.remember(flow, "source", key, back, now)  # so that the write-back's own webhook is an echo
-        made = ", ".join(f"{obj} {rid}" for obj, rid in ids.items())
+            self._write_back(flow, key, back)
+        made = ", ".join(f"{obj} {rid}" for obj, rid in ids.items() if rid != existing)
+        if existing is not None:
+            return f"matched {flow.object_name} {existing} by {flow.match_field}" + (
+                f"; created {made}" if made else ""
+            )
         return f"created {made}"
+
+    def _write_back(self, flow: FlowRuntime, key: str, back: Mapping[str, Any]) -> None:
+        source = self.rt.connector(flow.source)
+        board = self.rt.board_of(flow, flow.source)
+        self._write(source, board or "", Write(key=key, operation="update", fields=back, target_id=key))
+        self.remember(flow, "source", key, back, datetime.now(UTC))  # its own webhook is then an echo
+
+    def _find_match(self, flow: FlowRuntime, record: Mapping[str, Any]) -> str | None:
+        """The target record whose match field holds the record's match value, if the flow has one."""
+        match = flow.flow.match
+        if match is None or match.source is None or record.get(match.source) in (None, ""):
+            return None
+        rows = self.rt.queryable(flow.target).query_view(
+            f"SELECT Id FROM {flow.object_name} WHERE {match.field} = :value LIMIT 2",
+            {"value": record[match.source]},
+        )
+        if len(rows) > 1:
+            raise FixTheData(
+                f"several {flow.object_name} records have {match.field} = {record[match.source]!r}: "
+                "crmsync will not guess which one is this record",
+                object_name=flow.object_name,
+            )
+        return str(rows[0]["Id"]) if rows else None
 
     # -- target → source ---------------------------------------------------------------------------------
     def _reverse(self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,13 +79,16 @@ def w2_by_hand(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[W2]:
     yield from start_w2(tmp_path, salesforce, workers=0)
 
 
-def start_w2(tmp_path: Path, salesforce: SalesforceEmulator, *, workers: int) -> Iterator[W2]:
+def start_w2(
+    tmp_path: Path, salesforce: SalesforceEmulator, *, workers: int, recipe: str | None = None
+) -> Iterator[W2]:
     monday = MondayEmulator(retry_delays=(0.2, 0.5))
     monday.seed("demo")
     with serve(monday):
         env = {**salesforce.credentials(), **monday.credentials()}
         path = tmp_path / "crmsync.yaml"
-        path.write_text(RECIPE.read_text().replace("sqlite:///crmsync.db", f"sqlite:///{tmp_path / 'c.db'}"))
+        text = recipe if recipe is not None else RECIPE.read_text()
+        path.write_text(text.replace("sqlite:///crmsync.db", f"sqlite:///{tmp_path / 'c.db'}"))
         cfg = load_config(path, environ=env)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
         proc = Process(
@@ -317,3 +321,27 @@ def test_a_lead_deleted_in_salesforce_deletes_its_item(w2: W2) -> None:
     wait_until(lambda: all(i["name"] != "Jane Cooper" for i in w2.monday.items(w2.board)))
     history = w2.runtime.ledger.history(flow="leads", key=ids["Lead"])
     assert history[0]["outcome"] == "applied" and "deleted" in history[0]["message"]
+
+
+def test_a_lead_already_in_salesforce_is_matched_by_email_not_duplicated(
+    tmp_path: Path, salesforce: SalesforceEmulator
+) -> None:
+    existing = salesforce.insert(
+        "Lead", {"LastName": "Warren", "Company": "Globex", "Email": "wade@globex.example"}
+    )
+    recipe = re.sub(
+        r"(\n    key: id[^\n]*\n)", r"\1    match: {field: Email, source: email}\n", RECIPE.read_text()
+    )
+    assert "match: {field: Email" in recipe
+    for board in start_w2(tmp_path, salesforce, workers=2, recipe=recipe):
+
+        def columns(board: W2 = board) -> dict[str, Any]:
+            return dict(board.item("Wade Warren")["columns"])
+
+        board.monday.ui_change_column(board.item("Wade Warren")["id"], "status", "Qualified")
+        wait_until(lambda: bool(columns().get("text_mkr4oppt")))
+        assert columns()["text_mkr1lead"] == existing
+        assert created_by_crmsync(board.sf, "Lead") == []
+        opportunity = board.sf.get("Opportunity", columns()["text_mkr4oppt"]) or {}
+        account = board.sf.get("Account", columns()["text_mkr2acct"]) or {}
+        assert opportunity.get("AccountId") == account.get("Id") and account.get("Name") == "Globex"

@@ -249,15 +249,17 @@ class SalesforceConnector(Connector):
         object_name: str,
         fields: Mapping[str, Any],
         related: Sequence[tuple[str, Mapping[str, Any], Mapping[str, str]]],
+        refs: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """Create a record and its related records in ONE all-or-none Composite call.
 
         ``related`` lists ``(object, fields, refs)``: ``refs`` sets reference fields to the id of
         another object created in the same call (``{"AccountId": "Account"}``). Related records are
         created first, in order, then the record itself (it may refer to them too, e.g. a Lead's
-        converted ids). Returns ``{object: new id}``; nothing is created if anything is refused.
+        converted ids; ``refs`` are its own references to them). Returns ``{object: new id}``;
+        nothing is created if anything is refused.
         """
-        order = [*related, (object_name, fields, {})]
+        order = [*related, (object_name, fields, dict(refs or {}))]
         if len(order) > COMPOSITE_SIZE:
             raise ConfigError(f"at most {COMPOSITE_SIZE} records can be created together")
         requests = []
