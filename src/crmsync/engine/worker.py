@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crmsync.alerts import dead_letter_alert
+from crmsync.alerts import auth_failure, auth_ok, dead_letter_alert
 from crmsync.connectors.base import Connector, Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
@@ -49,7 +49,7 @@ class Worker:
         self.owner = owner
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self._in_flight: list[ClaimedChange] = []
+        self._troubled: set[str] = set()  # connections whose credentials failed (alert open)
 
     # -- loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -93,7 +93,7 @@ class Worker:
             locked = self._locked(flow, changes)
         except CrmsyncError as exc:  # the lock rule cannot be asked now: nothing is written
             if isinstance(exc, Fatal):
-                log.error("flow %s: lock check failed: %s", flow.name, exc)
+                self._fatal(flow.target, flow.name, exc)
             for change in changes:
                 self._retry(change, exc)
             outcome.retried = len(changes)
@@ -150,7 +150,7 @@ class Worker:
                 self._retry(change, exc)
             outcome.retried += len(held)
             if isinstance(exc, Fatal):
-                log.error("flow %s: %s", flow.name, exc)
+                self._fatal(flow.target, flow.name, exc)
             return outcome
         finally:
             usage = target.api_usage()
@@ -168,6 +168,7 @@ class Worker:
                 self._retry(change, result.error)
                 outcome.retried += 1
         if done:
+            self._healthy(flow.target)
             self.rt.ledger.applied(flow, done)
             self.rt.queue.complete([c for c, _, _ in done])
             self.rt.metrics.applied(flow.name, len(done), [c.created_at for c, _, _ in done])
@@ -186,10 +187,12 @@ class Worker:
                 continue
             except CrmsyncError as exc:
                 if isinstance(exc, Fatal):
-                    log.error("flow %s: %s", flow.name, exc)
+                    written = flow.target if change.source == flow.source else flow.source
+                    self._fatal(written, flow.name, exc)
                 self._retry(change, exc)
                 outcome.retried += 1
                 continue
+            self._healthy(flow.target if change.source == flow.source else flow.source)
             if what.startswith("skipped"):
                 self.rt.ledger.skipped(flow, change, what)
                 outcome.skipped += 1
@@ -199,6 +202,23 @@ class Worker:
                 self.rt.metrics.applied(flow.name, 1, [change.created_at])
             self.rt.queue.complete([change])
         return outcome
+
+    def _fatal(self, connection: str, flow: str, error: CrmsyncError) -> None:
+        """A person must act (credentials, configuration): log it and alert, once per problem."""
+        log.error("flow %s: %s", flow, error)
+        self._troubled.add(connection)
+        try:
+            auth_failure(self.rt.alerter, connection, error)
+        except Exception:
+            log.exception("could not raise the alert for %s", connection)
+
+    def _healthy(self, connection: str) -> None:
+        if connection in self._troubled:
+            self._troubled.discard(connection)
+            try:
+                auth_ok(self.rt.alerter, connection)
+            except Exception:
+                log.exception("could not clear the alert for %s", connection)
 
     def _over_budget(self, target: Connector) -> bool:
         over_guard = getattr(target, "over_guard", None)

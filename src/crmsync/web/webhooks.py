@@ -15,6 +15,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from crmsync.alerts import webhook_ok, webhook_problem
 from crmsync.connectors.monday.webhooks import (
     MalformedEvent,
     MondayEvent,
@@ -60,6 +61,7 @@ def changes_for(runtime: Runtime, connection: str, event: MondayEvent) -> list[N
 class MondayWebhooks:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self._troubled: set[str] = set()  # connections with a refused delivery (alert open)
 
     async def __call__(self, request: Request) -> Response:
         connection = request.path_params["connection"]
@@ -75,7 +77,14 @@ class MondayWebhooks:
             verify_request(dict(request.headers), body, secret)
         except WebhookRefused as exc:
             log.warning("monday webhook on %s refused: %s", connection, exc)
+            self._troubled.add(connection)
+            await anyio.to_thread.run_sync(
+                webhook_problem, self.rt.alerter, connection, f"a delivery was refused: {exc}"
+            )
             raise ApiError(401, "bad_signature", str(exc)) from exc
+        if connection in self._troubled:
+            self._troubled.discard(connection)
+            await anyio.to_thread.run_sync(webhook_ok, self.rt.alerter, connection)
         try:
             event = parse_event(body)
         except MalformedEvent as exc:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import jwt
 import pytest
 
 from crmsync.config import load_config
@@ -34,6 +36,7 @@ class W2:
     sf: SalesforceEmulator
     monday: MondayEmulator
     board: str
+    url: str
 
     def item(self, name: str) -> dict[str, Any]:
         return next(i for i in self.monday.items(self.board) if i["name"] == name)
@@ -104,16 +107,24 @@ def start_w2(
         thread = threading.Thread(target=proc.run, daemon=True)
         thread.start()
         board = monday.board_id("Leads")
+        wait_until(lambda: serving(f"http://127.0.0.1:{proc.bound_port}/healthz"))
         for event in EVENTS:
             monday.add_webhook(
                 board, f"http://127.0.0.1:{proc.bound_port}/webhooks/monday/monday", event, app=True
             )
         try:
-            yield W2(runtime, salesforce, monday, str(board))
+            yield W2(runtime, salesforce, monday, str(board), f"http://127.0.0.1:{proc.bound_port}")
         finally:
             proc.stop()
             thread.join(10)
             runtime.close()
+
+
+def serving(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def one(sf: SalesforceEmulator, obj: str, **match: Any) -> dict[str, Any]:
@@ -345,3 +356,24 @@ def test_a_lead_already_in_salesforce_is_matched_by_email_not_duplicated(
         opportunity = board.sf.get("Opportunity", columns()["text_mkr4oppt"]) or {}
         account = board.sf.get("Account", columns()["text_mkr2acct"]) or {}
         assert opportunity.get("AccountId") == account.get("Id") and account.get("Name") == "Globex"
+
+
+def test_the_webhook_answers_the_challenge_and_refuses_a_bad_signature_storing_nothing(w2: W2) -> None:
+    hook = f"{w2.url}/webhooks/monday/monday"
+    assert httpx.post(hook, json={"challenge": "abc123"}).json() == {"challenge": "abc123"}
+    event = {
+        "event": {
+            "type": "update_column_value",
+            "boardId": int(w2.board),
+            "pulseId": 1,
+            "columnId": "phone",
+            "value": {"phone": "+1555"},
+            "triggerUuid": "forged-1",
+        }
+    }
+    forged = jwt.encode({"exp": int(time.time()) + 60}, "a-wrong-secret-but-long-enough-for-hs256", "HS256")
+    for headers in ({}, {"Authorization": forged}):
+        reply = httpx.post(hook, json=event, headers=headers)
+        assert reply.status_code == 401 and reply.json()["error"]["code"] == "bad_signature"
+    assert w2.runtime.queue.stats().pending == 0
+    assert httpx.post(f"{w2.url}/webhooks/monday/nope", json=event).status_code == 404
