@@ -42,7 +42,6 @@ webhooks.register(app)
 log.register(app)
 jobs.register(app)
 migrate.register(app)
-migrate.register(app)
 sandbox.register(app)
 demo.register(app)
 
