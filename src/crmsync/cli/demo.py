@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from crmsync.cli.demo_leads import run_leads_demo
+from crmsync.cli.demo_leads import run_leads_demo, serving, wait
 from crmsync.client import Client
 from crmsync.config import load_config
 from crmsync.engine.process import Process
@@ -89,6 +89,7 @@ def demo(
     server = threading.Thread(target=proc.run, daemon=True, name="crmsync")
     server.start()
     base = f"http://127.0.0.1:{proc.bound_port}"
+    wait(lambda: serving(f"{base}/healthz"), runtime)
     token = tokens.create_token(runtime.store, "demo-app")
     sf: Any = box.salesforce
     tally = Tally()

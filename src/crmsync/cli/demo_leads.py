@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -42,6 +43,7 @@ def run_leads_demo(box: Sandbox, recipe: Path, workdir: Path, console: Console, 
     proc.bind()
     server = threading.Thread(target=proc.run, daemon=True, name="crmsync-leads")
     server.start()
+    wait(lambda: serving(f"http://127.0.0.1:{proc.bound_port}/healthz"), runtime)  # before any webhook
     sf: Any = box.salesforce
     monday: Any = box.monday
     board = str(monday.board_id("Leads"))
@@ -92,6 +94,13 @@ def run_leads_demo(box: Sandbox, recipe: Path, workdir: Path, console: Console, 
         proc.stop()
         server.join(10)
         runtime.close()
+
+
+def serving(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def column(monday: Any, item: str, column_id: str) -> Any:

@@ -165,7 +165,7 @@ def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> 
         "20: flows.usage.fields.0.transform: unknown transform 'nubmer'; valid: "
         + ", ".join(__import__("crmsync.engine.transforms", fromlist=["names"]).names()),
         "21: flows.usage.fields.1.source: required key is missing",
-        "22: flows.usage.on_delete: Input should be 'delete' or 'ignore'",
+        "22: flows.usage.on_delete: Input should be 'delete', 'archive' or 'ignore'",
         "26: views.v.query: uses :acct, which params does not declare",
         "28: views.v.params.account: declared but the query does not use :account",
     ]
