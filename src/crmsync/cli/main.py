@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from crmsync.cli import config, db, demo, jobs, log, migrate, run, sandbox, tokens, webhooks
+from crmsync.cli import config, db, demo, jobs, log, migrate, preview, run, sandbox, tokens, webhooks
 
 app = typer.Typer(
     name="crmsync",
@@ -42,6 +42,7 @@ webhooks.register(app)
 log.register(app)
 jobs.register(app)
 migrate.register(app)
+preview.register(app)
 sandbox.register(app)
 demo.register(app)
 
