@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crmsync.connectors.base import Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.runtime import Runtime
+from crmsync.engine.twoway import parse_stamp
 from crmsync.errors import ConfigError, CrmsyncError, Fatal, FixTheData, RetryLater
 from crmsync.store import schema as t
 from crmsync.store.db import upsert_many
@@ -102,19 +103,6 @@ def _flat(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{name}"] = value
     return out
-
-
-def _stamp(value: Any) -> datetime | None:
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":  # Salesforce's +0000
-        text = text[:-2] + ":" + text[-2:]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -311,7 +299,7 @@ class Migration:
             self.summary.skipped += 1
             return None
         source = {r.source: row.get(r.source) for r in flow.rules if r.to_target}
-        at = _stamp(row.get(STAMP_FIELD)) or datetime.now(UTC)
+        at = parse_stamp(row.get(STAMP_FIELD)) or datetime.now(UTC)
         try:
             fields = flow.to_target(key, source, owned=False)
         except FixTheData as exc:

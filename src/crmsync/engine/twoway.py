@@ -44,7 +44,8 @@ STAMPS = ("_at", "SystemModstamp")
 CLOCK_SLACK = timedelta(seconds=1)
 
 
-def _parse(value: Any) -> datetime | None:
+def parse_stamp(value: Any) -> datetime | None:
+    """A vendor's timestamp (ISO, ``Z`` or Salesforce's ``+0000``) as an aware datetime, or None."""
     if not value:
         return None
     text = str(value).replace("Z", "+00:00")
@@ -66,7 +67,7 @@ class TwoWay:
         """Apply one record's net change; returns what happened (for the sync log). Raises on failure."""
         side: Side = "source" if change.source == flow.source else "target"
         at = (
-            _parse(next((change.fields.get(s) for s in STAMPS if change.fields.get(s)), None))
+            parse_stamp(next((change.fields.get(s) for s in STAMPS if change.fields.get(s)), None))
             or change.created_at
         )
         fields = {k: v for k, v in change.fields.items() if k not in STAMPS}
@@ -273,7 +274,7 @@ class TwoWay:
             held = known.get(name)
             if held is not None and held[0] == value:
                 continue  # our own write coming back, or unchanged
-            if held is not None and (_parse(held[1]) or at) > at + CLOCK_SLACK:
+            if held is not None and (parse_stamp(held[1]) or at) > at + CLOCK_SLACK:
                 self._log(flow, record_id, f"stale {side} value of {name!r} ignored: a newer one is synced")
                 continue
             news[name] = value
@@ -304,7 +305,7 @@ class TwoWay:
                 continue
             for payload, created in pending:
                 if theirs in payload and (other_known.get(theirs) or [None])[0] != payload[theirs]:
-                    their_at = _parse(payload.get("_at") or payload.get("SystemModstamp")) or created
+                    their_at = parse_stamp(payload.get("_at") or payload.get("SystemModstamp")) or created
                     winner = self._winner(flow, rule.owned_by_source, side, at, their_at)
                     message = (
                         f"conflict on {rule.source}/{rule.target}: both sides changed it; "
