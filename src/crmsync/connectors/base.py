@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from crmsync.errors import CrmsyncError
+from crmsync.errors import CrmsyncError, Fatal
 
 Operation = Literal["create", "update", "upsert", "delete"]
 
@@ -96,10 +96,10 @@ class Connector(abc.ABC):
         """
 
     def read_records(self, object_name: str, ids: Sequence[str]) -> Iterator[Record]:
-        raise NotImplementedError(f"{self.kind} connector cannot read {object_name} records")
+        raise Fatal(f"a {self.kind} connection cannot read records (asked for {object_name})")
 
     def read_changes(self, object_name: str, watermark: str | None) -> ChangeBatch:
-        raise NotImplementedError(f"{self.kind} connector cannot poll {object_name} for changes")
+        raise Fatal(f"a {self.kind} connection cannot be polled for changes (asked for {object_name})")
 
     def api_usage(self) -> ApiUsage | None:
         """The vendor's last reported budget use, if it reports one."""
