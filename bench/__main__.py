@@ -15,9 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import drain, e2e, ingest, sandbox_bench
+from bench import drain, e2e, ingest, sandbox_bench, w2
 
-SECTIONS = {"sandbox": sandbox_bench.run, "ingest": ingest.run, "e2e": e2e.run, "drain": drain.run}
+SECTIONS = {
+    "sandbox": sandbox_bench.run,
+    "ingest": ingest.run,
+    "e2e": e2e.run,
+    "drain": drain.run,
+    "w2": w2.run,
+}
 OUT = Path(__file__).resolve().parent / "results.json"
 
 

@@ -94,7 +94,59 @@ def render(r: dict[str, Any]) -> str:
         ]  # fmt: skip
         calls = ", ".join(f"`{k}` {v}" for k, v in d["salesforce_calls_by_endpoint"].items())
         out += ["", f"Calls by endpoint: {calls}.", ""]
+    if "w2" in r:
+        out += _w2(r["w2"])
     return "\n".join(out)
+
+
+def _w2(w: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if "monday_to_salesforce" in w:
+        x = w["monday_to_salesforce"]
+        lat = x["webhook_to_salesforce"]
+        out += [
+            f"### W2: Monday webhook → Salesforce sandbox at {x['rate_events_per_s']:g} events/s "
+            "(target: p99 ≤500 ms)",
+            "",
+            _row("changes", "p50 ms", "p99 ms", "Salesforce calls", "writes per change", "calls per change",
+                 "monday calls"),
+            _row("---:", "---:", "---:", "---:", "---:", "---:", "---:"),
+            _row(x["changes"], lat["p50_ms"], lat["p99_ms"], x["salesforce_calls"],
+                 x["salesforce_writes_per_change"], x["salesforce_calls_per_change"], x["monday_calls"]),
+        ]  # fmt: skip
+        calls = ", ".join(f"`{k}` {v}" for k, v in x["salesforce_calls_by_endpoint"].items())
+        out += ["", f"Salesforce calls by endpoint: {calls}.", ""]
+    if "salesforce_to_monday" in w:
+        x = w["salesforce_to_monday"]
+        lat = x["salesforce_to_monday"]
+        out += [
+            f"### W2: Salesforce change → Monday, polled every {x['poll_interval_s']:g} s",
+            "",
+            _row("changes", "edits/s", "p50 ms", "p99 ms", "Salesforce calls", "per change", "monday calls",
+                 "per change"),
+            _row("---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"),
+            _row(x["changes"], x["edits_per_s"], lat["p50_ms"], lat["p99_ms"], x["salesforce_calls"],
+                 x["salesforce_calls_per_change"], x["monday_calls"], x["monday_calls_per_change"]),
+        ]  # fmt: skip
+        calls = ", ".join(f"`{k}` {v}" for k, v in x["salesforce_calls_by_endpoint"].items())
+        out += ["", f"Salesforce calls by endpoint: {calls}.", ""]
+    if "migration" in w:
+        m = w["migration"]
+        out += [
+            f"### W2: `crmsync migrate`, {m['records']:,} Salesforce records → a Monday board",
+            "",
+            _row("records", "seconds (with process start)", "records/s", "records/s writing",
+                 "GraphQL requests", "mutations", "items per mutation", "refused", "points per record",
+                 "records/s in 10M/min"),
+            _row(*(["---:"] * 10)),
+            _row(m["records"], m["seconds_including_process_start"], m["records_per_s"],
+                 m["records_per_s_writing"], m["graphql_requests"], m["graphql_mutations"],
+                 m["items_per_mutation"], m["refused_requests"], m["points_per_record"],
+                 m["records_per_s_in_real_budget"]),
+        ]  # fmt: skip
+        calls = ", ".join(f"`{k}` {v}" for k, v in m["salesforce_calls_by_endpoint"].items())
+        out += ["", f"Salesforce calls by endpoint: {calls}.", ""]
+    return out
 
 
 def main() -> None:
