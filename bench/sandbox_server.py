@@ -26,7 +26,7 @@ def main() -> None:
         options={
             "salesforce": {"daily_api_limit": 10**9},
             "trello": {"token_limit": 10**9, "key_limit": 10**9},
-            "monday": {"complexity_per_minute": 10**12},
+            "monday": {"complexity_per_minute": 10**9},
         },
     )
     box.start()

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crmsync.engine.queue import NewChange
+from crmsync.engine.twoway import parse_stamp
 from crmsync.errors import CrmsyncError
-from crmsync.store import watermarks
+from crmsync.store import shadow, watermarks
 
 if TYPE_CHECKING:
     from crmsync.engine.runtime import Runtime
@@ -49,6 +50,12 @@ class BoardReconciler:
                 watermarks.put(self.rt.store, self.connection, mark, now)
                 continue
             batch = connector.read_changes(board, since)
+            heard = self._last_heard(name, [r.id for r in batch.records])
+            fresh = [
+                r
+                for r in batch.records
+                if r.id not in heard or (parse_stamp(r.modified) or heard[r.id]) > heard[r.id]
+            ]
             changes = [
                 NewChange(
                     source=self.connection,
@@ -58,13 +65,26 @@ class BoardReconciler:
                     fields={**record.fields, "_at": record.modified},
                     delivery_id=f"reconcile:{record.id}:{record.modified}",
                 )
-                for record in batch.records
+                for record in fresh
             ]
             if changes:
                 result = self.rt.queue.enqueue(changes)
                 queued += result.accepted
             watermarks.put(self.rt.store, self.connection, mark, batch.watermark)
         return queued
+
+    def _last_heard(self, flow_name: str, ids: list[str]) -> dict[str, datetime]:
+        """When crmsync last heard of each item (the newest time in its shadow): an item not
+        updated since was not missed, and reading it again must not roll a newer value back."""
+        flow = self.rt.flows[flow_name]
+        known = shadow.get_shadows(self.rt.store, self.connection, f"{flow.name}:source", ids)
+        heard: dict[str, datetime] = {}
+        for item, fields in known.items():
+            parsed = [parse_stamp(e[1]) for e in fields.values() if isinstance(e, list) and len(e) > 1]
+            stamps = [stamp for stamp in parsed if stamp is not None]
+            if stamps:
+                heard[item] = max(stamps)
+        return heard
 
     def run(self, stop: threading.Event, interval: float) -> None:
         while not stop.wait(interval):

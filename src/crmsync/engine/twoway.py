@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 Side = Literal["source", "target"]
 #: fields a trigger adds to tell when the change happened at its origin (not synced)
 STAMPS = ("_at", "SystemModstamp")
-#: the coarsest clock involved: Salesforce stamps whole seconds
+#: Salesforce stamps whole seconds: a change stamped so may have happened up to a second later
 CLOCK_SLACK = timedelta(seconds=1)
+#: earlier values kept per field, to recognise a late read of a superseded version
+RECENT = 4
 
 
 def parse_stamp(value: Any) -> datetime | None:
@@ -244,7 +246,16 @@ class TwoWay:
         if not fields:
             return
         system = flow.source if side == "source" else flow.target
-        stamped = {k: [v, at.isoformat()] for k, v in fields.items()}
+        old = self._shadow(flow, side, record_id)
+        stamped: dict[str, list[Any]] = {}
+        for name, value in fields.items():
+            entry: list[Any] = [value, at.isoformat()]
+            held = old.get(name)
+            if held is not None and held[0] != value:  # keep what it was just before, for late readers
+                entry.append([[held[0], held[1]], *(held[2] if len(held) > 2 else [])][:RECENT])
+            elif held is not None and len(held) > 2:
+                entry.append(held[2])
+            stamped[name] = entry
         shadow.put_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id, stamped)
 
     def _forget(self, flow: FlowRuntime, key: str, target_id: str) -> None:
@@ -274,7 +285,15 @@ class TwoWay:
             held = known.get(name)
             if held is not None and held[0] == value:
                 continue  # our own write coming back, or unchanged
-            if held is not None and (parse_stamp(held[1]) or at) > at + CLOCK_SLACK:
+            # a whole-second stamp (Salesforce's) may be up to a second later than it reads
+            slack = CLOCK_SLACK if at.microsecond == 0 else timedelta(0)
+            if (
+                held is not None
+                and len(held) > 2
+                and any(old == value and at <= (parse_stamp(when) or at) + slack for old, when in held[2])
+            ):
+                continue  # a value this side held a moment ago, read late (e.g. a poll of an older version)
+            if held is not None and (parse_stamp(held[1]) or at) > at + slack:
                 self._log(flow, record_id, f"stale {side} value of {name!r} ignored: a newer one is synced")
                 continue
             news[name] = value
