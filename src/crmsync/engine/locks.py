@@ -21,6 +21,8 @@ from crmsync.engine.flows import FlowRuntime
 
 
 class Queryable(Protocol):
+    """A connector that answers SOQL-like views (``:name`` parameters bound by the connector)."""
+
     def query_view(self, soql_template: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
 
 

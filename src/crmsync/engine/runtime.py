@@ -8,7 +8,7 @@ and the metrics. Nothing here starts a thread or a server: :mod:`crmsync.engine.
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 from crmsync.alerts import Alerter
 from crmsync.config.models import Config
@@ -17,7 +17,7 @@ from crmsync.connectors.registry import connector_class
 from crmsync.engine.backoff import Backoff
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.ledger import Ledger
-from crmsync.engine.locks import LockChecker
+from crmsync.engine.locks import LockChecker, Queryable
 from crmsync.engine.metrics import Metrics
 from crmsync.engine.poll_plan import PollTarget
 from crmsync.engine.queue import ChangeQueue
@@ -27,10 +27,6 @@ from crmsync.store.db import Store
 
 #: values per ``IN (...)`` list, to stay well inside SOQL's 4,000-character WHERE clause
 IN_CHUNK = 100
-
-
-class QueryableConnector(Protocol):
-    def query_view(self, soql_template: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
 
 
 class Runtime:
@@ -79,7 +75,7 @@ class Runtime:
                 self._connectors[name] = found
             return found
 
-    def queryable(self, name: str) -> QueryableConnector:
+    def queryable(self, name: str) -> Queryable:
         connector: Any = self.connector(name)
         if not hasattr(connector, "query_view"):
             raise ConfigError(f"connection {name!r} ({connector.kind}) cannot answer queries")

@@ -132,7 +132,7 @@ class Ingestor:
             )
         return flow
 
-    def accept(self, flow: FlowRuntime, records: list[IngestRecord], token_name: str) -> dict[str, Any]:
+    def accept(self, flow: FlowRuntime, records: list[IngestRecord]) -> dict[str, Any]:
         problems: list[dict[str, str]] = []
         for i, record in enumerate(records):
             for problem in flow.refuse_fields(record.fields):
@@ -208,9 +208,9 @@ class Ingestor:
 
     def handle(self, token: str, flow_name: str, body: bytes) -> dict[str, Any]:
         """Everything blocking, in one worker thread: authenticate first, then check and queue."""
-        token_name = authenticate(self.rt.store, token)
+        authenticate(self.rt.store, token)
         flow = self.flow(flow_name)
-        return self.accept(flow, parse_records(body, self.rt.max_batch), token_name)
+        return self.accept(flow, parse_records(body, self.rt.max_batch))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
