@@ -151,6 +151,13 @@ class Store:
             heads = MigrationContext.configure(conn).get_current_heads()
         return heads[0] if heads else None
 
+    def head_revision(self) -> str:
+        """The newest migration this version of crmsync knows."""
+        from alembic.script import ScriptDirectory
+
+        heads = ScriptDirectory.from_config(self._alembic_config()).get_heads()
+        return str(heads[0])
+
     def is_current(self) -> bool:
         """True if the database is at the newest migration."""
         from alembic.runtime.migration import MigrationContext

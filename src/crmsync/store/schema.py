@@ -253,3 +253,15 @@ alerts = sa.Table(
     sa.Column("count", sa.Integer(), nullable=False),
     **_TABLE_ARGS,
 )
+
+flow_pauses = sa.Table(
+    "flow_pauses",
+    metadata,
+    sa.Column("flow", sa.String(100), primary_key=True),
+    sa.Column("connection", sa.String(100), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("settings_digest", sa.String(64), nullable=False),
+    sa.Column("paused_at", UTCDateTime(), nullable=False),
+    sa.Column("probed_at", UTCDateTime(), nullable=True),
+    **_TABLE_ARGS,
+)
