@@ -12,8 +12,8 @@ from crmsync.alerts.checks import (
     webhook_ok,
     webhook_problem,
 )
-from crmsync.alerts.redact import redact_url
 from crmsync.alerts.state import Problem
+from crmsync.redact import redact_url
 
 __all__ = [
     "Alerter",

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from crmsync.alerts import state
-from crmsync.alerts.redact import protect, redact_url, scrub
 from crmsync.alerts.state import Claim, Problem
+from crmsync.redact import protect, redact_url, scrub
 from crmsync.store.db import Store
 from crmsync.store.schema import utcnow
 

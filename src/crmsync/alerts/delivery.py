@@ -3,7 +3,7 @@
 An apprise URL names a destination and carries its credentials: ``tgram://TOKEN/CHAT``,
 ``slack://A/B/C``, ``mailtos://user:password@smtp.example.com``, ``json://host:port/path`` (a JSON
 webhook), and a hundred more (https://github.com/caronc/apprise/wiki). URLs are never printed
-as they are: see :mod:`crmsync.alerts.redact`.
+as they are: see :mod:`crmsync.redact`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from crmsync.alerts.redact import protect, redact_url
 from crmsync.errors import ConfigError
+from crmsync.redact import protect, redact_url
 
 log = logging.getLogger(__name__)
 

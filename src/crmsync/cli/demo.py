@@ -121,7 +121,7 @@ def demo(
             f"  a view          GET  {base}/api/v1/views/contracts?account_id=…\n"
             f"  metrics         {base}/metrics\n"
             f"  Salesforce      {box.servers['salesforce'].url}/_sandbox/state  (and /_sandbox/calls)\n"
-            f"  store           {runtime.store.url}  (the queue, links and sync log)\n"
+            f"  store           {runtime.store.shown_url}  (the queue, links and sync log)\n"
         )
         if not once:
             console.print("demo running; Ctrl-C to stop")

@@ -21,7 +21,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
-from crmsync.config.models import redact_url
+from crmsync.redact import redact_url
 from crmsync.store.db import Store, StoreOrConnection, connection
 from crmsync.store.links import Link
 from crmsync.store.schema import links
@@ -58,7 +58,7 @@ def log(
         found_links, entries = trace(store, flow=flow, record=record, limit=limit)
     except SQLAlchemyError as exc:
         typer.secho(
-            f"cannot read the sync log in {redact_url(cfg.store.url)}: {type(exc).__name__}. "
+            f"cannot read the sync log in {redact_url(cfg.store.url, database=True)}: {type(exc).__name__}. "
             "Is the store created? crmsync db upgrade",
             fg=typer.colors.RED,
             err=True,

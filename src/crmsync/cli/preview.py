@@ -18,10 +18,10 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
-from crmsync.config.models import redact_url
 from crmsync.engine.preview import FieldChange, FlowPreview, Preview, RecordPreview
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.redact import redact_url
 
 FLOW_ARGUMENT: Any = typer.Argument(..., help="The flow to preview.")
 ACTION_STYLES = {
@@ -63,7 +63,7 @@ def preview(
         raise typer.Exit(1) from None
     except SQLAlchemyError as exc:
         typer.secho(
-            f"cannot read the store {redact_url(cfg.store.url)}: {type(exc).__name__}. "
+            f"cannot read the store {redact_url(cfg.store.url, database=True)}: {type(exc).__name__}. "
             "Is the store created? crmsync db upgrade",
             fg=typer.colors.RED,
             err=True,

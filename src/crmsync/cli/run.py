@@ -41,7 +41,7 @@ def run(
     runtime = Runtime(cfg)
     proc = Process(runtime, web=True, workers=concurrency or cfg.worker.concurrency, host=host, port=port)
     proc.bind()
-    typer.echo(f"crmsync running: http://{proc.host}:{proc.bound_port}  (store {runtime.store.url})")
+    typer.echo(f"crmsync running: http://{proc.host}:{proc.bound_port}  (store {runtime.store.shown_url})")
     try:
         proc.run()
     finally:
@@ -73,7 +73,7 @@ def worker(
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
     proc = Process(runtime, web=False, workers=concurrency or cfg.worker.concurrency)
-    typer.echo(f"crmsync worker: {proc.workers} thread(s) on {runtime.store.url}", err=True)
+    typer.echo(f"crmsync worker: {proc.workers} thread(s) on {runtime.store.shown_url}", err=True)
     try:
         proc.run()
     finally:

@@ -22,7 +22,9 @@ from pydantic import (
     field_validator,
 )
 
-REDACTED = "********"
+from crmsync.redact import MASK, redact_url
+
+REDACTED = MASK
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -457,22 +459,8 @@ class Config(Model):
         """The whole configuration as plain data, secrets replaced by ``********``."""
         data = _redact(self)
         assert isinstance(data, dict)
-        data["store"]["url"] = redact_url(self.store.url)
+        data["store"]["url"] = redact_url(self.store.url, database=True)
         return data
-
-
-def redact_url(url: str) -> str:
-    """A database URL with its password hidden."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url
-    if parsed.password is None:
-        return url
-    return parsed.render_as_string(hide_password=True).replace(":***@", f":{REDACTED}@", 1)
 
 
 def _redact(value: Any) -> Any:

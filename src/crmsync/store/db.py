@@ -37,6 +37,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from crmsync.redact import redact_url
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -67,7 +69,12 @@ class Store:
         self.engine: Engine = self._create_engine(parsed, echo)
 
     def __repr__(self) -> str:
-        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Store({self.shown_url!r})"
+
+    @property
+    def shown_url(self) -> str:
+        """The URL fit to print: its password hidden."""
+        return redact_url(self.url, database=True)
 
     def _create_engine(self, url: sa.URL, echo: bool) -> Engine:
         if self.dialect == "sqlite":

@@ -9,13 +9,18 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from crmsync.sandbox.salesforce import SalesforceEmulator
+from crmsync.store.schema import metadata
 
+from ...integration.conftest import server_database
 from ..conftest import wait_until, write_config
 
 
@@ -30,26 +35,41 @@ def config(tmp_path: Path, salesforce: SalesforceEmulator) -> Path:
     return write_config(tmp_path, salesforce)
 
 
-@pytest.fixture
-def running(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    log = tmp_path / "run.log"
+@contextmanager
+def started(*args: str, log: Path, ready: str) -> Iterator[subprocess.Popen[str]]:
+    """``crmsync ARGS`` running in the background, its output in ``log``, once ``ready`` is printed."""
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "crmsync", "-v", "run", "-c", str(config), "--port", "0"],
+            [sys.executable, "-m", "crmsync", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
-        wait_until(lambda: "crmsync running: http" in log.read_text() or proc.poll() is not None, 60)
-        match = re.search(r"crmsync running: (http://\S+)", log.read_text())
-        assert match, log.read_text()
-        yield proc, match.group(1), log
+        wait_until(lambda: ready in log.read_text() or proc.poll() is not None, 60)
+        assert ready in log.read_text(), log.read_text()
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def running_crmsync(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    with started(
+        "-v", "run", "-c", str(config), "--port", "0", log=log, ready="crmsync running: http"
+    ) as proc:
+        match = re.search(r"crmsync running: (http://\S+)", log.read_text())
+        assert match, log.read_text()
+        yield proc, match.group(1), log
+
+
+@pytest.fixture
+def running(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    with running_crmsync(config, tmp_path / "run.log") as found:
+        yield found
 
 
 def test_tokens_are_created_listed_and_revoked(config: Path) -> None:
@@ -94,39 +114,74 @@ def test_a_bad_configuration_is_reported_not_run(tmp_path: Path) -> None:
     assert "crmsync.yaml:4" in result.stderr and "nowhere" in result.stderr
 
 
+STORE_PASSWORD = "store-pw-5d1e7c"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store of the secrets test: a SQLite file, or a PostgreSQL database reached with a
+    password (the test server trusts local connections, so any password logs in)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'crmsync.db'}"
+        return
+    with server_database("postgresql") as url:
+        yield make_url(url).set(password=STORE_PASSWORD).render_as_string(hide_password=False)
+
+
+def _stored_text(url: str, tmp_path: Path) -> bytes:
+    """Everything the store holds, as bytes to search."""
+    if url.startswith("sqlite"):
+        return b"".join(path.read_bytes() for path in tmp_path.glob("crmsync.db*"))
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return b"".join(
+                repr(conn.execute(sa.select(table)).all()).encode() for table in metadata.sorted_tables
+            )
+    finally:
+        engine.dispose()
+
+
 def test_secrets_never_appear_in_logs_output_or_the_store(
-    config: Path,
-    running: tuple[subprocess.Popen[str], str, Path],
-    salesforce: SalesforceEmulator,
-    tmp_path: Path,
+    salesforce: SalesforceEmulator, tmp_path: Path, store_url: str
 ) -> None:
-    proc, url, log = running
+    config = write_config(tmp_path, salesforce)
+    config.write_text(config.read_text().replace(f"sqlite:///{tmp_path / 'crmsync.db'}", store_url))
+    written = [crmsync("db", "upgrade", "-c", str(config)).stdout]
     env = salesforce.credentials()
     secrets = [env["SALESFORCE_CLIENT_SECRET"], env["SALESFORCE_PASSWORD"]]
     secrets += list(Path(env["SALESFORCE_JWT_KEY_FILE"]).read_text().splitlines()[1:3])
-    token = crmsync("token", "create", "app", "-c", str(config)).stdout.strip()
-    contract = next(c["Id"] for c in salesforce.records("Contract") if c.get("Status") == "Activated")
-    httpx.post(
-        f"{url}/api/v1/flows/usage/records",
-        json={"key": "sec-1", "fields": {"contract_id": contract, "product": "S", "quantity": 1}},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    wait_until(lambda: any(r.get("Ad_Id__c") == "sec-1" for r in salesforce.records("Usage__c")))
-    sessions = list(salesforce.org.sessions.access)  # the access tokens crmsync was issued
-    assert sessions
-    written = [
-        log.read_text(),
-        crmsync("config", "show", "-c", str(config)).stdout,
-        crmsync("config", "show", "--origins", "-c", str(config)).stdout,
-        crmsync("status", "-c", str(config)).stdout,
-        crmsync("dead-letters", "list", "-c", str(config)).stdout,
-    ]
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    written.append(log.read_text())
-    store = (tmp_path / "crmsync.db").read_bytes()
-    for path in tmp_path.glob("crmsync.db-*"):
-        store += path.read_bytes()
+    if "postgresql" in store_url:
+        secrets.append(STORE_PASSWORD)
+    worker_log = tmp_path / "worker.log"
+    with (
+        running_crmsync(config, tmp_path / "run.log") as (proc, url, log),
+        started("-v", "worker", "-c", str(config), log=worker_log, ready="crmsync worker:") as worker,
+    ):
+        token = crmsync("token", "create", "app", "-c", str(config)).stdout.strip()
+        contract = next(c["Id"] for c in salesforce.records("Contract") if c.get("Status") == "Activated")
+        httpx.post(
+            f"{url}/api/v1/flows/usage/records",
+            json={"key": "sec-1", "fields": {"contract_id": contract, "product": "S", "quantity": 1}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        wait_until(lambda: any(r.get("Ad_Id__c") == "sec-1" for r in salesforce.records("Usage__c")))
+        sessions = list(salesforce.org.sessions.access)  # the access tokens crmsync was issued
+        assert sessions
+        written += [
+            log.read_text(),
+            crmsync("config", "show", "-c", str(config)).stdout,
+            crmsync("config", "show", "--origins", "-c", str(config)).stdout,
+            crmsync("status", "-c", str(config)).stdout,
+            crmsync("db", "status", "-c", str(config)).stdout,
+            crmsync("dead-letters", "list", "-c", str(config)).stdout,
+        ]
+        for running_proc in (proc, worker):
+            running_proc.send_signal(signal.SIGTERM)
+            running_proc.wait(timeout=30)
+        written += [log.read_text(), worker_log.read_text()]
+    assert "store" in written[1] and "crmsync worker:" in written[-1]  # the startup lines are there
+    store = _stored_text(store_url, tmp_path)
     for secret in [*secrets, token, *sessions]:
         assert secret, "an empty secret proves nothing"
         for text in written:

@@ -299,4 +299,4 @@ def test_auth_and_webhook_problems(alerter: Alerter, outbox: Outbox) -> None:
 def test_urls_may_be_secret_strings(store: Store) -> None:
     alerter = Alerter(store, [SecretStr("json://127.0.0.1:9/hook")])
     assert alerter.enabled
-    assert repr(alerter) == "Alerter(['json://127.0.0.1:9/****'])"
+    assert repr(alerter) == "Alerter(['json://127.0.0.1:9/********'])"

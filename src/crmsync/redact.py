@@ -1,11 +1,17 @@
-"""Keep the secrets of alert URLs out of logs, errors and messages.
+"""Keep the secrets of URLs out of logs, errors and messages: the one place crmsync redacts a URL.
 
-An apprise URL *is* a credential: ``tgram://BOT_TOKEN/CHAT``, ``mailto://user:PASSWORD@host``,
-``slack://TOKEN_A/TOKEN_B/TOKEN_C``. crmsync prints such a URL only through :func:`redact_url`,
-which keeps the scheme and a host name (when it is one) and hides the rest. apprise itself, and
-the HTTP libraries under it, log URLs at debug level (Telegram's token is part of its API path),
-so :func:`protect` also installs a log filter on those loggers that masks every fragment of a
-registered URL that could be secret.
+crmsync prints a URL only through :func:`redact_url`, in one of two ways:
+
+- a *database URL* (``store.url``: ``postgresql+psycopg://crm:PASSWORD@db/crm``) keeps everything
+  but its password and the values of secret-looking query parameters (``?password=``,
+  ``?sslpassword=``): ``postgresql+psycopg://crm:********@db/crm``;
+- any other URL, e.g. an apprise notification URL, which *is* a credential
+  (``tgram://BOT_TOKEN/CHAT``, ``slack://TOKEN_A/TOKEN_B/TOKEN_C``), keeps only its scheme and a
+  host name (when it is one): ``mailtos://smtp.example.com/********``.
+
+apprise itself, and the HTTP libraries under it, log URLs at debug level (Telegram's token is
+part of its API path), so :func:`protect` also installs a log filter on those loggers that masks
+every fragment of a registered URL that could be secret.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote
 
-MASK = "****"
+MASK = "********"
+
+#: query parameters of a database URL whose values are hidden (matched as parts of the name)
+SECRET_PARAMETERS = ("pass", "secret", "token", "key", "credential", "auth")
 
 #: loggers that may print a notification URL (or the API URL built from its token)
 LEAKY_LOGGERS = ("apprise", "urllib3.connectionpool", "requests", "httpx", "httpcore")
@@ -45,18 +54,42 @@ def _shown_host(url: str) -> str | None:
     return f"{name}:{port}" if port else name
 
 
-def redact_url(url: str) -> str:
-    """``url`` with everything but its scheme and host name hidden:
-    ``json://127.0.0.1:8080/****``, ``mailto://smtp.example.com/****``, ``tgram://****``."""
+def redact_url(url: str, *, database: bool = False) -> str:
+    """``url`` fit to print.
+
+    With ``database`` (a store URL), only the password and secret query values are hidden:
+    ``postgresql+psycopg://crm:********@db:5432/crm``, ``sqlite:///crmsync.db`` as it is. Otherwise
+    everything but the scheme and host name is: ``json://127.0.0.1:8080/********``,
+    ``mailto://smtp.example.com/********``, ``tgram://********``. Text that is not a URL is hidden.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
         return MASK
+    if database:
+        return _redact_database_url(scheme, rest)
     host = _shown_host(url)
     if host is None:
         return f"{scheme}://{MASK}"
     authority = _authority(url)
     more = "@" in authority or len(rest.rstrip("/")) > len(authority)
     return f"{scheme}://{host}/{MASK}" if more else f"{scheme}://{host}"
+
+
+def _redact_database_url(scheme: str, rest: str) -> str:
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = f"{userinfo.partition(':')[0]}:{MASK}"
+    tail = rest[len(authority) :]
+    path, question, query = tail.partition("?")
+    if question:
+        params = []
+        for param in query.split("&"):
+            name, equals, _ = param.partition("=")
+            secret = equals and any(word in name.lower() for word in SECRET_PARAMETERS)
+            params.append(f"{name}={MASK}" if secret else param)
+        query = "&".join(params)
+    return f"{scheme}://{userinfo}{at}{host}{path}{question}{query}"
 
 
 def secret_fragments(url: str) -> set[str]:
