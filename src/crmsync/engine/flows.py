@@ -160,6 +160,10 @@ class FlowRuntime:
             return value
         try:
             return self._functions[name](value, args, record)
+        except FixTheData as exc:  # name the field: the transform knows only the value
+            raise FixTheData(
+                f"field {field_name!r}: {exc.message}", object_name=self.object_name, record=key
+            ) from exc
         except CrmsyncError:
             raise
         except (TypeError, ValueError) as exc:

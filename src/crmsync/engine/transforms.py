@@ -15,6 +15,11 @@ There is one way to register a transform: the :func:`transform` decorator. Plug-
 in a module named by an entry point of the ``crmsync.transforms`` group (the entry point may
 name the module or one decorated function); it is imported the first time a name is looked up.
 
+Every transform is bounded for any input: text longer than :data:`MAX_TEXT` characters, numbers
+of more than :data:`MAX_DIGITS` digits before the point (or text of more than
+:data:`MAX_NUMBER_TEXT` characters), NaN and infinity are refused before any costly work, so a
+hostile value costs microseconds and never an exception other than ``FixTheData``.
+
 Transforms that bridge Monday.com column values (``link``, ``people``, ``dropdown``,
 ``checkbox``, ``date``, ``email``, ``phone``) read Monday's value shape — a mapping or its JSON
 string — and turn a plain value into Monday's shape, so one name serves both directions.
@@ -28,12 +33,12 @@ import re
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
-from crmsync.errors import ConfigError, FixTheData
+from crmsync.errors import ConfigError, CrmsyncError, FixTheData
 
 ENTRY_POINT_GROUP = "crmsync.transforms"
 
@@ -55,9 +60,15 @@ class Transform:
     def __call__(
         self, value: Any, args: Mapping[str, Any] | None = None, record: Mapping[str, Any] | None = None
     ) -> Any:
-        return self.function(
-            value, args if args is not None else _EMPTY, record if record is not None else _EMPTY
-        )
+        """The transformed value; bad input (even a plug-in's unexpected error) is :class:`FixTheData`."""
+        try:
+            return self.function(
+                value, args if args is not None else _EMPTY, record if record is not None else _EMPTY
+            )
+        except CrmsyncError:
+            raise
+        except (ArithmeticError, LookupError, RecursionError, TypeError, ValueError) as exc:
+            raise FixTheData(f"transform {self.name!r} cannot read {shown(value)}: {exc}") from exc
 
     @property
     def summary(self) -> str:
@@ -126,11 +137,45 @@ def get(name: str) -> Transform:
         raise ConfigError(f"unknown transform {name!r}; valid: {', '.join(names())}") from None
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- bounds and helpers
+
+#: the longest text any transform reads or writes (Salesforce's long text area holds 131,072)
+MAX_TEXT = 131_072
+#: the most digits a number may have before its decimal point (SQL's widest DECIMAL holds 38)
+MAX_DIGITS = 38
+#: the longest text read as a number, a date, a phone number
+MAX_NUMBER_TEXT = 100
+#: the longest e-mail address (RFC 5321) and URL read
+MAX_EMAIL = 254
+MAX_URL = 2048
 
 
 def _bad(message: str) -> FixTheData:
     return FixTheData(message)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a refusal never quotes megabytes back."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + f"… ({len(value):,} characters)"
+    text = repr(value) if not isinstance(value, (list, dict)) else _short_json(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _short_json(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)[:200]
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__}"
+
+
+def bounded_text(value: str, limit: int = MAX_TEXT, what: str = "text") -> str:
+    """``value`` when at most ``limit`` characters long; :class:`FixTheData` otherwise."""
+    if len(value) > limit:
+        raise _bad(f"{what} is {len(value):,} characters long; at most {limit:,} allowed")
+    return value
 
 
 def _blank(value: Any) -> bool:
@@ -139,24 +184,35 @@ def _blank(value: Any) -> bool:
 
 def _monday(value: Any) -> Any:
     """A Monday column value: a JSON string holding an object or list is decoded."""
-    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+    if isinstance(value, str) and len(value) <= MAX_TEXT and value.lstrip()[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past any real column value
             return value
     return value
 
 
 def _as_text(value: Any) -> str:
+    """``value`` as text of at most :data:`MAX_TEXT` characters (:class:`FixTheData` otherwise)."""
     if isinstance(value, str):
-        return value
+        return bounded_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, int):
+        if value.bit_length() > 4 * MAX_DIGITS:
+            raise _bad(f"{shown(value)} is too large a number")
+        return str(value)
+    if isinstance(value, float | Decimal):
+        if isinstance(value, Decimal) and value.is_finite() and value.adjusted() > MAX_DIGITS:
+            raise _bad(f"{shown(value)} is too large a number")
         return str(value)
     if isinstance(value, dt.date):
         return value.isoformat()
-    return json.dumps(value, sort_keys=True, default=str)
+    try:
+        text = json.dumps(value, sort_keys=True, default=str)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise _bad(f"{shown(value)} cannot be written as text: {exc}") from None
+    return bounded_text(text)
 
 
 # ---------------------------------------------------------------- text
@@ -172,8 +228,8 @@ def text(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
         return None
     out = _as_text(value)
     limit = args.get("max_length")
-    if limit is not None and len(out) > int(limit):
-        raise _bad(f"text is {len(out)} characters long; at most {limit} allowed")
+    if limit is not None:
+        bounded_text(out, int(limit))
     return out
 
 
@@ -214,9 +270,13 @@ def template(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> 
     missing = [f for f in template_fields(fmt) if f not in record]
     if missing:
         raise _bad(f"template needs field(s) {', '.join(missing)} which the record does not have")
+    values = {k: ("" if v is None else v) for k, v in record.items()}
+    for name in template_fields(fmt):
+        if isinstance(values[name], str | int) and not isinstance(values[name], bool):
+            _as_text(values[name])  # a huge value is refused before it is formatted
     try:
-        return fmt.format_map({k: ("" if v is None else v) for k, v in record.items()})
-    except (ValueError, IndexError, AttributeError, KeyError) as exc:
+        return bounded_text(fmt.format_map(values))
+    except (ValueError, IndexError, AttributeError, KeyError, TypeError) as exc:
         raise _bad(f"template {fmt!r} cannot be formatted: {exc}") from exc
 
 
@@ -245,15 +305,15 @@ def value_map(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) ->
     if isinstance(value, Mapping):
         label = value.get("label")
         value = label.get("text") if isinstance(label, Mapping) else label
-    if value in table:
+    if isinstance(value, str | int | float | bool | None) and value in table:
         return table[value]
-    if value is not None and str(value) in table:
-        return table[str(value)]
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and _as_text(value) in table:
+        return table[_as_text(value)]
     if "default" in args:
         return args["default"]
     if value is None:
         return None
-    raise _bad(f"value {value!r} is not in the value map; known: {', '.join(map(str, table))}")
+    raise _bad(f"value {shown(value)} is not in the value map; known: {', '.join(map(str, table))}")
 
 
 @transform("split_name", required=("part",))
@@ -280,47 +340,108 @@ def split_name(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -
 _NUMBER_NOISE = re.compile(r"[\s,_]")
 
 
-def _decimal(value: Any) -> Decimal | None:
+def to_decimal(value: Any) -> Decimal | None:
+    """``value`` as a finite decimal of at most :data:`MAX_DIGITS` digits before the point.
+
+    Blank is None; anything else (text that is not a number, NaN, infinity, ``1e5000``) is
+    :class:`FixTheData`. The size is checked before any conversion, so every input is cheap.
+    """
     value = _monday(value)
     if _blank(value):
         return None
     if isinstance(value, bool):
         raise _bad(f"{value!r} is a yes/no value, not a number")
-    if isinstance(value, int | Decimal):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, str):
+    if isinstance(value, int):
+        if value.bit_length() > 4 * MAX_DIGITS:  # 2**152 > 10**38: surely too large, and cheap to see
+            raise _bad(f"{shown(value)} has more than {MAX_DIGITS} digits before the decimal point")
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        if len(value) > MAX_NUMBER_TEXT:
+            raise _bad(f"{shown(value)} is not a number (longer than {MAX_NUMBER_TEXT} characters)")
         cleaned = _NUMBER_NOISE.sub("", value.strip().strip('"'))
         try:
             number = Decimal(cleaned)
         except InvalidOperation:
-            raise _bad(f"{value!r} is not a number") from None
-        if number.is_finite():
-            return number
-    raise _bad(f"{value!r} is not a number")
+            raise _bad(f"{shown(value)} is not a number") from None
+    else:
+        raise _bad(f"{shown(value)} is not a number")
+    if not number.is_finite():
+        raise _bad(f"{shown(value)} is not a number (NaN and infinity cannot be stored)")
+    if number.is_zero():
+        return Decimal(0)  # 0e999999999 is zero, not a number too large
+    if number.adjusted() >= MAX_DIGITS:
+        raise _bad(f"{shown(value)} has more than {MAX_DIGITS} digits before the decimal point")
+    return number
 
 
-@transform("number")
+def fit_digits(number: Decimal, precision: int, scale: int, shown_as: str) -> Decimal:
+    """``number`` rounded to ``scale`` decimals, refused past ``precision - scale`` whole digits.
+
+    Salesforce's rule for number, currency and percent fields: ``precision`` digits in all,
+    ``scale`` of them after the point; extra decimals are rounded, extra whole digits refused.
+    """
+    whole = precision - scale
+    if not number.is_zero() and number.adjusted() >= whole:
+        raise _bad(
+            f"{shown_as} does not fit: at most {whole} digit(s) before the decimal point "
+            f"(precision {precision}, scale {scale})"
+        )
+    number = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=_WIDE)
+    if not number.is_zero() and number.adjusted() >= whole:  # 99.995 rounds up to 100.00
+        raise _bad(
+            f"{shown_as} does not fit: at most {whole} digit(s) before the decimal point "
+            f"(precision {precision}, scale {scale})"
+        )
+    return number
+
+
+#: wide enough for any number :func:`to_decimal` lets through, rounded to any scale it allows
+_WIDE = Context(prec=2 * MAX_DIGITS + 2)
+
+
+def _digits_args(args: Mapping[str, Any]) -> tuple[int, int] | None:
+    if args.get("precision") is None:
+        return None
+    precision, scale = int(args["precision"]), int(args.get("scale") or 0)
+    if not 0 <= scale <= precision <= MAX_DIGITS:
+        raise _bad(f"args.precision and args.scale must satisfy 0 ≤ scale ≤ precision ≤ {MAX_DIGITS}")
+    return precision, scale
+
+
+@transform("number", optional=("precision", "scale"))
 def number(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
     """A number from a number or text (thousands separators allowed); whole numbers come out as integers.
 
-    Example: ``"1,234.50"`` → ``1234.5``; ``"3"`` → ``3``.
+    Example: ``"1,234.50"`` → ``1234.5``; ``"3"`` → ``3``. With `args.precision` and `args.scale`
+    (the target field's, as Salesforce declares them) extra decimals are rounded and a number with
+    more whole digits than ``precision - scale`` is refused; without them, at most 38 whole digits.
     """
-    d = _decimal(value)
+    d = to_decimal(value)
     if d is None:
         return None
+    digits = _digits_args(args)
+    if digits is not None:
+        d = fit_digits(d, *digits, shown(value))
     return int(d) if d == d.to_integral_value() else float(d)
 
 
-@transform("integer")
+@transform("integer", optional=("precision",))
 def integer(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
-    """A whole number; a fraction is refused. Example: ``"42"`` → ``42``; ``"4.5"`` → refused."""
-    d = _decimal(value)
+    """A whole number; a fraction is refused. Example: ``"42"`` → ``42``; ``"4.5"`` → refused.
+
+    `args.precision` caps its digits (e.g. 9 for a Salesforce int field).
+    """
+    d = to_decimal(value)
     if d is None:
         return None
     if d != d.to_integral_value():
-        raise _bad(f"{value!r} is not a whole number")
+        raise _bad(f"{shown(value)} is not a whole number")
+    if args.get("precision") is not None:
+        d = fit_digits(d, min(int(args["precision"]), MAX_DIGITS), 0, shown(value))
     return int(d)
 
 
@@ -335,13 +456,13 @@ def _truth(value: Any) -> bool | None:
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT:
         word = value.strip().lower()
         if word in _TRUE:
             return True
         if word in _FALSE:
             return False
-    raise _bad(f"{value!r} is not a yes/no value (true/false, yes/no, 1/0, on/off)")
+    raise _bad(f"{shown(value)} is not a yes/no value (true/false, yes/no, 1/0, on/off)")
 
 
 @transform("boolean")
@@ -366,6 +487,8 @@ def checkbox(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> 
 
 
 def _parse_datetime(value: str) -> dt.datetime:
+    if len(value) > MAX_NUMBER_TEXT:
+        raise _bad(f"{shown(value)} is not an ISO date and time (longer than {MAX_NUMBER_TEXT} characters)")
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -374,7 +497,7 @@ def _parse_datetime(value: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(text)
     except ValueError:
-        raise _bad(f"{value!r} is not an ISO date and time (e.g. 2024-05-01T10:30:00Z)") from None
+        raise _bad(f"{shown(value)} is not an ISO date and time (e.g. 2024-05-01T10:30:00Z)") from None
 
 
 def _date_input(value: Any) -> Any:
@@ -405,19 +528,21 @@ def date(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     if not isinstance(value, str):
-        raise _bad(f"{value!r} is not a date")
+        raise _bad(f"{shown(value)} is not a date")
+    if len(value) > MAX_NUMBER_TEXT:
+        raise _bad(f"{shown(value)} is not a date (longer than {MAX_NUMBER_TEXT} characters)")
     fmt = args.get("format")
     if fmt:
         try:
             return dt.datetime.strptime(value.strip(), str(fmt)).date().isoformat()
         except ValueError:
-            raise _bad(f"{value!r} does not match the date format {fmt!r}") from None
+            raise _bad(f"{shown(value)} does not match the date format {fmt!r}") from None
     text = value.strip()
     if len(text) == 10:
         try:
             return dt.date.fromisoformat(text).isoformat()
         except ValueError:
-            raise _bad(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+            raise _bad(f"{shown(value)} is not an ISO date (YYYY-MM-DD)") from None
     return _parse_datetime(text).date().isoformat()
 
 
@@ -438,7 +563,10 @@ def datetime(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> 
     if isinstance(value, bool):
         raise _bad(f"{value!r} is not a date and time")
     if isinstance(value, int | float):
-        moment = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        try:
+            moment = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _bad(f"{shown(value)} is not a time: seconds since 1970 between years 1 and 9999") from None
     elif isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, dt.date):
@@ -446,10 +574,13 @@ def datetime(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> 
     elif isinstance(value, str):
         moment = _parse_datetime(value)
     else:
-        raise _bad(f"{value!r} is not a date and time")
+        raise _bad(f"{shown(value)} is not a date and time")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    moment = moment.astimezone(dt.UTC)
+    try:
+        moment = moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise _bad(f"{shown(value)} is out of range once in UTC") from None
     if style == "salesforce":
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
     return moment.isoformat()
@@ -472,10 +603,12 @@ def email(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any
     if _blank(value):
         return None
     address = _as_text(value).strip()
+    if len(address) > MAX_EMAIL + 7:
+        raise _bad(f"{shown(address)} is not an e-mail address (at most {MAX_EMAIL} characters)")
     if address.lower().startswith("mailto:"):
         address = address[7:]
     if not _EMAIL.match(address):
-        raise _bad(f"{address!r} is not an e-mail address")
+        raise _bad(f"{shown(address)} is not an e-mail address")
     local, domain = address.rsplit("@", 1)
     return f"{local}@{domain.lower()}"
 
@@ -497,20 +630,22 @@ def phone(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any
     if _blank(value):
         return None
     raw = _as_text(value).strip()
+    if len(raw) > MAX_NUMBER_TEXT:
+        raise _bad(f"{shown(raw)} is not a phone number (longer than {MAX_NUMBER_TEXT} characters)")
     digits = _PHONE_PUNCTUATION.sub("", raw)
     plus = digits.startswith("+")
     digits = digits.lstrip("+")
     if not plus and digits.startswith("00"):
         plus, digits = True, digits[2:]
     if not digits.isdigit():
-        raise _bad(f"{raw!r} is not a phone number")
+        raise _bad(f"{shown(raw)} is not a phone number")
     code = str(args.get("country_code") or "").lstrip("+")
     if not plus and code:
         if not code.isdigit():
             raise _bad(f"phone: args.country_code must be digits, not {code!r}")
         plus, digits = True, code + digits.lstrip("0")
     if not 5 <= len(digits) <= 15:
-        raise _bad(f"{raw!r} is not a phone number (it has {len(digits)} digits)")
+        raise _bad(f"{shown(raw)} is not a phone number (it has {len(digits)} digits)")
     return ("+" if plus else "") + digits
 
 
@@ -526,12 +661,12 @@ def link(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
     value = _monday(value)
     if isinstance(value, Mapping):
         url = value.get("url")
-        return None if _blank(url) else str(url)
+        return None if _blank(url) else bounded_text(_as_text(url), MAX_URL, "the URL")
     if _blank(value):
         return None
-    url = _as_text(value).strip()
+    url = bounded_text(_as_text(value).strip(), MAX_URL, "the URL")
     if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", url):
-        raise _bad(f"{url!r} is not a URL (e.g. https://example.com)")
+        raise _bad(f"{shown(url)} is not a URL (e.g. https://example.com)")
     return {"url": url, "text": str(args.get("text") or url)}
 
 
@@ -548,6 +683,8 @@ def people(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> An
         return None
     if isinstance(value, Mapping):
         entries = value.get("personsAndTeams") or []
+        if not isinstance(entries, list):
+            raise _bad(f"people: personsAndTeams must be a list, not {shown(entries)}")
         ids = [
             str(e.get("id")) for e in entries if isinstance(e, Mapping) and e.get("kind", "person") == kind
         ]
@@ -562,10 +699,10 @@ def people(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> An
     items = value if isinstance(value, list) else [p for p in re.split(r"[,;]", _as_text(value)) if p.strip()]
     out = []
     for item in items:
-        try:
-            out.append({"id": int(str(item).strip()), "kind": kind})
-        except ValueError:
-            raise _bad(f"people: {item!r} is not a Monday user id") from None
+        text = _as_text(item).strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 20):
+            raise _bad(f"people: {shown(item)} is not a Monday user id")
+        out.append({"id": int(text), "kind": kind})
     return {"personsAndTeams": out}
 
 
@@ -582,13 +719,22 @@ def dropdown(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> 
         return None
     if isinstance(value, Mapping):
         if "labels" in value:
-            labels = [str(x) for x in value.get("labels") or []]
+            labels = [_as_text(x) for x in _list(value.get("labels"), "labels")]
         elif "chosenValues" in value:
-            labels = [str(c.get("name")) for c in value.get("chosenValues") or [] if isinstance(c, Mapping)]
+            chosen = _list(value.get("chosenValues"), "chosenValues")
+            labels = [_as_text(c.get("name")) for c in chosen if isinstance(c, Mapping)]
         else:
             raise _bad(
                 "dropdown: a Monday dropdown value has 'labels' or 'chosenValues'; ids need their labels"
             )
-        return sep.join(labels) or None
-    labels = [str(x).strip() for x in value] if isinstance(value, list) else _as_text(value).split(sep)
+        return bounded_text(sep.join(labels)) or None
+    labels = [_as_text(x).strip() for x in value] if isinstance(value, list) else _as_text(value).split(sep)
     return {"labels": [x.strip() for x in labels if x.strip()]}
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(f"dropdown: {name} must be a list, not {shown(value)}")
+    return value

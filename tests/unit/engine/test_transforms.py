@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import time
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from crmsync.config.models import Flow
 from crmsync.engine import transforms
+from crmsync.engine.flows import FlowRuntime
 from crmsync.errors import ConfigError, FixTheData
 
 BUILT_INS = [
@@ -79,8 +85,9 @@ def test_decorator_registers_and_refuses_a_second_function_under_the_same_name(
 def test_check_args_names_missing_and_unknown_args() -> None:
     assert transforms.get("constant").check_args({"value": 1}) == []
     assert transforms.get("constant").check_args({}) == ["transform 'constant' needs args.value"]
+    assert transforms.get("upper").check_args({"x": 1}) == ["transform 'upper' takes no arg 'x'; valid: none"]
     assert transforms.get("number").check_args({"x": 1}) == [
-        "transform 'number' takes no arg 'x'; valid: none"
+        "transform 'number' takes no arg 'x'; valid: precision, scale"
     ]
     assert transforms.get("date").check_args({"fmt": 1}) == [
         "transform 'date' takes no arg 'fmt'; valid: default_days, format"
@@ -439,3 +446,145 @@ def test_date_default_days_fills_an_empty_value() -> None:
         transforms.get("date")(None, {"default_days": 30}, {}) == (today + dt.timedelta(days=30)).isoformat()
     )
     assert transforms.get("date")("2024-05-01", {"default_days": 30}, {}) == "2024-05-01"
+
+
+# ---------------------------------------------------------------- bounds: any input, bounded time, FixTheData
+
+
+@pytest.mark.parametrize("value", ["1e5000", "1e1000000", "-1e39", 10**39, 10**300, "9" * 101, "sNaN"])
+def test_number_refuses_what_no_field_can_hold_without_building_it(value: Any) -> None:
+    started = time.perf_counter()
+    with pytest.raises(FixTheData, match=r"digits|not a number"):
+        run("number", value)
+    assert time.perf_counter() - started < 0.1
+
+
+def test_number_keeps_the_widest_values_a_field_can_hold() -> None:
+    assert run("number", "9" * 38) == int("9" * 38)
+    assert run("number", "0e999999999") == 0
+    assert run("number", "1e-999999999") == 0.0
+    assert run("integer", "-" + "9" * 38) == -int("9" * 38)
+
+
+def test_number_precision_and_scale_round_decimals_and_refuse_whole_digits() -> None:
+    money = {"precision": 18, "scale": 2}
+    assert run("number", "1.555", money) == 1.56
+    assert run("number", "9" * 16, money) == int("9" * 16)
+    with pytest.raises(FixTheData, match="at most 16 digit"):
+        run("number", "1" + "0" * 16, money)
+    with pytest.raises(FixTheData, match="at most 2 digit"):
+        run("number", "99.995", {"precision": 4, "scale": 2})  # rounds up to 100.00
+    assert run("integer", "123456789", {"precision": 9}) == 123456789
+    with pytest.raises(FixTheData, match="at most 9 digit"):
+        run("integer", "1e9", {"precision": 9})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "args"),
+    [
+        ("number", float("nan"), {}),
+        ("number", float("inf"), {}),
+        ("integer", float("-inf"), {}),
+        ("datetime", 1e20, {}),
+        ("datetime", float("nan"), {}),
+        ("datetime", -1e12, {}),
+        ("value_map", "[1]", {"map": {"a": 1}}),
+        ("value_map", [1], {"map": {"a": 1}}),
+        ("text", 10**4000, {}),
+        ("text", "x" * 10_000_000, {}),
+        ("upper", "x" * 10_000_000, {}),
+        ("checkbox", "[" * 100_000, {}),
+        ("dropdown", '{"labels": 5}', {}),
+        ("dropdown", {"chosenValues": 5}, {}),
+        ("people", '{"personsAndTeams": 5}', {}),
+        ("people", "1" * 5000, {}),
+        ("email", "a@" + "b." * 5_000_000, {}),
+        ("link", "h" * 10_000_000, {}),
+        ("phone", "1" * 10_000_000, {}),
+        ("date", "2024-01-01" * 1_000_000, {}),
+        ("boolean", "y" * 10_000_000, {}),
+        ("template", "x", {"template": "{a}"}),
+    ],
+)
+def test_bad_input_is_fix_the_data_quickly(name: str, value: Any, args: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    with pytest.raises(FixTheData) as caught:
+        run(name, value, args, {"a": "x" * 200_000})
+    assert time.perf_counter() - started < 0.5
+    assert len(caught.value.message) < 500  # a refusal never quotes the value back in full
+
+
+def test_a_plugin_error_is_fix_the_data_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transforms, "_REGISTRY", dict(transforms._REGISTRY))
+
+    @transforms.transform("explodes")
+    def explodes(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
+        return {}[value]
+
+    with pytest.raises(FixTheData, match="transform 'explodes' cannot read 'k'"):
+        transforms.get("explodes")("k")
+
+
+def test_a_flow_names_the_field_a_transform_refused() -> None:
+    config = Flow.model_validate(
+        {
+            "source": "app",
+            "target": "salesforce",
+            "object": "Usage__c",
+            "key": "ad_id",
+            "fields": [{"source": "quantity", "target": "Quantity__c", "transform": "number"}],
+        }
+    )
+    flow = FlowRuntime("usage", config)
+    with pytest.raises(FixTheData) as caught:
+        flow.to_target("ad-1", {"quantity": "1e5000"})
+    assert caught.value.message.startswith("field 'quantity': ")
+    assert caught.value.record == "ad-1" and caught.value.object_name == "Usage__c"
+
+
+_odd_text = st.text(st.characters(codec=None), max_size=50) | st.sampled_from(
+    [
+        "1e5000",
+        "-1e1000000",
+        "NaN",
+        "Infinity",
+        "-0",
+        "\u0000",
+        "\ud800",
+        "१२३",
+        "\u0663.\u0665",  # Arabic-Indic 3.5
+        "1_000",
+        "0x10",
+        "[[[",
+        "{}",
+    ]
+)
+_any_value = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**60), max_value=10**60)
+    | st.floats()
+    | st.decimals()
+    | _odd_text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_odd_text, children, max_size=3),
+    max_leaves=8,
+)
+_ARGS: dict[str, dict[str, Any]] = {
+    "constant": {"value": 1},
+    "template": {"template": "{a} {b}"},
+    "value_map": {"map": {"a": "A", "1": "one"}},
+    "split_name": {"part": "last"},
+    "number": {"precision": 10, "scale": 2},
+    "text": {"max_length": 40},
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(BUILT_INS), value=_any_value, other=_any_value)
+def test_every_built_in_returns_or_refuses_with_fix_the_data_in_bounded_time(
+    name: str, value: Any, other: Any
+) -> None:
+    started = time.perf_counter()
+    with contextlib.suppress(FixTheData):
+        run(name, value, _ARGS.get(name, {}), {"a": value, "b": other})
+    assert time.perf_counter() - started < 0.5
