@@ -14,8 +14,9 @@ import typer
 import yaml
 
 from crmsync.config import Config, load_config
-from crmsync.config.loader import DEFAULT_PATH
-from crmsync.config.starter import VARIABLES, write_starter
+from crmsync.config import connected as connected_checks
+from crmsync.config.loader import DEFAULT_PATH, dotted
+from crmsync.config.starter import SANDBOX_COMMAND, SANDBOX_SEED, VARIABLES, write_starter
 from crmsync.connectors import registry
 from crmsync.errors import ConfigError
 
@@ -45,7 +46,11 @@ def load_or_exit(path: Path, *, err: bool = True) -> Config:
 
 def check(
     config: Path = CONFIG_OPTION,
-    connect: bool = typer.Option(False, "--connect", help="Also log in to each connection once."),
+    connect: bool = typer.Option(
+        False,
+        "--connect",
+        help="Also log in to each connection once and check every object and field the flows name.",
+    ),
 ) -> None:
     """Validate the configuration file: print every problem with its line, or a summary."""
     cfg = load_or_exit(config, err=False)
@@ -63,25 +68,59 @@ def _count(n: int, noun: str) -> str:
 
 
 def _check_connections(cfg: Config) -> bool:
+    """Log in to each connection; then check the objects and fields the flows name on those that work."""
     ok = True
-    for name, model in cfg.connections.items():
-        if model.type == "app":
-            typer.echo(f"  {name} (app): OK (nothing to log in to)")
-            continue
-        try:
-            cls = registry.connector_class(model.type)
-            from_config = getattr(cls, "from_config", None)
-            connector = from_config(name, model) if from_config is not None else cls(name)
+    connected: dict[str, Any] = {}
+    try:
+        for name, model in cfg.connections.items():
+            if model.type == "app":
+                typer.echo(f"  {name} (app): OK (nothing to log in to)")
+                continue
+            connector = None
             try:
+                cls = registry.connector_class(model.type)
+                from_config = getattr(cls, "from_config", None)
+                connector = from_config(name, model) if from_config is not None else cls(name)
                 connector.check()
-            finally:
-                connector.close()
-        except Exception as exc:  # every failure is reported, connection by connection
-            ok = False
-            typer.secho(f"  {name} ({model.type}): FAILED: {_describe(exc)}", fg=typer.colors.RED)
-        else:
-            typer.secho(f"  {name} ({model.type}): OK", fg=typer.colors.GREEN)
-    return ok
+            except Exception as exc:  # every failure is reported, connection by connection
+                ok = False
+                typer.secho(f"  {name} ({model.type}): FAILED: {_describe(exc)}", fg=typer.colors.RED)
+                if connector is not None:
+                    connector.close()
+            else:
+                typer.secho(f"  {name} ({model.type}): OK", fg=typer.colors.GREEN)
+                connected[name] = connector
+        return _check_names(cfg, connected) and ok
+    finally:
+        for connector in connected.values():
+            connector.close()
+
+
+def _check_names(cfg: Config, connected: dict[str, Any]) -> bool:
+    """Every object and field a flow names, on the connections that logged in; problems with their line."""
+    catalogs = {
+        name: catalog
+        for name, connector in connected.items()
+        if (catalog := connected_checks.catalog_for(cfg.connections[name].type, connector)) is not None
+    }
+    refs = connected_checks.references(cfg)
+    try:
+        problems = connected_checks.check_references(refs, catalogs)
+    except Exception as exc:  # a describe that fails for another reason than "no such object"
+        typer.secho(f"  objects and fields: could not check: {_describe(exc)}", fg=typer.colors.RED)
+        return False
+    checked = [r for r in refs if r.connection in catalogs]
+    file = str(cfg.path) if cfg.path else "crmsync.yaml"
+    for problem in problems:
+        line = cfg.line_of(problem.path) or 1
+        typer.secho(f"{file}:{line}: {dotted(problem.path)}: {problem.message}", fg=typer.colors.RED)
+    if checked and not problems:
+        objects = {(r.connection, r.object) for r in checked}
+        typer.secho(
+            f"  objects and fields: OK ({_count(len(checked), 'name')} on {_count(len(objects), 'object')})",
+            fg=typer.colors.GREEN,
+        )
+    return not problems
 
 
 def _describe(exc: Exception) -> str:
@@ -102,8 +141,22 @@ def init(
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {written}")
-    typer.echo(f"it reads {', '.join(VARIABLES)} from the environment or {written.parent / '.env'};")
-    typer.echo("`crmsync sandbox --env-file .env` writes them for the local sandbox. Then: crmsync check")
+    env_file = written.parent / ".env"
+    typer.echo(f"it reads {', '.join(VARIABLES)} from the environment or {env_file}.")
+    typer.echo("To try it against the local sandbox, run this in another terminal and keep it running:")
+    typer.echo(f"    {sandbox_command(env_file)}")
+    config_option = "" if written == DEFAULT_PATH else f" -c {written}"
+    typer.echo(
+        f"Then: crmsync check --connect{config_option}; crmsync token create my-app{config_option}; "
+        f"crmsync run{config_option}"
+    )
+
+
+def sandbox_command(env_file: Path) -> str:
+    """The ``crmsync sandbox`` command that serves what the starter file needs, writing ``env_file``."""
+    if env_file == Path(".env"):
+        return SANDBOX_COMMAND
+    return f"crmsync sandbox --seed {SANDBOX_SEED} --env-file {env_file}"
 
 
 @config_app.command("schema")

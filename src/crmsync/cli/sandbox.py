@@ -21,7 +21,13 @@ def sandbox(
     salesforce_port: int = typer.Option(DEFAULT_PORTS["salesforce"], help="0 picks a free port."),
     trello_port: int = typer.Option(DEFAULT_PORTS["trello"], help="0 picks a free port."),
     monday_port: int = typer.Option(DEFAULT_PORTS["monday"], help="0 picks a free port."),
-    seed: str | None = typer.Option(None, help="Seed data set to load, e.g. 'demo'."),
+    seed: str | None = typer.Option(
+        None,
+        help=(
+            "Seed data set to load: 'demo' (all three emulators: the W1 and W2 recipes), "
+            "'billing' (Salesforce only: the usage-billing recipe and `crmsync init`), 'empty'."
+        ),
+    ),
     state: Path | None = typer.Option(
         None, help="Keep the emulators' state in this file: loaded at start, saved at exit."
     ),
@@ -48,9 +54,9 @@ def sandbox(
     )
     try:
         box.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         typer.secho(f"cannot start the sandbox: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(2) from None
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -61,6 +67,8 @@ def sandbox(
     try:
         for name, server in box.servers.items():
             typer.echo(f"{name:<11} {server.url}")
+        if seed is not None and box.seeded:
+            typer.echo(_seed_note(seed, box.seeded, list(box.emulators)))
         typer.echo("")
         for key, value in box.env().items():
             typer.echo(f"{key}={value}")
@@ -72,3 +80,11 @@ def sandbox(
     finally:
         box.stop()
         typer.echo("sandbox stopped", err=True)
+
+def _seed_note(seed: str, seeded: list[str], emulators: list[str]) -> str:
+    """Which emulators hold the seed, and which start empty because they have no such seed."""
+    note = f"\nseed {seed!r} loaded into {', '.join(seeded)}"
+    others = [name for name in emulators if name not in seeded]
+    if others:
+        note += f"; {' and '.join(others)} {'has' if len(others) == 1 else 'have'} no {seed!r} seed (empty)"
+    return note

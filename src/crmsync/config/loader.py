@@ -120,6 +120,7 @@ def parse_config(text: str, *, path: Path, sources: Sources) -> Config:
     config._path = path
     config._origins = dict(doc.origins)
     config._variables = dict(doc.variables)
+    config._lines = dict(doc.lines)
     return config
 
 

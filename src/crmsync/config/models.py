@@ -439,6 +439,7 @@ class Config(Model):
     _path: Path | None = PrivateAttr(None)
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _variables: dict[str, tuple[tuple[str, str], ...]] = PrivateAttr(default_factory=dict)
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
     @property
     def path(self) -> Path | None:
@@ -454,6 +455,13 @@ class Config(Model):
     def variables(self) -> dict[str, tuple[tuple[str, str], ...]]:
         """Dotted key → the ``${VARIABLES}`` its value was built from, each with its origin."""
         return dict(self._variables)
+
+    def line_of(self, path: tuple[str | int, ...]) -> int | None:
+        """The line of the file that holds ``path`` (or its nearest parent); None when built in code."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self._lines:
+                return self._lines[path[:n]]
+        return None
 
     def redacted(self) -> dict[str, Any]:
         """The whole configuration as plain data, secrets replaced by ``********``."""

@@ -2,15 +2,19 @@
 
 It is the usage-billing workflow: an application submits usage entries, crmsync writes them to a
 ``Usage__c`` custom object in Salesforce, and a fulfilled contract locks its entries. Credentials
-are the variables ``crmsync sandbox --env-file .env`` writes, so the file works against the
-sandbox as it is and against a real org once the variables point there.
+are the variables ``crmsync sandbox --seed billing --env-file .env`` writes, so the file works
+against the sandbox as it is and against a real org once the variables point there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-#: variables the starter file needs (all written by ``crmsync sandbox --env-file .env``)
+#: the sandbox command the starter file works against: ``billing`` defines ``Usage__c`` and contracts
+SANDBOX_SEED = "billing"
+SANDBOX_COMMAND = f"crmsync sandbox --seed {SANDBOX_SEED} --env-file .env"
+
+#: variables the starter file needs (all written by :data:`SANDBOX_COMMAND`)
 VARIABLES = (
     "SALESFORCE_INSTANCE_URL",
     "SALESFORCE_CLIENT_ID",
@@ -24,8 +28,10 @@ STARTER = """\
 # `crmsync config show --origins`. Editors complete keys from `crmsync config schema`.
 #
 # ${VARIABLES} come from the environment, then from the .env file next to this file, then from
-# their ${VARIABLE:-default}. To try it with no Salesforce account, run in another terminal:
-#     crmsync sandbox --env-file .env
+# their ${VARIABLE:-default}. To try it with no Salesforce account, run in another terminal,
+# in this file's folder (the billing seed holds the Usage__c object and the contracts it uses):
+#     crmsync sandbox --seed billing --env-file .env
+# then: crmsync check --connect; crmsync token create my-app; crmsync run
 version: 1
 
 store:

@@ -51,6 +51,26 @@ def build_emulators(materials: Materials, **options: Any) -> dict[str, Emulator]
     }
 
 
+def seed_choices(emulators: dict[str, Emulator]) -> dict[str, tuple[str, ...]]:
+    """Emulator name → the seed data sets it knows."""
+    return {name: tuple(emulator.seeds) for name, emulator in emulators.items()}
+
+
+def seed_all(emulators: dict[str, Emulator], seed: str) -> list[str]:
+    """Load ``seed`` into every emulator that knows it; the names of those that did.
+
+    A seed only some emulators have (``billing`` is Salesforce's) leaves the others empty; a seed
+    none of them has is a ``ValueError`` that lists each emulator's choices.
+    """
+    knowing = [name for name, emulator in emulators.items() if seed in emulator.seeds]
+    if not knowing:
+        choices = "; ".join(f"{name}: {', '.join(s)}" for name, s in seed_choices(emulators).items())
+        raise ValueError(f"no emulator has a seed named {seed!r} (choices: {choices})")
+    for name in knowing:
+        emulators[name].seed(seed)
+    return knowing
+
+
 class Sandbox:
     """The three emulators, each on its own port; Salesforce over HTTPS unless ``tls=False``."""
 
@@ -73,6 +93,8 @@ class Sandbox:
         self.materials = ensure_materials(directory.resolve())
         self.emulators = build_emulators(self.materials, **(options or {}))
         self.servers: dict[str, BackgroundServer] = {}
+        #: the emulators the seed was loaded into (the others have no such seed and start empty)
+        self.seeded: list[str] = []
 
     @property
     def salesforce(self) -> Emulator:
@@ -89,8 +111,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         restored = self._load_state()
         if self.seed_name and not restored:
-            for emulator in self.emulators.values():
-                emulator.seed(self.seed_name)
+            self.seeded = seed_all(self.emulators, self.seed_name)
         for name, emulator in self.emulators.items():
             use_tls = self.tls and name == "salesforce"
             server = BackgroundServer(

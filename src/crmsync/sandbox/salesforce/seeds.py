@@ -22,6 +22,8 @@ USAGE_OBJECT: dict[str, Any] = {
         "Contract__c": {"type": "reference", "referenceTo": "Contract", "relationshipName": "Contract__r"},
         "Product__c": {"type": "string", "length": 80, "label": "Product"},
         "Quantity__c": {"type": "double", "label": "Quantity"},
+        # set by finance in Salesforce; the starter file (`crmsync init`) maps it as Salesforce-owned
+        "Billed__c": {"type": "boolean", "label": "Billed", "default": False},
     },
 }
 
