@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from crmsync.cli.store_errors import reports_store_errors
+from crmsync.cli.text import printable
 from crmsync.engine.queue import ChangeQueue, DeadLetter
 from crmsync.errors import ConfigError
 from crmsync.store import Store
@@ -17,18 +19,18 @@ URL_HELP = "The store's database URL, e.g. sqlite:///crmsync.db (instead of a co
 
 def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="The store database.", no_args_is_help=True)
-    db_app.command("upgrade")(upgrade)
-    db_app.command("status")(status)
+    db_app.command("upgrade")(reports_store_errors(upgrade))
+    db_app.command("status")(reports_store_errors(status))
     app.add_typer(db_app, name="db")
 
     letters = typer.Typer(
         help="Changes that failed for good: inspect them, replay them once fixed, or discard them.",
         no_args_is_help=True,
     )
-    letters.command("list")(list_letters)
-    letters.command("show")(show_letter)
-    letters.command("replay")(replay_letters)
-    letters.command("discard")(discard_letters)
+    letters.command("list")(reports_store_errors(list_letters))
+    letters.command("show")(reports_store_errors(show_letter))
+    letters.command("replay")(reports_store_errors(replay_letters))
+    letters.command("discard")(reports_store_errors(discard_letters))
     app.add_typer(letters, name="dead-letters")
 
 
@@ -73,9 +75,6 @@ def status(
     """Whether the store is reachable and up to date (exit status 1 if not)."""
     store = open_store(config, url)
     try:
-        if not store.ping():
-            typer.secho(f"{store!r} is unreachable", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
         current = store.is_current()
         typer.echo(f"{store!r} at revision {store.current_revision() or 'none (empty)'}")
     finally:
@@ -115,10 +114,10 @@ def list_letters(
         typer.echo("no dead letters")
         return
     for x in letters:
-        error = f"{x.error.get('kind', '?')}: {x.error.get('message', '')}"
+        error = printable(f"{x.error.get('kind', '?')}: {x.error.get('message', '')}")
         typer.echo(
-            f"{x.id:>6}  {x.created_at:%Y-%m-%d %H:%M:%S}  {_state(x):<9}  {x.flow}  {x.record_key}  "
-            f"{x.operation}  attempts={x.attempts}  {error}"
+            f"{x.id:>6}  {x.created_at:%Y-%m-%d %H:%M:%S}  {_state(x):<9}  {printable(x.flow)}  "
+            f"{printable(x.record_key)}  {x.operation}  attempts={x.attempts}  {error}"
         )
 
 

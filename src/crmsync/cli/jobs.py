@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
+from crmsync.cli.store_errors import reports_store_errors
 from crmsync.scheduler import claims, runs
 from crmsync.scheduler.scheduler import run_job, specs_from_config
 from crmsync.store.db import Store
@@ -37,6 +38,7 @@ def _time(value: datetime | None) -> str:
 
 
 @jobs_app.command("list")
+@reports_store_errors
 def list_(config: Path = CONFIG_OPTION) -> None:
     """List the configured jobs: cron, next run, last run and how it ended (times in UTC)."""
     cfg = load_or_exit(config)
@@ -78,6 +80,7 @@ def list_(config: Path = CONFIG_OPTION) -> None:
 
 
 @jobs_app.command("run")
+@reports_store_errors
 def run(
     name: str = typer.Argument(..., help="The job's name under `jobs:` in the configuration."),
     config: Path = CONFIG_OPTION,

@@ -18,10 +18,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
-from crmsync.redact import redact_url
+from crmsync.cli.store_errors import reports_store_errors
+from crmsync.cli.text import printable
 from crmsync.store.db import Store, StoreOrConnection, connection
 from crmsync.store.links import Link
 from crmsync.store.schema import links
@@ -39,7 +39,7 @@ OUTCOME_STYLES = {
 
 
 def register(app: typer.Typer) -> None:
-    app.command("log")(log)
+    app.command("log")(reports_store_errors(log))
 
 
 def log(
@@ -56,14 +56,6 @@ def log(
     store = Store(cfg.store.url)
     try:
         found_links, entries = trace(store, flow=flow, record=record, limit=limit)
-    except SQLAlchemyError as exc:
-        typer.secho(
-            f"cannot read the sync log in {redact_url(cfg.store.url, database=True)}: {type(exc).__name__}. "
-            "Is the store created? crmsync db upgrade",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(1) from None
     finally:
         store.dispose()
     if as_json:
@@ -125,16 +117,16 @@ def _as_json(record: str | None, found: list[Link], entries: list[LogEntry]) -> 
 
 
 def _links_table(record: str, found: list[Link]) -> Table:
-    table = Table(title=Text(f"Record {record}"), title_justify="left")
+    table = Table(title=Text(f"Record {printable(record)}"), title_justify="left")
     table.add_column("flow")
     table.add_column("source")
     table.add_column("")
     table.add_column("target")
     if not found:
-        table.add_row("-", Text(record), "", "(not linked)")
+        table.add_row("-", Text(printable(record)), "", "(not linked)")
     for link in found:
         source, target = f"{link.source_system} {link.source_key}", f"{link.target_system} {link.target_id}"
-        table.add_row(Text(link.flow), Text(source), "→", Text(target))
+        table.add_row(Text(printable(link.flow)), Text(printable(source)), "→", Text(printable(target)))
     return table
 
 
@@ -159,10 +151,11 @@ def _entries_table(entries: list[LogEntry], limit: int) -> Table:
             "" if e.attempt is None else str(e.attempt),
             e.message or "",
         ]
-        # Text, not markup: a vendor message such as "[INVALID_FIELD]" is shown as it is
+        # Text, not markup: a vendor message such as "[INVALID_FIELD]" is shown as it is, and
+        # control characters as their escapes
         table.add_row(
             *(
-                Text(cell, style=OUTCOME_STYLES.get(e.outcome, "") if i == 5 else "")
+                Text(printable(cell), style=OUTCOME_STYLES.get(e.outcome, "") if i == 5 else "")
                 for i, cell in enumerate(cells)
             )
         )

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from crmsync.alerts.checks import AUTH
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
+from crmsync.cli.store_errors import reports_store_errors
+from crmsync.cli.text import printable
 from crmsync.engine.process import Process
+from crmsync.engine.queue import QueueStats
+from crmsync.engine.readiness import Readiness, blockers
 from crmsync.engine.runtime import Runtime
+from crmsync.store import webhooks as webhook_receivers
 
 log = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
-    app.command("serve")(serve)
-    app.command("worker")(worker)
-    app.command("status")(status)
+    app.command("run")(reports_store_errors(run))
+    app.command("serve")(reports_store_errors(serve))
+    app.command("worker")(reports_store_errors(worker))
+    app.command("status")(reports_store_errors(status))
 
 
 PORT_HELP = "Port to listen on (default: web.port of the configuration; 0 picks one)."
@@ -40,12 +50,41 @@ def run(
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
     proc = Process(runtime, web=True, workers=concurrency or cfg.worker.concurrency, host=host, port=port)
-    proc.bind()
+    _bind(proc, runtime)
     typer.echo(f"crmsync running: http://{proc.host}:{proc.bound_port}  (store {runtime.store.shown_url})")
     try:
         proc.run()
     finally:
         runtime.close()
+
+
+def _bind(proc: Process, runtime: Runtime) -> None:
+    """Open the listening socket; an address already in use is one line naming it and ``--port``."""
+    try:
+        proc.bind()
+    except OSError as exc:
+        runtime.close()
+        if exc.errno == errno.EADDRINUSE:
+            typer.secho(
+                f"crmsync: port {proc.port} on {proc.host} is already in use (another crmsync?): "
+                "stop that process, or choose another port with --port (or web.port in crmsync.yaml)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+        elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+            typer.secho(
+                f"crmsync: cannot listen on {proc.host}: no such address on this machine ({exc.strerror}): "
+                "choose another with --host (or web.host in crmsync.yaml)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+        else:
+            typer.secho(
+                f"crmsync: cannot listen on {proc.host}:{proc.port}: {exc.strerror or exc}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+        raise typer.Exit(1) from None
 
 
 def serve(
@@ -57,7 +96,7 @@ def serve(
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
     proc = Process(runtime, web=True, workers=0, host=host, port=port)
-    proc.bind()
+    _bind(proc, runtime)
     typer.echo(f"crmsync serving: http://{proc.host}:{proc.bound_port}")
     try:
         proc.run()
@@ -84,12 +123,15 @@ def status(
     config: Path = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Queue depth, age of the oldest pending change, dead letters and API budget use."""
+    """Queue depth, age of the oldest pending change, dead letters, API budget use, refused logins
+    and paused flows (exit status 1 while a login is refused or a flow is paused)."""
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
     try:
         stats = runtime.queue.stats()
         budgets = runtime.ledger.budgets()
+        found = blockers(runtime.store)
+        refused = [r for r in webhook_receivers.receivers(runtime.store) if r.refused]
     finally:
         runtime.close()
     data = {
@@ -99,10 +141,36 @@ def status(
         "dead_letters": stats.dead,
         "oldest_pending_age_seconds": stats.oldest_pending_age,
         "api_budget": budgets,
+        "login_refused": {p.key.removeprefix(AUTH): p.body for p in found.login_refused},
+        "paused_flows": {
+            p.flow: {"connection": p.connection, "reason": p.reason, "since": p.paused_at.isoformat()}
+            for p in found.paused
+        },
+        "webhooks_refused": {
+            r.connection: {
+                "count": r.refused,
+                "last": r.refused_at.isoformat() if r.refused_at else None,
+                "reason": r.refused_reason,
+            }
+            for r in refused
+        },
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2))
-        return
+    else:
+        table = _status_table(stats, budgets, found)
+        for r in refused:
+            last = f"{r.refused_at:%Y-%m-%d %H:%M:%S} UTC" if r.refused_at else "-"
+            table.add_row(
+                Text(f"webhooks refused: {printable(r.connection)}", style="bold red"),
+                Text(f"{r.refused} (last {last}: {printable(r.refused_reason or '')})"),
+            )
+        Console().print(table)
+    if not found.ready:
+        raise typer.Exit(1)
+
+
+def _status_table(stats: QueueStats, budgets: dict[str, dict[str, Any]], found: Readiness) -> Table:
     table = Table(title="crmsync status", show_header=False)
     table.add_row("pending", str(stats.pending))
     table.add_row("in progress (leased)", str(stats.leased))
@@ -112,5 +180,18 @@ def status(
     table.add_row("oldest pending", "-" if age is None else f"{age:.1f} s")
     for name, b in budgets.items():
         share = f" ({100 * b['used'] / b['limit']:.1f}%)" if b["limit"] else ""
-        table.add_row(f"API budget {name}", f"{b['used']} / {b['limit']}{share}")
-    Console().print(table)
+        table.add_row(Text(f"API budget {printable(name)}"), f"{b['used']} / {b['limit']}{share}")
+    for problem in found.login_refused:
+        first = (problem.body.splitlines() or [problem.title])[0]
+        table.add_row(
+            Text(f"login refused: {printable(problem.key.removeprefix(AUTH))}", style="bold red"),
+            Text(printable(first)),
+        )
+    table.add_row("paused flows", Text(str(len(found.paused)), style="bold red" if found.paused else ""))
+    for pause in found.paused:
+        since = f"since {pause.paused_at:%Y-%m-%d %H:%M:%S} UTC"
+        table.add_row(
+            Text(f"  {printable(pause.flow)} ({printable(pause.connection)})", style="red"),
+            Text(f"{printable(pause.reason)} ({since})"),
+        )
+    return table

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
+from crmsync.cli.store_errors import reports_store_errors
+from crmsync.cli.text import printable
 from crmsync.store import tokens as token_store
 from crmsync.store.db import Store
 
@@ -29,6 +31,7 @@ def _store(config: Path) -> Store:
 
 
 @tokens_app.command("create")
+@reports_store_errors
 def create(
     name: str = typer.Argument(..., help="A name for the token, e.g. the application's."),
     config: Path = CONFIG_OPTION,
@@ -49,6 +52,7 @@ def create(
 
 
 @tokens_app.command("list")
+@reports_store_errors
 def list_(config: Path = CONFIG_OPTION) -> None:
     """List tokens (names, prefixes and dates; never the tokens)."""
     store = _store(config)
@@ -59,7 +63,7 @@ def list_(config: Path = CONFIG_OPTION) -> None:
     table = Table("name", "prefix", "created", "last used", "revoked")
     for row in rows:
         table.add_row(
-            row.name,
+            printable(row.name),
             row.prefix,
             str(row.created_at),
             str(row.last_used_at or "-"),
@@ -69,6 +73,7 @@ def list_(config: Path = CONFIG_OPTION) -> None:
 
 
 @tokens_app.command("revoke")
+@reports_store_errors
 def revoke(name: str = typer.Argument(..., help="The token's name."), config: Path = CONFIG_OPTION) -> None:
     """Revoke a token: requests with it are refused from now on."""
     store = _store(config)

@@ -6,35 +6,53 @@ from the store and the connectors, so every process reports the same shared figu
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.connectors.base import Connector
 from crmsync.engine.queue import QueueStats
+from crmsync.store.db import store_trouble
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+log = logging.getLogger(__name__)
 
 
 class _LiveCollector(Collector):
     def __init__(self, stats: Callable[[], QueueStats], connectors: Callable[[], dict[str, Connector]]):
         self._stats = stats
         self._connectors = connectors
+        self.store_ok = threading.local()  # per scrape: True unless the store failed to answer
 
     def collect(self) -> Iterable[Metric]:
-        stats = self._stats()
-        depth = GaugeMetricFamily("crmsync_queue_depth", "Changes in the queue by state", labels=["state"])
-        for state in ("pending", "leased", "retrying", "dead"):
-            depth.add_metric([state], float(getattr(stats, state)))
-        yield depth
+        try:
+            stats: QueueStats | None = self._stats()
+        except SQLAlchemyError as exc:  # the process's own figures are still worth a scrape
+            log.warning("metrics without the queue figures: %s", store_trouble(exc))
+            stats = None
+        self.store_ok.value = stats is not None
         yield GaugeMetricFamily(
-            "crmsync_queue_oldest_pending_age_seconds",
-            "Age of the oldest change not yet applied",
-            value=stats.oldest_pending_age or 0.0,
+            "crmsync_store_up", "1 if the store answered this scrape, else 0", value=float(stats is not None)
         )
+        if stats is not None:
+            depth = GaugeMetricFamily(
+                "crmsync_queue_depth", "Changes in the queue by state", labels=["state"]
+            )
+            for state in ("pending", "leased", "retrying", "dead"):
+                depth.add_metric([state], float(getattr(stats, state)))
+            yield depth
+            yield GaugeMetricFamily(
+                "crmsync_queue_oldest_pending_age_seconds",
+                "Age of the oldest change not yet applied",
+                value=stats.oldest_pending_age or 0.0,
+            )
         used = GaugeMetricFamily(
             "crmsync_api_usage", "API calls used, as the vendor reports", labels=["connection"]
         )
@@ -73,6 +91,12 @@ class Metrics:
             "crmsync_changes_failed", "Failed attempts, by error class", ["flow", "kind"], registry=r
         )
         self._dead = Counter("crmsync_dead_letters", "Changes turned into dead letters", ["flow"], registry=r)
+        self._webhooks_refused = Counter(
+            "crmsync_webhooks_refused",
+            "Webhook deliveries refused (bad signature or URL secret, replayed token)",
+            ["connection"],
+            registry=r,
+        )
         self._latency = Histogram(
             "crmsync_change_latency_seconds",
             "From a change's arrival to its effect in the target",
@@ -82,7 +106,8 @@ class Metrics:
         )
 
     def watch(self, stats: Callable[[], QueueStats], connectors: Callable[[], dict[str, Connector]]) -> None:
-        self.registry.register(_LiveCollector(stats, connectors))
+        self._live = _LiveCollector(stats, connectors)
+        self.registry.register(self._live)
 
     def received(self, flow: str, accepted: int, duplicates: int) -> None:
         self._received.labels(flow).inc(accepted)
@@ -105,5 +130,14 @@ class Metrics:
     def dead_letter(self, flow: str) -> None:
         self._dead.labels(flow).inc()
 
+    def webhook_refused(self, connection: str) -> None:
+        self._webhooks_refused.labels(connection).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def scrape(self) -> tuple[bytes, bool]:
+        """The metrics, and whether the store answered (if not, only this process's own figures)."""
+        body = generate_latest(self.registry)
+        live = getattr(self, "_live", None)
+        return body, live is None or getattr(live.store_ok, "value", True)

@@ -21,10 +21,15 @@ PostgreSQL and MySQL/MariaDB run at READ COMMITTED, and the queue claims work wi
 
 from __future__ import annotations
 
+import errno
 import logging
+import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -67,6 +72,9 @@ class Store:
             raise ValueError(f"unsupported store database {backend!r}: use sqlite, postgresql or mysql")
         self.url = url
         self.engine: Engine = self._create_engine(parsed, echo)
+        event.listen(self.engine, "handle_error", self._name_store)
+        self._writable_until = 0.0
+        self._writable_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({self.shown_url!r})"
@@ -75,6 +83,12 @@ class Store:
     def shown_url(self) -> str:
         """The URL fit to print: its password hidden."""
         return redact_url(self.url, database=True)
+
+    def _name_store(self, context: Any) -> None:
+        """Let every error of this store's engine say which store it is (see :func:`store_trouble`)."""
+        for exc in (context.sqlalchemy_exception, context.original_exception):
+            if exc is not None:
+                setattr(exc, STORE_ATTRIBUTE, self.shown_url)
 
     def _create_engine(self, url: sa.URL, echo: bool) -> Engine:
         if self.dialect == "sqlite":
@@ -183,13 +197,148 @@ class Store:
             with self.read() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except SQLAlchemyError as exc:
-            log.warning("store unreachable: %s", exc)
+            log.warning("%s", store_trouble(exc))
             return False
         return True
+
+    def check_writable(self, *, cache_seconds: float = 5.0) -> None:
+        """Raise unless the store accepts a write (a row written in a transaction rolled back at
+        once: nothing stays, but a read-only file or a full disk refuses it). A success is trusted
+        for ``cache_seconds``, so that frequent readiness probes cost one write every few seconds."""
+        if time.monotonic() < self._writable_until:
+            return
+        with self._writable_lock:
+            if time.monotonic() < self._writable_until:
+                return
+            from crmsync.store.schema import leases
+
+            probe = f"write-probe:{secrets.token_hex(8)}"
+            with self.engine.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    conn.execute(sa.insert(leases).values(name=probe, owner="readiness", until=_EPOCH))
+                finally:
+                    transaction.rollback()
+            self._writable_until = time.monotonic() + cache_seconds
 
     def dispose(self) -> None:
         """Close every pooled connection (e.g. at shutdown or after a fork)."""
         self.engine.dispose()
+
+
+#: the attribute, on an error raised by a store, that holds the store's URL (password hidden)
+STORE_ATTRIBUTE = "crmsync_store"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+TroubleKind = Literal[
+    "unreachable", "login refused", "no database", "not created", "read-only", "disk full", "failed"
+]
+
+_HINTS: dict[str, str] = {
+    "unreachable": "is the database server running, and are the host and port of store.url right?",
+    "login refused": "check the user and password in store.url",
+    "no database": "create the database named in store.url, then run: crmsync db upgrade",
+    "not created": "run: crmsync db upgrade",
+    "read-only": "the store must be writable: check the file's and its folder's permissions, "
+    "or the database's read-only setting",
+    "disk full": "free disk space where the store lives",
+    "failed": "see the database server's log",
+}
+_SQLSTATES: dict[str, TroubleKind] = {
+    "53100": "disk full",
+    "25006": "read-only",
+    "28P01": "login refused",
+    "28000": "login refused",
+    "3D000": "no database",
+    "42P01": "not created",
+}
+_MYSQL_CODES: dict[int, TroubleKind] = {
+    2002: "unreachable",
+    2003: "unreachable",
+    2005: "unreachable",
+    2006: "unreachable",
+    2013: "unreachable",
+    1045: "login refused",
+    1049: "no database",
+    1146: "not created",
+    1021: "disk full",
+    1114: "disk full",
+    1290: "read-only",
+    1836: "read-only",
+    1792: "read-only",
+}
+#: fragments of messages without a code (SQLite's, and drivers' at connect time)
+_TEXTS: tuple[tuple[str, TroubleKind], ...] = (
+    ("password authentication failed", "login refused"),
+    ("no password supplied", "login refused"),
+    ("does not exist", "no database"),
+    ("readonly database", "read-only"),
+    ("read-only file system", "read-only"),
+    ("database or disk is full", "disk full"),
+    ("no such table", "not created"),
+    ("unable to open database file", "unreachable"),
+)
+
+
+@dataclass(frozen=True)
+class StoreTrouble:
+    """What is wrong with the store, as one line a person can act on."""
+
+    kind: TroubleKind
+    store: str
+    detail: str
+
+    @property
+    def hint(self) -> str:
+        return _HINTS[self.kind]
+
+    def __str__(self) -> str:
+        what = {
+            "unreachable": "cannot be reached",
+            "login refused": "refused the login",
+            "no database": "has no such database",
+            "not created": "has no crmsync tables",
+            "read-only": "is read-only",
+            "disk full": "is out of disk space",
+            "failed": "failed",
+        }[self.kind]
+        return f"the store {self.store} {what} ({self.detail}): {self.hint}"
+
+
+def store_trouble(exc: BaseException, store: str | None = None) -> StoreTrouble:
+    """Classify an error raised by the store: unreachable, read-only, disk full, ... ``store`` is
+    the store's URL to show (default: the one the error carries, password hidden)."""
+    shown = store or getattr(exc, STORE_ATTRIBUTE, None) or "(store.url)"
+    orig = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(orig).split()) or type(orig).__name__
+    detail = detail if len(detail) <= 160 else detail[:157] + "..."
+    return StoreTrouble(_trouble_kind(exc, orig), shown, detail)
+
+
+def _trouble_kind(exc: BaseException, orig: BaseException) -> TroubleKind:
+    os_error = next((e for e in (orig, exc) if isinstance(e, OSError)), None)
+    if os_error is not None and os_error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if os_error is not None and os_error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "read-only"
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _SQLSTATES:
+        return _SQLSTATES[sqlstate]
+    if isinstance(sqlstate, str) and sqlstate.startswith("08"):
+        return "unreachable"
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_CODES:
+        return _MYSQL_CODES[args[0]]
+    text = str(orig).lower()
+    for fragment, kind in _TEXTS:
+        if fragment in text:
+            return kind
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "unreachable"
+    if "connection" in text and ("refused" in text or "failed" in text or "timeout" in text):
+        return "unreachable"
+    return "failed"
 
 
 def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
@@ -203,7 +352,9 @@ def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
         # tests and experiments only: threads must take turns (no two transactions at once).
         kwargs["poolclass"] = StaticPool
     else:
-        Path(url.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        # a URI (sqlite:///file:PATH?mode=ro&uri=true) names its file after "file:"
+        path = (url.database or "").removeprefix("file:") if url.query.get("uri") else url.database
+        Path(path or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -3,10 +3,11 @@
 ==========================================  =========================================
 ``POST /api/v1/flows/{flow}/records``       ingest (bearer token) — :mod:`.ingest`
 ``GET  /api/v1/views/{name}``               read-through views (bearer token) — :mod:`.views`
-``POST /webhooks/monday/{connection}``      Monday.com events (signed JWT) — :mod:`.webhooks`
+``POST /webhooks/monday/{connection}``      Monday.com events, signed (JWT) — :mod:`.webhooks`
+``POST /webhooks/monday/{connection}/{s}``  Monday.com events, a secret in the URL — :mod:`.webhooks`
 ``GET  /healthz``                           the process is up
-``GET  /readyz``                            the store answers (503 otherwise)
-``GET  /metrics``                           Prometheus metrics
+``GET  /readyz``                            ready to work (503 and why otherwise)
+``GET  /metrics``                           Prometheus metrics (503 if the store fails)
 ==========================================  =========================================
 """
 
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crmsync.engine.metrics import CONTENT_TYPE
+from crmsync.engine.readiness import readiness
 from crmsync.engine.runtime import Runtime
 from crmsync.web.auth import bearer_token
 from crmsync.web.errors import ApiError
@@ -81,14 +83,14 @@ def create_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        ok = await anyio.to_thread.run_sync(runtime.store.ping)
-        return JSONResponse(
-            {"status": "ready" if ok else "store unreachable"}, status_code=200 if ok else 503
-        )
+        found = await anyio.to_thread.run_sync(readiness, runtime.store)
+        if not found.ready:
+            log.warning("not ready: %s", "; ".join(found.reasons))
+        return JSONResponse(found.as_json(), status_code=200 if found.ready else 503)
 
     async def metrics(request: Request) -> Response:
-        body = await anyio.to_thread.run_sync(runtime.metrics.render)
-        return Response(body, media_type=CONTENT_TYPE)
+        body, store_ok = await anyio.to_thread.run_sync(runtime.metrics.scrape)
+        return Response(body, status_code=200 if store_ok else 503, media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return ApiError(404, "not_found", f"no route {request.url.path}").response()
@@ -103,6 +105,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/api/v1/flows/{flow}/records", _api(ingestor, 202), methods=["POST"]),
             Route("/api/v1/views/{name}", _api(views, 200), methods=["GET"]),
             Route("/webhooks/monday/{connection}", monday_webhook, methods=["POST"]),
+            Route("/webhooks/monday/{connection}/{secret}", monday_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -138,4 +138,4 @@ def test_a_store_without_tables_is_reported(app: typer.Typer, tmp_path: Path) ->
     path.write_text(f"version: 1\nstore:\n  url: sqlite:///{tmp_path / 'new.db'}\n")
     result = run(app, "log", "-c", str(path))
     assert result.exit_code == 1
-    assert "cannot read the sync log" in result.stderr and "crmsync db upgrade" in result.stderr
+    assert "has no crmsync tables" in result.stderr and "crmsync db upgrade" in result.stderr
