@@ -6,18 +6,24 @@ The body is one record, ``{"records": [...]}`` or a JSON array of records::
      "delivery_id": "optional sender id for de-duplication"}
 
 The answer is 202 once every record is durably queued, and nothing is stored unless all of them
-are acceptable: a bad record, a field the application does not own, or a record whose parent is
-locked refuses the whole request with a 4xx naming the problem. While the target cannot be asked
-about locks (it is down or slow), records are accepted and the worker asks before writing.
+are acceptable: a bad record, a field the application does not own, a value its transform refuses
+or the target field cannot hold (too long, too many digits — see :mod:`crmsync.engine.limits`),
+or a record whose parent is locked refuses the whole request with a 4xx naming the problem. While
+the target cannot be asked about locks (it is down or slow), records are accepted and the worker
+asks before writing.
+
+Everything past reading the body runs in a worker thread (:meth:`Ingestor.handle`), never on the
+event loop; every check is bounded in time for any input.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import anyio
 from pydantic import (
@@ -33,9 +39,10 @@ from pydantic import (
 from starlette.requests import ClientDisconnect, Request
 
 from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.limits import DescribedLimits, generic_problem
 from crmsync.engine.queue import NewChange
 from crmsync.engine.runtime import Runtime
-from crmsync.errors import CrmsyncError
+from crmsync.errors import CrmsyncError, FixTheData
 from crmsync.web.auth import authenticate
 from crmsync.web.errors import ApiError
 
@@ -49,33 +56,66 @@ Key = (
 
 
 class IngestRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One record an application hands over."""
 
-    key: Key
-    operation: Literal["upsert", "delete"] = "upsert"
-    fields: dict[Annotated[str, Field(min_length=1, max_length=255)], Scalar] = Field(default_factory=dict)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"key": "ad-17", "fields": {"contract_id": "800…", "quantity": 3}}]},
+    )
+
+    key: Key = Field(description="The record's key in the application (the flow's `key` field).")
+    operation: Literal["upsert", "delete"] = Field(
+        "upsert", description="upsert: create or update the target record; delete: remove it."
+    )
+    fields: dict[Annotated[str, Field(min_length=1, max_length=255)], Scalar] = Field(
+        default_factory=dict,
+        description="Source field → value; only fields the flow lets the application write.",
+    )
     delivery_id: Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")] | None = (
-        None
+        Field(None, description="The sender's id of this delivery: sent again, it is counted a duplicate.")
     )
 
 
 class IngestBatch(BaseModel):
+    """Several records in one request: all are queued, or none."""
+
     model_config = ConfigDict(extra="forbid")
 
-    records: list[IngestRecord]
+    records: list[IngestRecord] = Field(description="The records, in the order they are queued.")
+
+
+class Accepted(BaseModel):
+    """The answer once every record is durably queued."""
+
+    accepted: int = Field(description="Records queued by this request.")
+    duplicates: int = Field(description="Records whose delivery_id was seen before (not queued again).")
+
+
+@runtime_checkable
+class Describes(Protocol):
+    """A connector that can describe an object's fields (Salesforce)."""
+
+    def describe(self, object_name: str) -> Mapping[str, Any]: ...
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "body_too_large", f"body of {declared} bytes is over the limit of {limit} bytes")
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (never read whole)."""
+    hint = "(web.max_body_bytes); send fewer records per request"
+    declared = request.headers.get("content-length", "")
+    # at most 18 digits before int(): converting a 5,000-digit header is neither free nor allowed
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise ApiError(
+            413,
+            "body_too_large",
+            f"body of {declared[:20]} bytes is over the limit of {limit:,} bytes {hint}",
+        )
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, "body_too_large", f"body is over the limit of {limit} bytes")
+                raise ApiError(413, "body_too_large", f"body is over the limit of {limit:,} bytes {hint}")
             chunks.append(chunk)
     except ClientDisconnect as exc:
         raise ApiError(400, "incomplete_body", "the client went away before sending the whole body") from exc
@@ -122,6 +162,11 @@ class Ingestor:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lock-check")
+        self.limits = DescribedLimits(self._describe, self._pool)
+
+    def _describe(self, connection: str, object_name: str) -> Mapping[str, Any] | None:
+        connector = self.rt.connector(connection)
+        return connector.describe(object_name) if isinstance(connector, Describes) else None
 
     def flow(self, name: str) -> FlowRuntime:
         flow = self.rt.flows.get(name)
@@ -150,6 +195,10 @@ class Ingestor:
             raise ApiError(
                 422, "field_not_writable", "records contain fields the application may not write", problems
             )
+        problems = self.value_problems(flow, records)
+        if problems:
+            self.rt.metrics.refused(flow.name, "values")
+            raise ApiError(422, "invalid_value", "records contain values the target cannot hold", problems)
         self._check_locks(flow, records)
         changes = [
             NewChange(
@@ -168,6 +217,40 @@ class Ingestor:
             raise ApiError(503, "store_unavailable", f"could not queue the records: {exc}") from exc
         self.rt.metrics.received(flow.name, result.accepted, result.duplicates)
         return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+    def value_problems(self, flow: FlowRuntime, records: list[IngestRecord]) -> list[dict[str, str]]:
+        """Each value its transform refuses or the target field cannot hold, naming the field.
+
+        The same transforms the worker applies, then the target field's limits: the describe's
+        where it is known (fetched in the background, see :class:`DescribedLimits`), else what any
+        target can hold. Upserts only: a delete carries no values to write.
+        """
+        limits = self.limits.get(flow.target, flow.object_name)
+        problems: list[dict[str, str]] = []
+        for i, record in enumerate(records):
+            if record.operation != "upsert":
+                continue
+            given = {flow.key_field: record.key, **record.fields}
+            for rule in flow.rules:
+                if not (rule.to_target and rule.owned_by_source and rule.source in given):
+                    continue
+                loc = (
+                    f"records.{i}.key"
+                    if rule.source == flow.key_field
+                    else f"records.{i}.fields.{rule.source}"
+                )
+                try:
+                    value = flow.to_target(str(record.key), record.fields, [rule]).get(rule.target)
+                except FixTheData as exc:
+                    problems.append({"loc": loc, "message": exc.message})
+                    continue
+                limit = limits.get(rule.target)
+                problem = limit.problem(value) if limit is not None else generic_problem(value)
+                if problem is not None:
+                    problems.append(
+                        {"loc": loc, "message": f"field {rule.source!r} → {rule.target}: {problem}"}
+                    )
+        return problems
 
     def _check_locks(self, flow: FlowRuntime, records: list[IngestRecord]) -> None:
         if flow.lock is None:

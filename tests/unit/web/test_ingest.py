@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import schema, tokens
 from crmsync.web.app import create_app
+from crmsync.web.errors import MAX_DETAILS, ApiError
+from crmsync.web.ingest import Ingestor
 
 CONFIG = """
 version: 1
@@ -206,3 +210,155 @@ def test_fuzz_never_5xx_and_stores_only_what_it_accepts(
     else:
         assert 400 <= r.status_code < 500 and "error" in r.json()
         assert after == before
+
+
+# ---------------------------------------------------------------- values are bounded at the door
+
+
+def test_a_number_too_large_for_any_field_is_refused_naming_it_and_nothing_is_queued(
+    api: tuple[TestClient, Runtime, str],
+) -> None:
+    client, runtime, _ = api
+    body = {
+        "records": [{"key": "ok-1", "fields": {"amount": 1}}, {"key": "bad", "fields": {"amount": "1e5000"}}]
+    }
+    r = post(client, body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_value"
+    assert error["details"] == [
+        {
+            "loc": "records.1.fields.amount",
+            "message": "field 'amount': '1e5000' has more than 38 digits before the decimal point",
+        }
+    ]
+    assert stored(runtime) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"amount": "1e1000000"}, "fields.amount"),
+        ({"amount": "NaN"}, "fields.amount"),
+        ({"amount": "9" * 5000}, "fields.amount"),
+        ({"note": "x" * 200_000}, "fields.note"),
+    ],
+)
+def test_values_no_target_can_hold_are_refused_quickly(
+    api: tuple[TestClient, Runtime, str], fields: dict[str, Any], loc: str
+) -> None:
+    client, runtime, _ = api
+    runtime.max_body_bytes = 1_000_000
+    started = time.monotonic()
+    r = post(client, {"key": "o1", "fields": fields})
+    assert time.monotonic() - started < 1.0
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == f"records.0.{loc}"
+    assert stored(runtime) == 0
+
+
+class _Described:
+    """A target that describes Order__c as Salesforce does."""
+
+    kind = "salesforce"
+
+    def describe(self, object_name: str) -> dict[str, Any]:
+        assert object_name == "Order__c"
+        return {
+            "fields": [
+                {"name": "Order_Id__c", "type": "string", "length": 10},
+                {"name": "Amount__c", "type": "currency", "precision": 6, "scale": 2},
+                {"name": "Note__c", "type": "textarea", "length": 5},
+            ]
+        }
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_target_fields_described_limits_are_checked_once_known(
+    api: tuple[TestClient, Runtime, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, runtime, token = api
+    monkeypatch.setattr(runtime, "connector", lambda name: _Described())
+    ingestor = Ingestor(runtime)
+    try:
+        assert ingestor.limits.wait("salesforce", "Order__c", timeout=10)
+        fine = json.dumps({"key": "o1", "fields": {"amount": "9999.995", "note": "12345"}}).encode()
+        with pytest.raises(ApiError) as caught:
+            ingestor.handle(token, "orders", fine)  # 9999.995 rounds to 10000.00: 5 whole digits
+        assert caught.value.details == [
+            {
+                "loc": "records.0.fields.amount",
+                "message": "field 'amount' → Amount__c: 9999.995 does not fit: at most 4 digit(s) before "
+                "the decimal point (precision 6, scale 2)",
+            }
+        ]
+        body = [
+            {"key": "o1", "fields": {"amount": 9999.99, "note": "12345"}},
+            {"key": "o2" * 6, "fields": {"note": "123456"}},
+            {"key": "o3" * 6, "operation": "delete"},
+        ]
+        with pytest.raises(ApiError) as caught:
+            ingestor.handle(token, "orders", json.dumps(body).encode())
+        assert caught.value.status == 422
+        assert [d["loc"] for d in caught.value.details] == ["records.1.key", "records.1.fields.note"]
+        assert "holds at most 10" in caught.value.details[0]["message"]
+        assert ingestor.handle(token, "orders", json.dumps(body[0]).encode()) == {
+            "accepted": 1,
+            "duplicates": 0,
+        }
+    finally:
+        ingestor.close()
+
+
+def test_sixty_thousand_unknown_fields_get_a_short_reply(api: tuple[TestClient, Runtime, str]) -> None:
+    client, runtime, _ = api
+    runtime.max_body_bytes = 2_000_000
+    fields = {f"f{i}": 1 for i in range(60_000)}
+    r = post(client, {"key": "o1", "fields": fields})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert len(r.content) < 10_000
+    assert len(error["details"]) == MAX_DETAILS and error["omitted"] == 60_000 - MAX_DETAILS
+    assert error["details"][0] == {
+        "loc": "records.0.fields",
+        "message": "unknown field 'f0' for flow 'orders'; valid: amount, note, order_id",
+    }
+    assert "first 20 of 60,000 problems" in error["message"]
+
+
+def test_many_shape_errors_are_capped_too(api: tuple[TestClient, Runtime, str]) -> None:
+    client, _, _ = api
+    r = post(client, {"key": "o1", "fields": {f"f{i}": [i] for i in range(100)}})
+    assert r.status_code == 422 and len(r.json()["error"]["details"]) == MAX_DETAILS
+    assert r.json()["error"]["omitted"] > 0
+
+
+@pytest.mark.parametrize("declared", ["20001", "9" * 5000])
+def test_a_declared_oversized_body_is_413_before_it_is_read(
+    api: tuple[TestClient, Runtime, str], declared: str
+) -> None:
+    client, _runtime, _ = api
+    r = client.post("/api/v1/flows/orders/records", content=b"{}", headers={"Content-Length": declared})
+    assert r.status_code == 413, r.text
+    assert "web.max_body_bytes" in r.json()["error"]["message"]
+
+
+def test_checks_and_transforms_run_in_a_worker_thread_not_on_the_event_loop(
+    api: tuple[TestClient, Runtime, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _, _ = api
+    seen: list[bool] = []
+    original = Ingestor.value_problems
+
+    def spy(self: Ingestor, flow: Any, records: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            seen.append(True)
+        except RuntimeError:
+            seen.append(False)
+        return original(self, flow, records)
+
+    monkeypatch.setattr(Ingestor, "value_problems", spy)
+    assert post(client, {"key": "o1", "fields": {"amount": 2}}).status_code == 202
+    assert seen == [False]

@@ -183,6 +183,10 @@ class SalesforceConnector(Connector):
         return WriteResult(w.key, False, target_id=target, error=error)
 
     # -- reads ---------------------------------------------------------------------------------
+    def describe(self, object_name: str) -> dict[str, Any]:
+        """The object's describe (fetched once, then cached for the life of the connector)."""
+        return self.client.describe(_identifier(object_name, "object"))
+
     def readable_fields(self, object_name: str) -> list[str]:
         """The object's fields that can be read as values (from its cached describe)."""
         describe = self.client.describe(_identifier(object_name, "object"))
