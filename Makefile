@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install  ## run the main job against the built-in sandbox (no account, no network)
-	$(VENV)/bin/crmsync demo
+demo: install  ## the workflows against the built-in sandbox; PORT=N, DEMO_ARGS="--workdir D --monday-port N ..."
+	$(VENV)/bin/crmsync demo $(if $(PORT),--port $(PORT)) $(DEMO_ARGS)
 
 test: install  ## the whole test suite (needs the PostgreSQL and MariaDB test servers)
 	$(PY) -m pytest

@@ -10,11 +10,15 @@ landed. Then leads are qualified on the sandbox's Monday.com board and show up i
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
 import shutil
+import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from crmsync.cli.demo_leads import run_leads_demo, serving, wait
 from crmsync.client import Client
 from crmsync.config import load_config
 from crmsync.engine.process import Process
+from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError, LockedRecord
 from crmsync.sandbox.runner import Sandbox
@@ -62,7 +67,16 @@ def demo(
     rate: float = typer.Option(40.0, help="Entries per second the application submits."),
     outage_seconds: float = typer.Option(5.0, help="How long Salesforce is down half-way (0: no outage)."),
     once: bool = typer.Option(False, help="Exit when the demo is done instead of running until Ctrl-C."),
-    workdir: Path = typer.Option(Path(".crmsync-demo"), help="Where the demo keeps its database and keys."),
+    workdir: Path = typer.Option(
+        Path(".crmsync-demo"),
+        help="Where the demo keeps its database, keys and log (another one per demo run side by side).",
+    ),
+    port: int | None = typer.Option(
+        None, help="Port of crmsync's ingest API (default 8080, or a free one when 8080 is taken; 0: free)."
+    ),
+    salesforce_port: int | None = typer.Option(None, help="Salesforce sandbox port (default 8701 or free)."),
+    trello_port: int | None = typer.Option(None, help="Trello sandbox port (default 8702 or free)."),
+    monday_port: int | None = typer.Option(None, help="Monday.com sandbox port (default 8703 or free)."),
 ) -> None:
     """Run the usage-billing workflow against the built-in sandbox: no account, no network."""
     console = Console()
@@ -71,8 +85,16 @@ def demo(
         raise typer.Exit(2)
     shutil.rmtree(workdir / "db", ignore_errors=True)
     (workdir / "db").mkdir(parents=True, exist_ok=True)
-    box = Sandbox(seed="demo", directory=workdir / "sandbox", ports=_free_or_default())
-    box.start()
+    log_file = _log_to_file(workdir / "crmsync.log")
+    chosen = {"salesforce": salesforce_port, "trello": trello_port, "monday": monday_port}
+    box = Sandbox(seed="demo", directory=workdir / "sandbox", ports=_free_or_default(chosen))
+    try:
+        box.start()
+    except OSError as exc:
+        console.print(
+            f"[red]cannot start the sandbox: {exc}[/red]; pick other ports with --salesforce-port ..."
+        )
+        raise typer.Exit(2) from None
     env = {**os.environ, **box.env()}
     try:
         cfg = load_config(recipe, environ=env)
@@ -84,8 +106,16 @@ def demo(
         raise typer.Exit(2) from exc
     store = Store(f"sqlite:///{(workdir / 'db' / 'crmsync.db').resolve()}")
     runtime = Runtime(cfg, store=store, upgrade=True)
-    proc = Process(runtime, web=True, workers=cfg.worker.concurrency, host="127.0.0.1", port=_port(8080))
-    proc.bind()
+    proc = Process(
+        runtime, web=True, workers=cfg.worker.concurrency, host="127.0.0.1", port=_port(8080, port)
+    )
+    try:
+        proc.bind()
+    except OSError as exc:
+        runtime.close()
+        box.stop()
+        console.print(f"[red]cannot listen on port {port}: {exc}[/red]; pick another with --port N (0: any)")
+        raise typer.Exit(2) from None
     server = threading.Thread(target=proc.run, daemon=True, name="crmsync")
     server.start()
     base = f"http://127.0.0.1:{proc.bound_port}"
@@ -100,7 +130,9 @@ def demo(
         name="demo-app",
     )
     console.print(
-        f"[bold]crmsync demo[/bold] — ingest API {base}, Salesforce sandbox {box.servers['salesforce'].url}"
+        f"[bold]crmsync demo[/bold] — ingest API {base}, Salesforce sandbox {box.servers['salesforce'].url}\n"
+        f"crmsync's own log goes to {log_file}",
+        soft_wrap=True,
     )
     app.start()
     try:
@@ -112,16 +144,24 @@ def demo(
             live.update(_summary(tally, runtime, sf))
         console.print()
         ok = _verify(tally, sf, console)
+        _explain_dead_letters(runtime, console)
         if str(leads_recipe) not in ("", "."):
             ok = run_leads_demo(box, leads_recipe, workdir, console) and ok
+        body = json.dumps(
+            {"key": "try-1", "fields": {"contract_id": _open_contract(sf), "product": "small", "quantity": 2}}
+        )
         console.print(
             "\nWhere to look:\n"
-            f"  ingest API      POST {base}/api/v1/flows/usage/records"
-            f"  (Authorization: Bearer {token[:8]}…)\n"
+            f"  ingest API      POST {base}/api/v1/flows/usage/records\n"
+            "  token           the demo application's (valid while the demo runs):\n"
+            f"                  export TOKEN={token}\n"
+            f"  try it          curl -X POST {base}/api/v1/flows/usage/records "
+            f'-H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d \'{body}\'\n'
             f"  a view          GET  {base}/api/v1/views/contracts?account_id=…\n"
             f"  metrics         {base}/metrics\n"
             f"  Salesforce      {box.servers['salesforce'].url}/_sandbox/state  (and /_sandbox/calls)\n"
-            f"  store           {runtime.store.shown_url}  (the queue, links and sync log)\n"
+            f"  store           {runtime.store.shown_url}  (the queue, links and sync log)\n",
+            soft_wrap=True,
         )
         if not once:
             console.print("demo running; Ctrl-C to stop")
@@ -136,19 +176,61 @@ def demo(
         box.stop()
 
 
-def _free_or_default() -> dict[str, int]:
-    return {name: _port(p) for name, p in {"salesforce": 8701, "trello": 8702, "monday": 8703}.items()}
+def _free_or_default(chosen: dict[str, int | None]) -> dict[str, int]:
+    defaults = {"salesforce": 8701, "trello": 8702, "monday": 8703}
+    return {name: _port(p, chosen.get(name)) for name, p in defaults.items()}
 
 
-def _port(preferred: int) -> int:
-    import socket
-
+def _port(preferred: int, chosen: int | None = None) -> int:
+    """``chosen`` when given (the user asked for it), else ``preferred`` if free, else 0 (any free port)."""
+    if chosen is not None:
+        return chosen
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", preferred))
         except OSError:
             return 0
     return preferred
+
+
+def _open_contract(sf: Any) -> str:
+    return next((str(c["Id"]) for c in sf.records("Contract") if c.get("Status") == "Activated"), "…")
+
+
+def _log_to_file(path: Path) -> Path:
+    """Send crmsync's log lines to ``path`` instead of the terminal, where the live table is drawn."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return path
+
+
+def _explain_dead_letters(runtime: Runtime, console: Console) -> None:
+    """Why the demo's dead letters exist: each distinct reason once, with how many it holds."""
+    letters = ChangeQueue(runtime.store).dead_letters(limit=1000)
+    if not letters:
+        return
+    locked = [letter for letter in letters if letter.error.get("kind") == "LockedRecord"]
+    if locked:
+        console.print(
+            f"[yellow]{len(locked)} dead letter(s) on purpose:[/yellow] the demo application also sends "
+            "late entries for a Fulfilled contract. Those sent while Salesforce was down could not be "
+            "checked at the door (the lock asks Salesforce), so they were queued and refused at write "
+            f"time: {locked[0].error.get('message')}.",
+            soft_wrap=True,
+        )
+    others = Counter(
+        f"{letter.error.get('kind')}: {letter.error.get('message')}"
+        for letter in letters
+        if letter.error.get("kind") != "LockedRecord"
+    )
+    for reason, count in others.most_common():
+        console.print(f"[red]{count} dead letter(s) the demo did not expect:[/red] {reason}", soft_wrap=True)
+    console.print(f"  see them: crmsync dead-letters list --url {runtime.store.url}", soft_wrap=True)
 
 
 def _application(

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
-from ..conftest import RECIPE
+import httpx
+import sqlalchemy as sa
+from rich.console import Console
+
+from crmsync.cli.demo import _explain_dead_letters
+from crmsync.errors import LockedRecord
+from crmsync.store import schema as t
+from crmsync.store.db import Store
+
+from ..conftest import RECIPE, wait_until
 
 
 def test_demo_runs_both_workflows_through_an_outage_and_verifies_salesforce(tmp_path: Path) -> None:
@@ -25,3 +40,68 @@ def test_demo_runs_both_workflows_through_an_outage_and_verifies_salesforce(tmp_
     assert "Salesforce holds exactly the" in result.stdout
     assert "two qualified leads in Salesforce with their records" in result.stdout
     assert "Where to look" in result.stdout
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR) ")
+
+
+def test_demo_runs_on_the_ports_asked_keeps_log_lines_out_of_its_table_and_prints_a_usable_token(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "demo.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "crmsync", "demo",
+                "--recipe", str(RECIPE), "--workdir", str(tmp_path / "w"), "--leads-recipe", "",
+                "--entries", "40", "--rate", "80", "--outage-seconds", "0.3",
+                "--port", str(port), "--salesforce-port", "0", "--trello-port", "0", "--monday-port", "0",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "demo running; Ctrl-C to stop" in out.read_text() or proc.poll() is not None, 120)
+        printed = out.read_text()
+        assert proc.poll() is None, printed
+        assert not LOG_LINE.search(printed), printed
+        assert LOG_LINE.search((tmp_path / "w" / "crmsync.log").read_text())
+        assert f"ingest API      POST http://127.0.0.1:{port}/api/v1/flows/usage/records" in printed
+        token = re.search(r"export TOKEN=(\S+)", printed)
+        curl = re.search(r"curl -X POST (\S+) .* -d '(.+)'", printed)
+        assert token and curl, printed
+        reply = httpx.post(
+            curl.group(1),
+            content=curl.group(2),
+            headers={"Authorization": f"Bearer {token.group(1)}", "Content-Type": "application/json"},
+        )
+        assert reply.status_code == 202, reply.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0 and "Traceback" not in out.read_text()
+
+
+def test_the_demo_says_why_its_dead_letters_exist(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'demo.db'}")
+    store.upgrade()
+    error = LockedRecord("contract 800X is fulfilled; its usage entries are locked").to_dict()
+    with store.begin() as conn:
+        conn.execute(
+            sa.insert(t.dead_letters).values(
+                change_ids=[1], source="app", flow="usage", record_key="late-75", operation="upsert",
+                payload={}, error=error, attempts=1, created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    console = Console(record=True, width=200)
+    _explain_dead_letters(SimpleNamespace(store=store), console)  # type: ignore[arg-type]
+    text = console.export_text()
+    assert "1 dead letter(s) on purpose" in text and "Fulfilled contract" in text
+    assert "contract 800X is fulfilled" in text and "did not expect" not in text
+    assert "crmsync dead-letters list --url sqlite:///" in text
+    store.dispose()
