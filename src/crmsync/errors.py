@@ -4,7 +4,8 @@
 
     CrmsyncError
     ├── RetryLater        transient: 5xx, 429, lock contention, an expired session after one re-login
-    │   └── BudgetExhausted   an API budget is spent; retry after ``retry_after`` seconds
+    │   ├── BudgetExhausted   an API budget is spent; retry after ``retry_after`` seconds
+    │   └── Unexpected        an error nobody foresaw (a bug, an odd value): retried, then a dead letter
     ├── FixTheData        the record is refused: goes to dead letters with the vendor's message
     │   └── LockedRecord      a lock rule forbids the change (answered 409 to the sender)
     └── Fatal             bad credentials, misconfiguration: stop the flow and alert a person
@@ -76,6 +77,21 @@ class RetryLater(CrmsyncError):
 
 class BudgetExhausted(RetryLater):
     """An API budget (daily calls, rate window, complexity) is spent."""
+
+
+class Unexpected(RetryLater):
+    """An exception crmsync did not foresee while applying one change (a bug, an unforeseen value).
+
+    It is recorded on that change alone and retried with back-off like a transient failure; after
+    ``worker.max_attempts`` attempts the change becomes a dead letter with this message.
+    """
+
+    @classmethod
+    def wrap(cls, exc: BaseException, **kw: Any) -> Unexpected:
+        text = str(exc)
+        if len(text) > 500:
+            text = text[:500] + "…"
+        return cls(f"unexpected {type(exc).__name__}: {text}", **kw)
 
 
 class FixTheData(CrmsyncError):

@@ -64,13 +64,21 @@ class WebConfig(Model):
         1_048_576, gt=0, description="Largest request body accepted; larger ingest bodies get 413."
     )
     max_batch: int = Field(1000, gt=0, description="Most records accepted in one ingest request.")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a request's headers within this is closed."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request whose body is not complete within this is answered 408 and closed."
+    )
 
 
 class BackoffConfig(Model):
     initial_seconds: float = Field(1.0, gt=0, description="Delay before the first retry.")
     factor: float = Field(2.0, ge=1, description="Each further retry waits this many times longer.")
     max_seconds: float = Field(300.0, gt=0, description="Longest delay between two retries.")
-    jitter: float = Field(0.2, ge=0, le=1, description="Random share (0..1) added or taken off each delay.")
+    jitter: float = Field(
+        0.2, ge=0, lt=1, description="Random share (0 up to, not including, 1) added or taken off each delay."
+    )
 
 
 class WorkerConfig(Model):
@@ -84,9 +92,21 @@ class WorkerConfig(Model):
         default_factory=BackoffConfig, description="Delays between retries of transient failures."
     )
     max_attempts: int | None = Field(
-        None,
+        10,
         ge=1,
-        description="null: transient failures retry until they succeed; N: dead letter after N attempts.",
+        description=(
+            "Attempts before a change that keeps failing on its own (an unexpected error, a record the "
+            "vendor cannot take now) becomes a dead letter; null: never. Failures of a whole call (the "
+            "vendor down, a rate limit) retry until they succeed and do not count."
+        ),
+    )
+    pause_probe_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "How often a paused flow's connection is tried again (one cheap call) to find it accepts "
+            "crmsync again; a change to its settings resumes the flow at once."
+        ),
     )
 
 
@@ -179,9 +199,16 @@ class MondayConnection(Model):
         description="The GraphQL endpoint (the sandbox's MONDAY_API_URL when testing).",
     )
     token: SecretStr = Field(description="API token: a personal token, or an app's (OAuth) token.")
+    app_token: OptionalSecret = Field(
+        None,
+        description=(
+            "An app's (OAuth) token that creates the webhooks, so monday signs their deliveries "
+            "(with signing_secret); unset: `token` creates them and a secret in their URL protects them."
+        ),
+    )
     signing_secret: OptionalSecret = Field(
         None,
-        description="The app's Signing Secret; when set, webhook deliveries must carry a valid JWT.",
+        description="The app's Signing Secret: verifies the signed deliveries of webhooks made with app_token.",
     )
     api_version: str = Field(
         "2026-10",
@@ -329,6 +356,14 @@ class Flow(Model):
         description=(
             "Urgent flows write even when the target's daily API use is past its daily_limit_guard; "
             "the changes of other flows (backfills, reconciles) wait until the budget recovers."
+        ),
+    )
+    initial_sync: bool = Field(
+        True,
+        description=(
+            "Two-way flows: `crmsync run` first applies what `crmsync preview` shows (`crmsync sync`) "
+            "while the flow has never synced, and the first reconcile reads the whole board; false "
+            "leaves the records that exist before crmsync first ran the flow as they are."
         ),
     )
 

@@ -51,7 +51,7 @@ worker:
   poll_interval_seconds: 0.2
   batch_size: 200
   backoff: {initial_seconds: 1, factor: 2, max_seconds: 300, jitter: 0.2}
-  max_attempts: null           # null: transient failures retry until they succeed
+  max_attempts: 10             # a change failing on its own becomes a dead letter after 10 tries
 
 connections:
   salesforce:

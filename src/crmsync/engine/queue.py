@@ -383,8 +383,16 @@ class ChangeQueue:
         values = {"state": "done", "leased_until": None, "updated_at": now}
         self.store.run(lambda conn: self._fenced_update(conn, claimed, values))
 
-    def retry(self, claimed: ClaimedChange, error: CrmsyncError, *, retry_after: float | None = None) -> None:
-        """Back to pending after a back-off (at least ``retry_after`` seconds): the back of the line."""
+    def retry(
+        self,
+        claimed: ClaimedChange,
+        error: CrmsyncError,
+        *,
+        retry_after: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        """Back to pending after a back-off (at least ``retry_after`` seconds): the back of the line.
+        ``transient``: the call carrying the change failed, not the change (see :meth:`hurry`)."""
         now = self.clock()
         delay = max(self.backoff.delay(claimed.attempts + 1), retry_after or 0.0)
         values = {
@@ -393,7 +401,7 @@ class ChangeQueue:
             "available_at": now + timedelta(seconds=delay),
             "lease_owner": None,
             "leased_until": None,
-            "last_error": error.to_dict(),
+            "last_error": {**error.to_dict(), "transient": transient},
             "updated_at": now,
         }
         self.store.run(lambda conn: self._fenced_update(conn, [claimed], values))
@@ -440,14 +448,49 @@ class ChangeQueue:
         }
         self.store.run(lambda conn: self._fenced_update(conn, claimed, values))
 
-    def extend(self, claimed: Sequence[ClaimedChange], seconds: float) -> None:
-        """Keep the lease ``seconds`` longer from now (for slow batches)."""
+    def extend(self, claimed: Sequence[ClaimedChange], seconds: float) -> set[int]:
+        """Keep the lease ``seconds`` longer from now (a heartbeat for slow batches). Returns the
+        ids of the rows still held; a row missing from it was taken over and must not be written."""
         if not claimed:
-            return
+            return set()
         now = self.clock()
         until = now + timedelta(seconds=seconds)
         values = {"leased_until": until, "available_at": until, "updated_at": now}
-        self.store.run(lambda conn: self._fenced_update(conn, claimed, values))
+        c = t_changes.c
+
+        def work(conn: Connection) -> set[int]:
+            self._fenced_update(conn, claimed, values)
+            held: set[int] = set()
+            for owner in {cc.lease_owner for cc in claimed}:
+                ids = [i for cc in claimed if cc.lease_owner == owner for i in cc.change_ids]
+                for chunk in _chunks(ids):
+                    query = sa.select(c.id).where(
+                        c.id.in_(chunk), c.state == "leased", c.lease_owner == owner
+                    )
+                    held.update(int(i) for i in conn.execute(query).scalars())
+            return held
+
+        return self.store.run(work)
+
+    def hurry(self, flows: Collection[str]) -> int:
+        """Make the changes of ``flows`` that wait after a transient failure available now (their
+        connection works again); returns how many. Changes refused for their own data are left."""
+        if not flows:
+            return 0
+        now = self.clock()
+        c = t_changes.c
+        stmt = (
+            sa.update(t_changes)
+            .where(
+                c.state == "pending",
+                c.flow.in_(sorted(flows)),
+                c.attempts > 0,
+                c.available_at > now,
+                sa.type_coerce(c.last_error, sa.Text).like('%"transient":true%'),
+            )
+            .values(available_at=now, updated_at=now)
+        )
+        return self.store.run(lambda conn: int(conn.execute(stmt).rowcount or 0))
 
     # -- observation ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from crmsync.connectors.base import Connector
 from crmsync.connectors.registry import connector_class
 from crmsync.engine.backoff import Backoff
 from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.health import Health
 from crmsync.engine.ledger import Ledger
 from crmsync.engine.locks import LockChecker, Queryable
 from crmsync.engine.metrics import Metrics
@@ -57,6 +58,7 @@ class Runtime:
         self.metrics = Metrics()
         self.metrics.watch(self.queue.stats, lambda: dict(self._connectors))
         self.max_attempts: int | None = w.max_attempts
+        self.health = Health(self, probe_seconds=w.pause_probe_seconds)
         self.max_body_bytes: int = config.web.max_body_bytes
         self.max_batch: int = config.web.max_batch
 
@@ -125,8 +127,8 @@ class Runtime:
         return conn is not None and conn.type == "app"
 
     def active_flows(self) -> list[str] | None:
-        """Flows the workers may claim for (None: all)."""
-        return None
+        """Flows the workers may claim for (None: all); a paused flow's changes wait."""
+        return self.health.active_flows()
 
     def find_by_external_ids(self, flow: FlowRuntime, keys: list[str]) -> dict[str, str]:
         """The target's ids of the records whose match field holds one of ``keys``."""

@@ -9,9 +9,23 @@
                                                                           └─ RetryLater ► retry
 
 Every claimed change ends in exactly one of: completed, retried (back to pending with a later
-``available_at``) or dead-lettered. A worker that dies mid-way loses nothing: its leases expire and
-another worker claims the same changes; effects are idempotent (upserts by external id, deletes of
-an absent record succeed), so applying twice lands once.
+``available_at``), released (its flow was paused) or dead-lettered. A worker that dies mid-way loses
+nothing: its leases expire and another worker claims the same changes; effects are idempotent
+(upserts by external id, deletes of an absent record succeed), so applying twice lands once.
+
+Rules that keep one record from holding back another:
+
+- any exception while applying a change is recorded on that change and counted as an attempt;
+  an exception nobody foresaw in a batch makes the worker apply the batch's changes one by one,
+  so that only the change that causes it is retried (and becomes a dead letter after
+  ``worker.max_attempts``);
+- a whole call failing transiently (the vendor down, a rate limit) retries its changes without
+  counting against ``max_attempts``: nothing is lost while a vendor is down, and once a call to it
+  works again the changes waiting on it are retried at once (:mod:`.health`);
+- a heartbeat extends the leases of the changes a worker still holds while it works (a paced call
+  may wait for minutes); a change whose lease was lost anyway is not written;
+- :class:`~crmsync.errors.Fatal` (refused credentials, misconfiguration) pauses the flow: its
+  changes wait untouched until the connection's settings change or it accepts crmsync again.
 """
 
 from __future__ import annotations
@@ -19,15 +33,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING
 
-from crmsync.alerts import auth_failure, auth_ok, dead_letter_alert
+from sqlalchemy.exc import SQLAlchemyError
+
+from crmsync.alerts import dead_letter_alert
 from crmsync.connectors.base import Connector, Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
-from crmsync.engine.queue import ClaimedChange
-from crmsync.errors import BudgetExhausted, CrmsyncError, Fatal, FixTheData, LockedRecord
+from crmsync.engine.queue import ChangeQueue, ClaimedChange
+from crmsync.errors import (
+    BudgetExhausted,
+    CrmsyncError,
+    Fatal,
+    FixTheData,
+    LockedRecord,
+    RetryLater,
+    Unexpected,
+)
 
 if TYPE_CHECKING:
     from crmsync.engine.runtime import Runtime
@@ -43,13 +68,60 @@ class BatchOutcome:
     skipped: int = 0
 
 
+class Heartbeat:
+    """Extends the leases of the changes a worker still holds, every third of the lease, while it
+    works on them; remembers the ones another worker took over (their lease ran out anyway)."""
+
+    def __init__(
+        self, queue: ChangeQueue, in_hand: Callable[[], list[ClaimedChange]], lease_seconds: float
+    ) -> None:
+        self.queue = queue
+        self.in_hand = in_hand
+        self.lease_seconds = lease_seconds
+        self.interval = max(lease_seconds / 3.0, 0.05)
+        self._stop = threading.Event()
+        self._lost: set[int] = set()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            changes = self.in_hand()
+            if not changes:
+                continue
+            try:
+                held = self.queue.extend(changes, self.lease_seconds)
+            except Exception:  # the store may be away for a moment; the next beat tries again
+                log.warning("could not extend the leases of %d change(s)", len(changes), exc_info=True)
+                continue
+            lost = {i for c in changes for i in c.change_ids} - held
+            if lost - self._lost:
+                log.warning("lease lost on %d change(s): another worker has them now", len(lost - self._lost))
+            self._lost |= lost
+
+    def lost(self, change: ClaimedChange) -> bool:
+        return any(i in self._lost for i in change.change_ids)
+
+
 class Worker:
     def __init__(self, runtime: Runtime, *, owner: str, batch_size: int = 200, poll_interval: float = 0.2):
         self.rt = runtime
         self.owner = owner
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self._troubled: set[str] = set()  # connections whose credentials failed (alert open)
+        self._settled: set[tuple[int, ...]] = set()  # changes of the batch in hand given an outcome
+        self._beat: Heartbeat | None = None
 
     # -- loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -68,20 +140,57 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many changes it held."""
-        claimed = self.rt.queue.claim(self.owner, self.batch_size, flows=self.rt.active_flows())
+        self.rt.health.maintain()
+        claimed = self.rt.queue.claim(self.owner, self.batch_size, flows=self.rt.health.active_flows())
         if not claimed:
             return 0
         by_flow: dict[str, list[ClaimedChange]] = defaultdict(list)
         for change in claimed:
             by_flow[change.flow].append(change)
-        for flow_name, changes in by_flow.items():
-            flow = self.rt.flows.get(flow_name)
-            if flow is None:
-                for change in changes:
-                    self._dead(change, Fatal(f"flow {flow_name!r} is not in the configuration any more"))
-                continue
-            self.process(flow, changes)
+        self._settled = set()
+        lease = self.rt.config.worker.lease_seconds
+        with Heartbeat(self.rt.queue, lambda: self._in_hand(claimed), lease) as beat:
+            self._beat = beat
+            try:
+                for flow_name, changes in by_flow.items():
+                    flow = self.rt.flows.get(flow_name)
+                    if flow is None:
+                        for change in changes:
+                            gone = Fatal(f"flow {flow_name!r} is not in the configuration any more")
+                            self._dead(change, gone)
+                        continue
+                    self._guarded(flow, changes)
+            finally:
+                self._beat = None
         return len(claimed)
+
+    def _in_hand(self, claimed: Sequence[ClaimedChange]) -> list[ClaimedChange]:
+        settled = self._settled
+        return [c for c in claimed if c.change_ids not in settled]
+
+    def _lost(self, change: ClaimedChange) -> bool:
+        return self._beat is not None and self._beat.lost(change)
+
+    def _guarded(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> None:
+        """Process a flow's changes; an exception nobody foresaw is pinned on the change causing it."""
+        try:
+            self.process(flow, changes)
+        except SQLAlchemyError:
+            raise  # the store is away: the loop waits, the leases expire, nothing is lost
+        except Exception as exc:
+            left = [c for c in changes if c.change_ids not in self._settled and not self._lost(c)]
+            if len(left) == 1:
+                log.exception("flow %s: unexpected error applying %r", flow.name, left[0].record_key)
+                self._retry(left[0], Unexpected.wrap(exc))
+            elif left:
+                log.warning(
+                    "flow %s: unexpected %s in a batch of %d; applying them one by one",
+                    flow.name,
+                    type(exc).__name__,
+                    len(left),
+                )
+                for change in left:
+                    self._guarded(flow, [change])
 
     # -- one flow's batch ------------------------------------------------------------------------
     def process(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> BatchOutcome:
@@ -90,12 +199,15 @@ class Worker:
         outcome = BatchOutcome()
         target = self.rt.connector(flow.target)
         try:
-            locked = self._locked(flow, changes)
+            locked, refused = self._locked(flow, changes)
+        except Fatal as exc:
+            self._pause(flow, flow.target, changes, exc)
+            outcome.retried = len(changes)
+            return outcome
         except CrmsyncError as exc:  # the lock rule cannot be asked now: nothing is written
-            if isinstance(exc, Fatal):
-                self._fatal(flow.target, flow.name, exc)
+            self.rt.health.down(flow.target, exc)
             for change in changes:
-                self._retry(change, exc)
+                self._retry(change, exc, transient=True)
             outcome.retried = len(changes)
             return outcome
         # after the lock check, which refreshed what the vendor reports of the budget
@@ -112,6 +224,10 @@ class Worker:
         held: dict[str, ClaimedChange] = {}
         for change in changes:
             parent = self._parent_of(flow, change)
+            if parent is not None and parent in refused:
+                self._dead(change, refused[parent])
+                outcome.dead += 1
+                continue
             if parent is not None and parent in locked:
                 assert flow.lock is not None
                 self._dead(change, LockedRecord(flow.lock_message({**change.fields, flow.lock.key: parent})))
@@ -125,38 +241,54 @@ class Worker:
                 continue
             if write is None:
                 self.rt.ledger.skipped(flow, change, f"on_delete is {flow.on_delete}")
-                self.rt.queue.complete([change])
+                self._complete([change])
                 outcome.skipped += 1
                 continue
             writes.append(write)
             held[change.record_key] = change
         try:
             writes = self._resolve_deletes(flow, writes)
+        except Fatal as exc:
+            self._pause(flow, flow.target, list(held.values()), exc)
+            outcome.retried += len(held)
+            return outcome
         except CrmsyncError as exc:
+            self.rt.health.down(flow.target, exc)
             for change in held.values():
-                self._retry(change, exc)
+                self._retry(change, exc, transient=True)
             outcome.retried += len(held)
             return outcome
         for key in set(held) - {w.key for w in writes}:
             self.rt.ledger.skipped(flow, held[key], "nothing to delete: the record is not in the target")
-            self.rt.queue.complete([held.pop(key)])
+            self._complete([held.pop(key)])
             outcome.skipped += 1
+        lost = [w for w in writes if self._lost(held[w.key])]
+        if lost:  # another worker holds these now: writing them here could undo its newer write
+            for w in lost:
+                self._settled.add(held.pop(w.key).change_ids)
+            writes = [w for w in writes if w.key in held]
         if not writes:
             return outcome
         try:
             results = target.write_batch(flow.object_name, writes)
-        except CrmsyncError as exc:
-            for change in held.values():
-                self._retry(change, exc)
+        except Fatal as exc:
+            self._pause(flow, flow.target, list(held.values()), exc)
             outcome.retried += len(held)
-            if isinstance(exc, Fatal):
-                self._fatal(flow.target, flow.name, exc)
+            return outcome
+        except CrmsyncError as exc:
+            self.rt.health.down(flow.target, exc)
+            for change in held.values():
+                self._retry(change, exc, transient=True)
+            outcome.retried += len(held)
             return outcome
         finally:
             usage = target.api_usage()
             if usage is not None:
                 self.rt.ledger.save_budget(flow.target, usage)
+        self.rt.health.working(flow.target)
         done: list[tuple[ClaimedChange, Write, WriteResult]] = []
+        refused_by_settings: list[ClaimedChange] = []
+        fatal: Fatal | None = None
         for write, result in zip(writes, results, strict=True):
             change = held[write.key]
             if result.ok:
@@ -164,13 +296,18 @@ class Worker:
             elif isinstance(result.error, FixTheData) or result.error is None:
                 self._dead(change, result.error or FixTheData("refused without a reason"))
                 outcome.dead += 1
-            else:  # the call carrying it failed (retry later, or credentials): not the record's fault
+            elif isinstance(result.error, Fatal):  # e.g. no access to a field: a person must act
+                fatal = result.error
+                refused_by_settings.append(change)
+                outcome.retried += 1
+            else:  # the record could not be written now (e.g. a row lock): try it again later
                 self._retry(change, result.error)
                 outcome.retried += 1
+        if fatal is not None:
+            self._pause(flow, flow.target, refused_by_settings, fatal)
         if done:
-            self._healthy(flow.target)
             self.rt.ledger.applied(flow, done)
-            self.rt.queue.complete([c for c, _, _ in done])
+            self._complete([c for c, _, _ in done])
             self.rt.metrics.applied(flow.name, len(done), [c.created_at for c, _, _ in done])
             outcome.applied = len(done)
         return outcome
@@ -178,21 +315,36 @@ class Worker:
     def _two_way(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> BatchOutcome:
         """Flows between two systems: one record at a time, in either direction (see :mod:`.twoway`)."""
         outcome = BatchOutcome()
-        for change in changes:
+        for n, change in enumerate(changes):
+            if self._lost(change):
+                self._settled.add(change.change_ids)
+                continue
+            written = flow.target if change.source == flow.source else flow.source
             try:
                 what = self.rt.twoway.apply(flow, change)
             except FixTheData as exc:
                 self._dead(change, exc)
                 outcome.dead += 1
                 continue
-            except CrmsyncError as exc:
-                if isinstance(exc, Fatal):
-                    written = flow.target if change.source == flow.source else flow.source
-                    self._fatal(written, flow.name, exc)
+            except Fatal as exc:
+                rest = [c for c in changes[n:] if c.change_ids not in self._settled]
+                self._pause(flow, written, rest, exc)
+                outcome.retried += len(rest)
+                return outcome
+            except Unexpected as exc:
                 self._retry(change, exc)
                 outcome.retried += 1
                 continue
-            self._healthy(flow.target if change.source == flow.source else flow.source)
+            except RetryLater as exc:  # the call failed (vendor down, rate limit): not the record's fault
+                self.rt.health.down(written, exc)
+                self._retry(change, exc, transient=True)
+                outcome.retried += 1
+                continue
+            except CrmsyncError as exc:
+                self._retry(change, exc)
+                outcome.retried += 1
+                continue
+            self.rt.health.working(written)
             if what.startswith("skipped"):
                 self.rt.ledger.skipped(flow, change, what)
                 outcome.skipped += 1
@@ -200,25 +352,18 @@ class Worker:
                 self.rt.ledger.applied_one(flow, change, what)
                 outcome.applied += 1
                 self.rt.metrics.applied(flow.name, 1, [change.created_at])
-            self.rt.queue.complete([change])
+            self._complete([change])
         return outcome
 
-    def _fatal(self, connection: str, flow: str, error: CrmsyncError) -> None:
-        """A person must act (credentials, configuration): log it and alert, once per problem."""
-        log.error("flow %s: %s", flow, error)
-        self._troubled.add(connection)
-        try:
-            auth_failure(self.rt.alerter, connection, error)
-        except Exception:
-            log.exception("could not raise the alert for %s", connection)
-
-    def _healthy(self, connection: str) -> None:
-        if connection in self._troubled:
-            self._troubled.discard(connection)
-            try:
-                auth_ok(self.rt.alerter, connection)
-            except Exception:
-                log.exception("could not clear the alert for %s", connection)
+    def _pause(
+        self, flow: FlowRuntime, connection: str, changes: Sequence[ClaimedChange], error: CrmsyncError
+    ) -> None:
+        """A person must act (credentials, configuration): pause the flow, alert once, and give its
+        changes back untouched; they wait in the queue until the connection works again."""
+        self.rt.health.pause(flow.name, connection, error)
+        if changes:
+            self.rt.queue.release(changes)
+            self._settled.update(c.change_ids for c in changes)
 
     def _over_budget(self, target: Connector) -> bool:
         over_guard = getattr(target, "over_guard", None)
@@ -239,11 +384,42 @@ class Worker:
             parent = flow.lock_parent(self.rt.ledger.last_synced(flow, change.record_key))
         return parent
 
-    def _locked(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> set[str]:
+    def _locked(
+        self, flow: FlowRuntime, changes: Sequence[ClaimedChange]
+    ) -> tuple[set[str], dict[str, FixTheData]]:
+        """The locked parents, and the parents the target refused to be asked about (e.g. a value
+        that is no record id) with its reason: only their changes fail, the others go on."""
         if flow.lock is None:
-            return set()
+            return set(), {}
         parents = {p for p in (self._parent_of(flow, c) for c in changes) if p is not None}
-        return self.rt.locks.locked(flow, self.rt.queryable(flow.target), parents)
+        target = self.rt.queryable(flow.target)
+        try:
+            return self.rt.locks.locked(flow, target, parents), {}
+        except FixTheData:
+            if len(parents) <= 1:
+                return set(), {p: self._refused_parent(flow, p) for p in parents}
+        locked: set[str] = set()
+        refused: dict[str, FixTheData] = {}
+        for parent in sorted(parents):  # one query each, to find the value(s) the target refuses
+            try:
+                locked |= self.rt.locks.locked(flow, target, [parent])
+            except FixTheData as exc:
+                refused[parent] = self._refused_parent(flow, parent, exc)
+        return locked, refused
+
+    @staticmethod
+    def _refused_parent(flow: FlowRuntime, parent: str, exc: FixTheData | None = None) -> FixTheData:
+        assert flow.lock is not None
+        reason = f": {exc.message}" if exc is not None else ""
+        what = f"{flow.lock.key} {parent!r}"
+        return FixTheData(
+            f"{what} cannot be checked against the lock rule on {flow.lock.object}{reason}",
+            object_name=flow.lock.object,
+            record=parent,
+            vendor_code=exc.vendor_code if exc is not None else None,
+            status=exc.status if exc is not None else None,
+            url=exc.url if exc is not None else None,
+        )
 
     def _write_for(self, flow: FlowRuntime, change: ClaimedChange) -> Write | None:
         if change.operation == "upsert":
@@ -288,19 +464,27 @@ class Worker:
         return out
 
     # -- outcomes ----------------------------------------------------------------------------------
-    def _retry(self, change: ClaimedChange, error: CrmsyncError) -> None:
+    def _complete(self, changes: Sequence[ClaimedChange]) -> None:
+        self.rt.queue.complete(changes)
+        self._settled.update(c.change_ids for c in changes)
+
+    def _retry(self, change: ClaimedChange, error: CrmsyncError, *, transient: bool = False) -> None:
+        """Try ``change`` again after a back-off. ``transient``: the call carrying it failed (the vendor
+        down, a rate limit), which is not the change's fault and does not count towards dead-lettering."""
         retry_after = getattr(error, "retry_after", None)
         max_attempts = self.rt.max_attempts
         budget = isinstance(error, BudgetExhausted)  # waiting for a budget is not the change failing
-        if max_attempts is not None and not budget and change.attempts + 1 >= max_attempts:
+        if max_attempts is not None and not (budget or transient) and change.attempts + 1 >= max_attempts:
             self._dead(change, error)
             return
-        self.rt.queue.retry(change, error, retry_after=retry_after)
+        self.rt.queue.retry(change, error, retry_after=retry_after, transient=transient)
+        self._settled.add(change.change_ids)
         self.rt.ledger.retried(change, error)
         self.rt.metrics.failed(change.flow, type(error).__name__)
 
     def _dead(self, change: ClaimedChange, error: CrmsyncError) -> None:
         self.rt.queue.dead(change, error)
+        self._settled.add(change.change_ids)
         self.rt.ledger.dead(change, error)
         try:  # one alert per flow while it has dead letters; a failed alert must not stop the worker
             dead_letter_alert(self.rt.alerter, change.flow, change.record_key, error)

@@ -295,3 +295,28 @@ def test_purge_done_deletes_old_finished_changes(queue: ChangeQueue, clock: Cloc
     clock.advance(3600)
     assert queue.purge_done(timedelta(minutes=30)) == 1
     assert sorted(states(store).values()) == ["leased"]
+
+
+def test_extend_answers_which_changes_are_still_held(queue: ChangeQueue, clock: Clock) -> None:
+    queue.enqueue([up("a"), up("b")])
+    mine = queue.claim("w1", 10)
+    assert queue.extend(mine, 30) == {i for c in mine for i in c.change_ids}
+    clock.advance(31)  # the lease runs out: another worker takes "a" over
+    queue.extend([c for c in mine if c.record_key == "b"], 30)
+    [taken] = queue.claim("w2", 10)
+    assert taken.record_key == "a"
+    held = queue.extend(mine, 30)
+    assert held == {i for c in mine if c.record_key == "b" for i in c.change_ids}
+
+
+def test_hurry_retries_now_what_waits_on_a_failed_call_but_not_refused_records(
+    queue: ChangeQueue, clock: Clock
+) -> None:
+    queue.enqueue([up("outage"), up("own", flow="f"), up("other", flow="g")])
+    by_key = {c.record_key: c for c in queue.claim("w", 10)}
+    queue.retry(by_key["outage"], RetryLater("HTTP 503"), transient=True)
+    queue.retry(by_key["own"], RetryLater("UNABLE_TO_LOCK_ROW"))
+    queue.retry(by_key["other"], RetryLater("HTTP 503"), transient=True)
+    assert queue.claim("w", 10) == []
+    assert queue.hurry(["f"]) == 1
+    assert keys(queue.claim("w", 10)) == ["outage"]

@@ -36,6 +36,7 @@ def test_secrets_are_secret_types() -> None:
         ("SalesforceConnection", "password"),
         ("SalesforceConnection", "refresh_token"),
         ("MondayConnection", "token"),
+        ("MondayConnection", "app_token"),
         ("MondayConnection", "signing_secret"),
         ("AlertsConfig", "urls"),
     }
@@ -51,7 +52,7 @@ def test_defaults_when_sections_are_absent() -> None:
         60,
         0.2,
         200,
-        None,
+        10,
     )
     assert (w.backoff.initial_seconds, w.backoff.factor, w.backoff.max_seconds, w.backoff.jitter) == (
         1,
