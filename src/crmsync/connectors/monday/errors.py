@@ -11,8 +11,8 @@ API-version era (all parsed here):
 
 Lookup order: ``(status, code)``, then ``(None, code)``, then ``(status, None)``, then the status
 family (5xx → retry later, 401/403 → fatal, other 4xx → fix the data); an application error with
-an unknown code is refused data. ``retry_after`` comes from ``Retry-After``, ``retry_in_seconds``
-or the legacy message.
+an unknown code is refused data. ``retry_after`` comes from ``retry_in_seconds``, the legacy
+message or the ``Retry-After`` header (seconds or an HTTP date), in that order, clipped to a day.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from crmsync.connectors.retry_after import bounded_wait, retry_after_header
 from crmsync.errors import BudgetExhausted, CrmsyncError, Fatal, FixTheData, RetryLater
 
 #: a pseudo code for an HTTP error whose body names no code
@@ -129,14 +130,14 @@ def _number(value: Any) -> float | None:
 
 def parse_errors(body: Any, headers: Mapping[str, str] | None = None) -> list[VendorError]:
     """Every error of a reply body, in any of monday's shapes (empty when there is none)."""
-    header_wait = _number((headers or {}).get("retry-after") or (headers or {}).get("Retry-After"))
+    header_wait = retry_after_header(headers)
     out: list[VendorError] = []
     if not isinstance(body, dict):
         return out
     if body.get("error_code") or body.get("error_message"):  # the legacy shape
         message = str(body.get("error_message") or body.get("error_code"))
         found = _RESET_IN.search(message)
-        wait = float(found.group(1)) if found else header_wait
+        wait = bounded_wait(float(found.group(1))) if found else header_wait
         out.append(VendorError(str(body.get("error_code") or "") or None, message, wait, data=body))
         return out
     errors = body.get("errors")
@@ -145,18 +146,20 @@ def parse_errors(body: Any, headers: Mapping[str, str] | None = None) -> list[Ve
     for error in errors:
         if isinstance(error, str):
             found = _RESET_IN.search(error)
-            out.append(VendorError(None, error, float(found.group(1)) if found else header_wait))
+            out.append(
+                VendorError(None, error, bounded_wait(float(found.group(1))) if found else header_wait)
+            )
             continue
         if not isinstance(error, dict):
             continue
         ext = error.get("extensions") if isinstance(error.get("extensions"), dict) else {}
         assert isinstance(ext, dict)
         code = ext.get("code") or error.get("code")
-        wait = _number(ext.get("retry_in_seconds"))
+        wait = bounded_wait(_number(ext.get("retry_in_seconds")))
         message = str(error.get("message") or code or "error")
         if wait is None:
             found = _RESET_IN.search(message)
-            wait = float(found.group(1)) if found else header_wait
+            wait = bounded_wait(float(found.group(1))) if found else header_wait
         path = tuple(p for p in error.get("path") or () if isinstance(p, str | int))
         out.append(VendorError(str(code) if code else None, message, wait, path, ext.get("error_data")))
     return out
@@ -201,8 +204,7 @@ def error_from_reply(
     errors = parse_errors(body, headers)
     if not errors:
         reason = text[:300] if text else "(empty reply)"
-        header_wait = _number((headers or {}).get("retry-after"))
-        errors = [VendorError(None, f"HTTP {status}: {reason}", header_wait)]
+        errors = [VendorError(None, f"HTTP {status}: {reason}", retry_after_header(headers))]
     # the most urgent error decides: a budget or transport error over a data error
     ranked = sorted(errors, key=lambda e: _rank(error_class(status if status != 200 else None, e.code)))
     return make_error(status, ranked[0], url=url, object_name=object_name)

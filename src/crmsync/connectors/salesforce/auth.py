@@ -16,6 +16,7 @@ A refused login raises :class:`crmsync.errors.Fatal` carrying the vendor's ``err
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -120,13 +121,19 @@ def token_form(
 
 
 def parse_token_reply(
-    settings: SalesforceSettings, status: int, text: str, body: object, *, url: str
+    settings: SalesforceSettings,
+    status: int,
+    text: str,
+    body: object,
+    *,
+    url: str,
+    headers: Mapping[str, str] | None = None,
 ) -> Token:
     """The session from the token endpoint's reply, or the error to raise for a refusal."""
     if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
         if status == 200:
             raise Fatal("login reply has no access_token", url=url, status=status)
-        raise token_error(status, text, url=url)
+        raise token_error(status, text, url=url, headers=headers)
     instance_url = str(body.get("instance_url") or settings.instance_url or "").rstrip("/")
     if not instance_url:
         raise Fatal("login reply has no instance_url and none is configured", url=url)

@@ -7,8 +7,9 @@ Blocking calls (``httpx.Client``), safe to share between worker threads. Every r
   when they come back as changes;
 - reads ``Sforce-Limit-Info`` (``api-usage=N/M``) into :meth:`SalesforceClient.api_usage`;
 - on 401 ``INVALID_SESSION_ID`` logs in again once (one thread does it for all) and retries once;
-- turns every failure into the error tree of :mod:`crmsync.errors` (see :mod:`.errors`); network
-  errors and timeouts are :class:`~crmsync.errors.RetryLater`.
+- turns every failure into the error tree of :mod:`crmsync.errors` (see :mod:`.errors`), with the
+  wait a ``Retry-After`` header asks for; network errors and timeouts are
+  :class:`~crmsync.errors.RetryLater`.
 
 httpx is imported in this module only.
 """
@@ -171,7 +172,9 @@ class SalesforceClient:
             body: Any = response.json()
         except ValueError:
             body = None
-        token = parse_token_reply(self.settings, response.status_code, response.text, body, url=url)
+        token = parse_token_reply(
+            self.settings, response.status_code, response.text, body, url=url, headers=response.headers
+        )
         if token.refresh_token:
             self._refresh_token = token.refresh_token
         self._token = token
@@ -282,6 +285,7 @@ class SalesforceClient:
                 url=str(response.request.url),
                 object_name=object_name,
                 record=record,
+                headers=response.headers,
             )
         return response
 

@@ -7,13 +7,22 @@ status), then ``(status, None)`` (the status decides), then the status family (5
 
 An expired session (401 ``INVALID_SESSION_ID``) is handled by the client before this table is
 consulted: it logs in again once and retries once; the table only sees the second 401 (fatal).
+
+``REQUEST_LIMIT_EXCEEDED`` names three different limits; the vendor's message tells them apart
+(:func:`normalize_code`): ``TotalRequests Limit exceeded.`` is the org's rolling 24-hour budget
+(wait about an hour), ``ConcurrentRequests ...`` / ``ConcurrentPerOrgLongTxn ...`` too many
+long-running requests at once (wait seconds), anything else a rate limit (wait what
+``Retry-After`` says, else the engine's backoff). A ``Retry-After`` header, in seconds or as an
+HTTP date, overrides the default wait of every retry-later error.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from crmsync.connectors.retry_after import retry_after_header
 from crmsync.errors import BudgetExhausted, CrmsyncError, Fatal, FixTheData, RetryLater
 
 #: seconds to wait once the org's rolling 24-hour API budget is spent (Salesforce sends no Retry-After)
@@ -23,12 +32,16 @@ CONCURRENCY_RETRY_AFTER = 30.0
 
 #: a pseudo error code for a 300 reply (an external id matched several records)
 MULTIPLE_MATCHES = "MULTIPLE_RECORDS"
+#: pseudo error codes for the two ``REQUEST_LIMIT_EXCEEDED`` replies that are not the daily limit
+CONCURRENT_REQUESTS = "ConcurrentRequests"
+RATE_LIMITED = "RateLimited"
 ERROR_TABLE: dict[tuple[int | None, str | None], type[CrmsyncError]] = {
     # -- sessions, budgets and concurrency ---------------------------------------------------
     (401, "INVALID_SESSION_ID"): Fatal,  # only reached after one re-login and one retry
     (403, "REQUEST_LIMIT_EXCEEDED"): BudgetExhausted,
-    (403, "ConcurrentRequests"): RetryLater,
+    (403, CONCURRENT_REQUESTS): RetryLater,
     (None, "REQUEST_LIMIT_EXCEEDED"): BudgetExhausted,
+    (None, RATE_LIMITED): RetryLater,
     # -- transient -----------------------------------------------------------------------------
     (None, "UNABLE_TO_LOCK_ROW"): RetryLater,
     (None, "SERVER_UNAVAILABLE"): RetryLater,
@@ -94,9 +107,10 @@ ALREADY_DELETED = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND"})
 
 
 def normalize_code(status: int | None, code: str | None, message: str) -> str | None:
-    """The table key for a code: too many concurrent long requests share REQUEST_LIMIT_EXCEEDED."""
-    if code == "REQUEST_LIMIT_EXCEEDED" and message.startswith("Concurrent"):
-        return "ConcurrentRequests"
+    """The table key for a code: ``REQUEST_LIMIT_EXCEEDED`` is the daily limit only when its
+    message says ``TotalRequests``; concurrency and rate limits share the code (see the module)."""
+    if code == "REQUEST_LIMIT_EXCEEDED" and "totalrequests" not in message.lower():
+        return CONCURRENT_REQUESTS if message.lower().startswith("concurrent") else RATE_LIMITED
     if status == 300 and code is None:
         return MULTIPLE_MATCHES
     return code
@@ -125,8 +139,13 @@ def make_error(
     object_name: str | None = None,
     record: str | None = None,
     details: Any = None,
+    retry_after: float | None = None,
 ) -> CrmsyncError:
-    """An error instance for one vendor error, carrying everything a person needs."""
+    """An error instance for one vendor error, carrying everything a person needs.
+
+    ``retry_after`` is the vendor's own hint (``Retry-After``); without one, the daily limit waits
+    :data:`DAILY_LIMIT_RETRY_AFTER` and too many concurrent requests :data:`CONCURRENCY_RETRY_AFTER`.
+    """
     code = normalize_code(status, code, message)
     cls = error_class(status, code)
     kw: dict[str, Any] = {
@@ -138,10 +157,9 @@ def make_error(
         "details": details,
     }
     if issubclass(cls, RetryLater):
-        retry_after = None
-        if cls is BudgetExhausted:
+        if retry_after is None and cls is BudgetExhausted:
             retry_after = DAILY_LIMIT_RETRY_AFTER
-        elif code == "ConcurrentRequests":
+        elif retry_after is None and code == CONCURRENT_REQUESTS:
             retry_after = CONCURRENCY_RETRY_AFTER
         return cls(message, retry_after=retry_after, **kw)
     return cls(message, **kw)
@@ -171,12 +189,22 @@ def error_from_reply(
     url: str,
     object_name: str | None = None,
     record: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> CrmsyncError:
-    """An error for a whole HTTP reply with status ``status`` and body ``text``."""
+    """An error for a whole HTTP reply with status ``status``, body ``text`` and ``headers``."""
     code, message, body = parse_error_body(text)
     if status == 300 and code is None:
         message = f"the external id matches several records: {message}"
-    return make_error(status, code, message, url=url, object_name=object_name, record=record, details=body)
+    return make_error(
+        status,
+        code,
+        message,
+        url=url,
+        object_name=object_name,
+        record=record,
+        details=body,
+        retry_after=retry_after_header(headers),
+    )
 
 
 def error_from_save_result(
@@ -202,7 +230,9 @@ def error_from_save_result(
     )
 
 
-def token_error(status: int, text: str, *, url: str) -> CrmsyncError:
+def token_error(
+    status: int, text: str, *, url: str, headers: Mapping[str, str] | None = None
+) -> CrmsyncError:
     """An error for a refused login: the vendor's error and description, never the secret sent."""
     try:
         body = json.loads(text)
@@ -219,4 +249,6 @@ def token_error(status: int, text: str, *, url: str) -> CrmsyncError:
         code = None
         message = f"login failed with HTTP {status}: {text[:300]}"
         cls = RetryLater if status >= 500 or status == 429 else Fatal
+    if issubclass(cls, RetryLater):
+        return cls(message, url=url, vendor_code=code, status=status, retry_after=retry_after_header(headers))
     return cls(message, url=url, vendor_code=code, status=status)

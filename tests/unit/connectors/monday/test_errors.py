@@ -138,3 +138,32 @@ def test_the_most_urgent_error_decides_a_whole_reply() -> None:
         ]
     }
     assert isinstance(error_from_reply(200, body, url=URL), RetryLater)
+
+
+def test_retry_after_as_an_http_date() -> None:
+    import datetime as dt
+    from email.utils import format_datetime
+
+    when = format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=45), usegmt=True)
+    error = error_from_reply(429, None, {"retry-after": when}, url=URL, text="Too Many Requests")
+    assert isinstance(error, RetryLater)
+    assert error.retry_after is not None and 35 <= error.retry_after <= 45
+
+
+def test_retry_after_header_on_a_bare_429_and_a_503() -> None:
+    for status in (429, 503):
+        error = error_from_reply(status, {"errors": [{"message": "busy"}]}, {"retry-after": "3"}, url=URL)
+        assert isinstance(error, RetryLater) and error.retry_after == 3.0
+
+
+def test_an_absurd_wait_is_clipped_to_a_day() -> None:
+    body = {
+        "errors": [
+            {
+                "message": "Rate Limit Exceeded",
+                "extensions": {"code": "RATE_LIMIT_EXCEEDED", "retry_in_seconds": 1e20},
+            }
+        ]
+    }
+    error = error_from_reply(429, body, {"retry-after": "1e400"}, url=URL)
+    assert isinstance(error, BudgetExhausted) and error.retry_after == 86_400.0

@@ -8,8 +8,10 @@ import httpx
 import pytest
 
 from crmsync.connectors.salesforce.errors import (
+    CONCURRENT_REQUESTS,
     ERROR_TABLE,
     MULTIPLE_MATCHES,
+    RATE_LIMITED,
     error_class,
     error_from_save_result,
 )
@@ -27,12 +29,14 @@ HTTP_CASES: list[tuple[tuple[int | None, str | None], int, str | None, str, type
         BudgetExhausted,
     ),
     (
-        (403, "ConcurrentRequests"),
+        (403, CONCURRENT_REQUESTS),
         403,
         "REQUEST_LIMIT_EXCEEDED",
         "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
         RetryLater,
     ),
+    # a rate limit shares the daily limit's code: only the message tells them apart
+    ((None, RATE_LIMITED), 429, "REQUEST_LIMIT_EXCEEDED", "HTTP 429", RetryLater),
     (
         (None, "UNABLE_TO_LOCK_ROW"),
         400,
@@ -194,11 +198,16 @@ HTTP_CASES: list[tuple[tuple[int | None, str | None], int, str | None, str, type
 ]
 
 # rows only SaveResults of collections calls reach (statusCode, no HTTP status)
-SAVE_RESULT_CASES: list[tuple[tuple[int | None, str | None], str, type[CrmsyncError]]] = [
-    ((None, "REQUEST_LIMIT_EXCEEDED"), "REQUEST_LIMIT_EXCEEDED", BudgetExhausted),
-    ((None, "ALL_OR_NONE_OPERATION_ROLLED_BACK"), "ALL_OR_NONE_OPERATION_ROLLED_BACK", RetryLater),
-    ((None, "PROCESSING_HALTED"), "PROCESSING_HALTED", RetryLater),
-    ((None, "NOT_FOUND"), "NOT_FOUND", FixTheData),
+SAVE_RESULT_CASES: list[tuple[tuple[int | None, str | None], str, str, type[CrmsyncError]]] = [
+    (
+        (None, "REQUEST_LIMIT_EXCEEDED"),
+        "REQUEST_LIMIT_EXCEEDED",
+        "TotalRequests Limit exceeded.",
+        BudgetExhausted,
+    ),
+    ((None, "ALL_OR_NONE_OPERATION_ROLLED_BACK"), "ALL_OR_NONE_OPERATION_ROLLED_BACK", "refused", RetryLater),
+    ((None, "PROCESSING_HALTED"), "PROCESSING_HALTED", "refused", RetryLater),
+    ((None, "NOT_FOUND"), "NOT_FOUND", "refused", FixTheData),
 ]
 
 
@@ -238,19 +247,22 @@ def test_http_error_row(
     assert err.url is not None and f"/sobjects/Lead/{LEAD_ID}" in err.url
     assert message in err.message
     if code:
-        expected_code = "ConcurrentRequests" if message.startswith("Concurrent") else code
-        assert err.vendor_code == expected_code
+        assert err.vendor_code == (row[1] if code == "REQUEST_LIMIT_EXCEEDED" else code)
     if expected is BudgetExhausted:
         assert isinstance(err, RetryLater) and err.retry_after == 3600
-    elif row == (403, "ConcurrentRequests"):
+    elif row == (403, CONCURRENT_REQUESTS):
         assert isinstance(err, RetryLater) and err.retry_after is not None and err.retry_after < 300
+    elif isinstance(err, RetryLater):
+        assert err.retry_after is None  # no hint: the engine's backoff decides
 
 
 @pytest.mark.parametrize(
-    ("row", "code", "expected"), SAVE_RESULT_CASES, ids=[c[1] for c in SAVE_RESULT_CASES]
+    ("row", "code", "message", "expected"), SAVE_RESULT_CASES, ids=[c[1] for c in SAVE_RESULT_CASES]
 )
-def test_save_result_row(row: tuple[int | None, str | None], code: str, expected: type[CrmsyncError]) -> None:
-    errors = [{"statusCode": code, "message": "refused", "fields": ["Name"]}]
+def test_save_result_row(
+    row: tuple[int | None, str | None], code: str, message: str, expected: type[CrmsyncError]
+) -> None:
+    errors = [{"statusCode": code, "message": message, "fields": ["Name"]}]
     err = error_from_save_result(errors, url=None, object_name="Account", record="001A")
     assert type(err) is expected
     assert ERROR_TABLE[row] is expected
@@ -353,3 +365,86 @@ def test_a_reply_that_is_not_json_keeps_its_text(client: Any, fake: Any) -> None
     fake.route("GET", r"/sobjects/Lead/", httpx.Response(502, text="<html>Bad gateway</html>"))
     with pytest.raises(RetryLater, match="Bad gateway"):
         client.get("Lead", LEAD_ID)
+
+
+# -- limits and Retry-After ----------------------------------------------------------------------
+def _limit_reply(status: int, message: str, headers: dict[str, str]) -> httpx.Response:
+    body = [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    return httpx.Response(status, json=body, headers={"Sforce-Limit-Info": "api-usage=10/15000", **headers})
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "headers", "kind", "wait"),
+    [
+        # the daily limit, in Salesforce's own words: about an hour, whatever the status
+        (403, "TotalRequests Limit exceeded.", {}, BudgetExhausted, 3600.0),
+        (429, "TotalRequests Limit exceeded.", {}, BudgetExhausted, 3600.0),
+        # a 429 that is not the daily limit is retried when Retry-After says, not in an hour
+        (429, "HTTP 429", {"Retry-After": "120"}, RetryLater, 120.0),
+        (429, "Too many requests", {"Retry-After": "3"}, RetryLater, 3.0),
+        (429, "HTTP 429", {}, RetryLater, None),
+        # too many long-running requests at once: seconds, or what Retry-After says
+        (403, "ConcurrentPerOrgLongTxn Limit exceeded.", {}, RetryLater, 30.0),
+        (
+            403,
+            "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            {"Retry-After": "7"},
+            RetryLater,
+            7.0,
+        ),
+        # a vendor hint beats the default even for the daily limit
+        (403, "TotalRequests Limit exceeded.", {"Retry-After": "600"}, BudgetExhausted, 600.0),
+    ],
+)
+def test_limits_are_told_apart_by_the_message_and_retry_after_is_honoured(
+    client: Any,
+    fake: Any,
+    status: int,
+    message: str,
+    headers: dict[str, str],
+    kind: type[RetryLater],
+    wait: float | None,
+) -> None:
+    fake.route("GET", r"/limits$", _limit_reply(status, message, headers))
+    with pytest.raises(RetryLater) as caught:
+        client.limits()
+    assert type(caught.value) is kind
+    assert caught.value.retry_after == wait
+    assert caught.value.status == status and message in caught.value.message
+
+
+def test_retry_after_as_an_http_date(client: Any, fake: Any) -> None:
+    import datetime as dt
+    from email.utils import format_datetime
+
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=90)
+    fake.route(
+        "GET", r"/limits$", _limit_reply(429, "HTTP 429", {"Retry-After": format_datetime(when, usegmt=True)})
+    )
+    with pytest.raises(RetryLater) as caught:
+        client.limits()
+    assert caught.value.retry_after is not None and 80 <= caught.value.retry_after <= 90
+
+
+def test_retry_after_on_a_server_error_is_honoured(client: Any, fake: Any) -> None:
+    fake.route(
+        "GET",
+        r"/limits$",
+        httpx.Response(
+            503, json=[{"message": "down", "errorCode": "SERVER_UNAVAILABLE"}], headers={"Retry-After": "5"}
+        ),
+    )
+    with pytest.raises(RetryLater) as caught:
+        client.limits()
+    assert caught.value.retry_after == 5.0
+
+
+def test_a_busy_login_service_says_when_to_come_back(client: Any, fake: Any) -> None:
+    fake.token_reply = lambda _n: httpx.Response(
+        429,
+        json={"error": "rate_limit_exceeded", "error_description": "slow down"},
+        headers={"Retry-After": "11"},
+    )
+    with pytest.raises(RetryLater) as caught:
+        client.login()
+    assert caught.value.retry_after == 11.0 and caught.value.vendor_code == "rate_limit_exceeded"
