@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from crmsync.connectors.base import Connector
 from crmsync.connectors.registry import connector_class
+from crmsync.engine.decide import creation
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import UNFINISHED, fold
 from crmsync.errors import ConfigError, CrmsyncError, FixTheData
@@ -158,18 +159,13 @@ def compare_two_way(
             field_name = flow.when.field if flow.when is not None else ""
             reason = f"{field_name} is {source.get(field_name)!r}: does not match the flow's when"
             return RecordPreview(key, "skipped", obj, label, reason=reason)
-        new = tuple(FieldChange(f, None, v) for f, v in flow.to_target(key, source, owned=False).items())
+        plan = creation(flow, key, source)  # what the worker writes (one function for both)
+        new = tuple(FieldChange(f, None, v) for f, v in plan.fields.items())
         rel = tuple(
             RelatedPreview(
-                r.object_name,
-                "create",
-                None,
-                tuple(
-                    FieldChange(f, None, v)
-                    for f, v in flow.to_target(key, source, r.rules, owned=False).items()
-                ),
+                r.object_name, "create", None, tuple(FieldChange(f, None, v) for f, v in r.fields.items())
             )
-            for r in flow.related
+            for r in plan.related
         )
         return RecordPreview(key, "create", obj, label, fields=new, related=rel)
     if current is None:

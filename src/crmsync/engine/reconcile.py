@@ -5,6 +5,11 @@ Every ``interval`` the reconciler reads the items updated since its watermark an
 changes of the board — one read for the whole board, not one per item. Changes crmsync already
 has are dropped as no news by the shadow comparison (:mod:`crmsync.engine.twoway`), so a
 reconcile costs reads, never duplicate writes.
+
+The first pass (no watermark yet) reads the whole board, so a delivery lost at any time before
+it — before crmsync ran, in its first minute — is caught. A flow with ``initial_sync: false``
+leaves what happened before crmsync first ran it alone: its first pass reads from that moment
+(noted once per board, when the first reconciler starts).
 """
 
 from __future__ import annotations
@@ -33,6 +38,18 @@ class BoardReconciler:
         self.rt = runtime
         self.connection = connection
         self.flows = list(flows)
+        self._note_start()
+
+    def _note_start(self) -> None:
+        """Note when crmsync first listened to each board (kept across restarts)."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name in self.flows:
+            board = self.rt.board_of(self.rt.flows[name], self.connection)
+            if (
+                board is not None
+                and watermarks.get(self.rt.store, self.connection, f"listening:{board}") is None
+            ):
+                watermarks.put(self.rt.store, self.connection, f"listening:{board}", now)
 
     def reconcile_once(self) -> int:
         """One pass over every board; returns how many changes were queued (before de-duplication)."""
@@ -45,10 +62,8 @@ class BoardReconciler:
                 continue
             mark = f"reconcile:{board}"
             since = watermarks.get(self.rt.store, self.connection, mark)
-            if since is None:  # start from now: filling a board from its past is `crmsync migrate`'s job
-                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                watermarks.put(self.rt.store, self.connection, mark, now)
-                continue
+            if since is None and not flow.flow.initial_sync:
+                since = watermarks.get(self.rt.store, self.connection, f"listening:{board}")
             batch = connector.read_changes(board, since)
             heard = self._last_heard(name, [r.id for r in batch.records])
             fresh = [

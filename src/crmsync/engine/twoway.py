@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from crmsync.connectors.base import Write
+from crmsync.engine.decide import creation, needs_full_read
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
 from crmsync.errors import CrmsyncError, FixTheData
@@ -94,7 +95,7 @@ class TwoWay:
         edits = self._news(flow, "source", key, known, fields, at)
         if link is None:
             record = {k: v[0] for k, v in known.items()} | fields
-            if not known and not self._complete(flow, record):
+            if needs_full_read(flow, record):  # e.g. a create webhook carries only the filled columns
                 record = self._read_source(flow, key) | fields
             self.remember(flow, "source", key, record, at)
             if not flow.matches_when(record):
@@ -135,11 +136,9 @@ class TwoWay:
 
     def _create(self, flow: FlowRuntime, key: str, record: Mapping[str, Any], at: datetime) -> str:
         target: Any = self.rt.connector(flow.target)
-        main = flow.to_target(key, record, owned=False)
-        related = [
-            (rel.object_name, flow.to_target(key, record, rel.rules, owned=False), dict(rel.refs))
-            for rel in flow.related
-        ]
+        plan = creation(flow, key, record)  # the values `crmsync preview` shows
+        main = plan.fields
+        related = [(r.object_name, r.fields, r.refs) for r in plan.related]
         existing = self._find_match(flow, record)
         if existing is not None:  # the counterpart exists already (e.g. the same e-mail): adopt it
             update = Write(key=key, operation="update", fields=main, target_id=existing)
@@ -368,9 +367,6 @@ class TwoWay:
     # -- helpers -----------------------------------------------------------------------------------------
     def _target_fields(self, flow: FlowRuntime) -> set[str]:
         return {r.target for r in flow.rules if r.to_target}
-
-    def _complete(self, flow: FlowRuntime, record: Mapping[str, Any]) -> bool:
-        return all(r.source in record for r in flow.rules if r.to_target)
 
     def _read_source(self, flow: FlowRuntime, key: str) -> dict[str, Any]:
         board = self.rt.board_of(flow, flow.source) or ""

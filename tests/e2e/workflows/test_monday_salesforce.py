@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import time
@@ -17,9 +18,11 @@ import pytest
 from crmsync.config import load_config
 from crmsync.engine.poller import SalesforcePoller
 from crmsync.engine.process import Process
+from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
 from crmsync.sandbox.monday import MondayEmulator
+from crmsync.sandbox.monday.store import iso_now
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
 from crmsync.store.db import Store
@@ -85,14 +88,24 @@ def w2_by_hand(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[W2]:
 
 
 def start_w2(
-    tmp_path: Path, salesforce: SalesforceEmulator, *, workers: int, recipe: str | None = None
+    tmp_path: Path,
+    salesforce: SalesforceEmulator,
+    *,
+    workers: int,
+    recipe: str | None = None,
+    initial_sync: bool = False,
 ) -> Iterator[W2]:
+    """crmsync on the demo board. By default the board's earlier items stay as they are
+    (``initial_sync: false``): the tests create and edit the items they look at."""
     monday = MondayEmulator(retry_delays=(0.2, 0.5))
     monday.seed("demo")
+    seeded = iso_now()
+    wait_until(lambda: iso_now() > seeded)  # what crmsync hears of is later than the seed (whole seconds)
     with serve(monday):
         env = {**salesforce.credentials(), **monday.credentials()}
         path = tmp_path / "crmsync.yaml"
         text = recipe if recipe is not None else RECIPE.read_text()
+        text = with_initial_sync(text, initial_sync)
         path.write_text(text.replace("sqlite:///crmsync.db", f"sqlite:///{tmp_path / 'c.db'}"))
         cfg = load_config(path, environ=env)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
@@ -120,6 +133,15 @@ def start_w2(
             proc.stop()
             thread.join(10)
             runtime.close()
+
+
+def with_initial_sync(recipe: str, initial_sync: bool) -> str:
+    """The recipe with the leads flow's ``initial_sync`` set."""
+    text, n = re.subn(
+        r"(\n    key: id[^\n]*\n)", rf"\1    initial_sync: {str(initial_sync).lower()}\n", recipe, count=1
+    )
+    assert n == 1
+    return text
 
 
 def serving(url: str) -> bool:
@@ -383,3 +405,90 @@ def test_the_webhook_answers_the_challenge_and_refuses_a_bad_signature_storing_n
         assert reply.status_code == 401 and reply.json()["error"]["code"] == "bad_signature"
     assert w2.runtime.queue.stats().pending == 0
     assert httpx.post(f"{w2.url}/webhooks/monday/nope", json=event).status_code == 404
+
+
+def close_dates(days: int) -> set[str]:
+    """Today plus ``days`` (UTC), and the day after in case the test runs across midnight."""
+    today = dt.datetime.now(dt.UTC).date()
+    return {(today + dt.timedelta(days=days + n)).isoformat() for n in (0, 1)}
+
+
+def test_a_new_lead_with_its_columns_filled_but_no_close_date_lands_with_the_default_close_date(
+    w2: W2,
+) -> None:
+    """The create webhook carries every column of the Lead, none of the Opportunity's close date."""
+    expected = close_dates(30)
+    item = w2.monday.ui_create_item(
+        w2.board,
+        "Grace Hopper",
+        values={
+            "status": "Qualified",
+            "email": "grace@navy.example",
+            "phone": "+15550004444",
+            "text": "Navy",
+            "numbers": "7000",
+        },
+    )
+    wait_until(lambda: bool(w2.monday.item(item)["columns"].get("text_mkr4oppt")))
+    opportunity = w2.sf.get("Opportunity", w2.monday.item(item)["columns"]["text_mkr4oppt"]) or {}
+    assert opportunity.get("CloseDate") in expected and opportunity.get("Name") == "Navy"
+    assert w2.runtime.queue.dead_letters(flow="leads") == []
+
+
+def test_a_lead_salesforce_refuses_is_a_dead_letter_with_salesforces_message_not_retried(
+    tmp_path: Path, salesforce: SalesforceEmulator
+) -> None:
+    recipe = RECIPE.read_text().replace(", args: {default_days: 30}", "")
+    assert "default_days" not in recipe
+    for w2 in start_w2(tmp_path, salesforce, workers=2, recipe=recipe):
+        item = w2.monday.ui_create_item(
+            w2.board,
+            "Grace Hopper",
+            values={"status": "Qualified", "email": "grace@navy.example", "text": "Navy"},
+        )
+        wait_until(lambda w2=w2: bool(w2.runtime.queue.dead_letters(flow="leads")))
+        [dead] = w2.runtime.queue.dead_letters(flow="leads")
+        assert dead.record_key == str(item) and dead.attempts <= 1
+        assert dead.error["kind"] == "FixTheData" and dead.error["vendor_code"] == "REQUIRED_FIELD_MISSING"
+        assert "CloseDate" in dead.error["message"] and dead.error["object"] == "Opportunity"
+        assert w2.runtime.queue.stats().retrying == 0
+        assert not created_by_crmsync(w2.sf, "Lead")  # all or none: nothing was created
+
+
+def drain(w2: W2, worker: Worker) -> None:
+    """Apply what is queued until nothing is left (and the write-backs' webhooks are in)."""
+    assert w2.monday.dispatcher.wait_idle(10)
+    while worker.run_once():
+        assert w2.monday.dispatcher.wait_idle(10)
+
+
+def test_a_delivery_lost_before_the_first_reconcile_is_caught_by_it(w2_by_hand: W2) -> None:
+    w2 = w2_by_hand
+    reconciler = BoardReconciler(w2.runtime, "monday", ["leads"])  # crmsync starts listening
+    jane = w2.item("Jane Cooper")
+    w2.monday.faults.add(webhook="drop", count=1)
+    w2.monday.ui_change_column(jane["id"], "status", "Qualified")  # in crmsync's first minute...
+    assert w2.monday.dispatcher.wait_idle(10) and w2.monday.deliveries()[-1]["status"] is None  # ...lost
+
+    assert reconciler.reconcile_once() >= 1  # the first pass
+    drain(w2, Worker(w2.runtime, owner="test", batch_size=50))
+    lead = one(w2.sf, "Lead", Email="jane@acme.example")
+    assert w2.item("Jane Cooper")["columns"]["text_mkr1lead"] == lead["Id"]
+    assert created_by_crmsync(w2.sf, "Lead") == [lead["Id"]]  # the board's earlier items stay as they are
+
+
+def test_a_delivery_lost_before_crmsync_first_reconciled_the_board_is_caught_by_the_first_pass(
+    tmp_path: Path, salesforce: SalesforceEmulator
+) -> None:
+    for w2 in start_w2(tmp_path, salesforce, workers=0, initial_sync=True):
+        jane = w2.item("Jane Cooper")
+        w2.monday.faults.add(webhook="drop", count=1)
+        w2.monday.ui_change_column(jane["id"], "status", "Qualified")
+        assert w2.monday.dispatcher.wait_idle(10) and w2.monday.deliveries()[-1]["status"] is None
+
+        reconciler = BoardReconciler(w2.runtime, "monday", ["leads"])  # started after the loss
+        assert reconciler.reconcile_once() >= 1
+        drain(w2, Worker(w2.runtime, owner="test", batch_size=50))
+        lead = one(w2.sf, "Lead", Email="jane@acme.example")
+        assert w2.item("Jane Cooper")["columns"]["text_mkr1lead"] == lead["Id"]
+        assert reconciler.reconcile_once() == 0  # the next pass finds nothing new

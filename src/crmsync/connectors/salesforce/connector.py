@@ -26,6 +26,8 @@ from crmsync.errors import ConfigError, CrmsyncError, FixTheData
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 #: describe field types that cannot be read as plain columns (their parts are separate fields)
 _COMPOUND_TYPES = frozenset({"address", "location"})
+#: what the subrequests of an all-or-none Composite answer when ANOTHER subrequest failed
+ROLLED_BACK = frozenset({"PROCESSING_HALTED", "ALL_OR_NONE_OPERATION_ROLLED_BACK"})
 #: how far back each poll looks before the watermark: transactions commit after they stamp
 DEFAULT_CHANGE_OVERLAP = dt.timedelta(seconds=2)
 
@@ -261,7 +263,8 @@ class SalesforceConnector(Connector):
         another object created in the same call (``{"AccountId": "Account"}``). Related records are
         created first, in order, then the record itself (it may refer to them too, e.g. a Lead's
         converted ids; ``refs`` are its own references to them). Returns ``{object: new id}``;
-        nothing is created if anything is refused.
+        nothing is created if anything is refused, and the error raised is the refused record's
+        (e.g. FixTheData for REQUIRED_FIELD_MISSING), not the others' "rolled back" replies.
         """
         order = [*related, (object_name, fields, dict(refs or {}))]
         if len(order) > COMPOSITE_SIZE:
@@ -271,10 +274,13 @@ class SalesforceConnector(Connector):
             body = {**values, **{f: f"@{{{ref}.id}}" for f, ref in refs.items()}}
             requests.append({"method": "POST", "url": f"sobjects/{obj}", "referenceId": obj, "body": body})
         replies = self.client.composite(requests, all_or_none=True)
-        for (obj, _, _), reply in zip(order, replies, strict=True):
-            error = subrequest_error(reply, object_name=obj)
-            if error is not None:
-                raise error
+        failed = [
+            error
+            for (obj, _, _), reply in zip(order, replies, strict=True)
+            if (error := subrequest_error(reply, object_name=obj)) is not None
+        ]
+        if failed:  # the others only say they were rolled back: the cause is the one that failed
+            raise next((e for e in failed if e.vendor_code not in ROLLED_BACK), failed[0])
         return {obj: str(reply["body"]["id"]) for (obj, _, _), reply in zip(order, replies, strict=True)}
 
     def query_view(self, soql_template: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -305,3 +305,57 @@ def test_budget_is_reported_through_the_connector(connector: Any, fake: Any) -> 
     assert (usage.used, usage.limit) == (14000, 15000)
     assert connector.over_guard() is True
     assert connector.calls_made == 1
+
+
+def _halted(ref: str) -> dict[str, Any]:
+    body = [{"errorCode": "PROCESSING_HALTED", "message": "The transaction was rolled back"}]
+    return {"body": body, "httpHeaders": {}, "httpStatusCode": 400, "referenceId": ref}
+
+
+def test_an_all_or_none_creation_raises_the_refused_records_error_not_the_rolled_back_ones(
+    connector: Any, fake: Any
+) -> None:
+    missing = [
+        {
+            "errorCode": "REQUIRED_FIELD_MISSING",
+            "message": "Required fields are missing: [CloseDate]",
+            "fields": ["CloseDate"],
+        }
+    ]
+    fake.route(
+        "POST",
+        r"/composite$",
+        fake.reply(
+            200,
+            {
+                "compositeResponse": [
+                    _halted("Account"),
+                    {"body": missing, "httpHeaders": {}, "httpStatusCode": 400, "referenceId": "Opportunity"},
+                    _halted("Lead"),
+                ]
+            },
+        ),
+    )
+
+    with pytest.raises(FixTheData) as refused:
+        connector.create_related(
+            "Lead",
+            {"LastName": "Lovelace"},
+            [
+                ("Account", {"Name": "Engines"}, {}),
+                ("Opportunity", {"Name": "Engines"}, {"AccountId": "Account"}),
+            ],
+        )
+
+    assert refused.value.vendor_code == "REQUIRED_FIELD_MISSING"
+    assert refused.value.object_name == "Opportunity"
+    assert "Required fields are missing: [CloseDate]" in str(refused.value)
+
+
+def test_an_all_or_none_creation_halted_everywhere_is_retried_later(connector: Any, fake: Any) -> None:
+    fake.route(
+        "POST", r"/composite$", fake.reply(200, {"compositeResponse": [_halted("Account"), _halted("Lead")]})
+    )
+
+    with pytest.raises(RetryLater):
+        connector.create_related("Lead", {"LastName": "Lovelace"}, [("Account", {"Name": "Engines"}, {})])

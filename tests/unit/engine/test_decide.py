@@ -1,0 +1,67 @@
+"""The values creating a record writes: the same whichever path (webhook, preview, sync) saw it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from crmsync.config import load_config
+from crmsync.engine.decide import creation, needs_full_read, source_fields
+from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.preview import compare_two_way
+
+RECIPE = Path(__file__).resolve().parents[3] / "examples" / "monday-salesforce" / "crmsync.yaml"
+#: what monday's create webhook carries for a lead typed in with every Lead column but no close date
+WEBHOOK = {
+    "name": "Grace Hopper",
+    "status": "Qualified",
+    "email": "grace@navy.example",
+    "phone": "+15550004444",
+    "text": "Navy",
+}
+
+
+@pytest.fixture(scope="module")
+def leads(tmp_path_factory: pytest.TempPathFactory) -> FlowRuntime:
+    key = tmp_path_factory.mktemp("keys") / "jwt.pem"
+    key.write_text("unused")
+    env = {
+        "SALESFORCE_INSTANCE_URL": "https://127.0.0.1:1",
+        "SALESFORCE_CLIENT_ID": "client",
+        "SALESFORCE_USERNAME": "user@example.com",
+        "SALESFORCE_JWT_KEY_FILE": str(key),
+        "MONDAY_TOKEN": "token",
+    }
+    return FlowRuntime("leads", load_config(RECIPE, environ=env).flows["leads"])
+
+
+def test_the_related_objects_fields_count_as_needed_so_a_webhook_without_them_reads_the_item(
+    leads: FlowRuntime,
+) -> None:
+    assert {"date4", "numbers", "text", "name"} <= source_fields(leads)
+    assert needs_full_read(leads, WEBHOOK)
+    assert not needs_full_read(leads, {**WEBHOOK, "numbers": None, "date4": None})
+
+
+def test_a_field_the_webhook_does_not_carry_is_empty_so_the_close_dates_default_applies(
+    leads: FlowRuntime,
+) -> None:
+    made = creation(leads, "101", WEBHOOK)
+    opportunity = next(r for r in made.related if r.object_name == "Opportunity")
+    today = dt.datetime.now(dt.UTC).date()
+    assert opportunity.fields["CloseDate"] in {(today + dt.timedelta(days=d)).isoformat() for d in (30, 31)}
+    assert opportunity.refs == {"AccountId": "Account"}
+    assert made.fields["LastName"] == "Hopper" and made.fields["Email"] == "grace@navy.example"
+
+
+def test_preview_shows_the_values_the_worker_creates(leads: FlowRuntime) -> None:
+    full_read = {**WEBHOOK, "numbers": None, "date4": None, "person": None}
+    made = creation(leads, "101", WEBHOOK)
+    shown = compare_two_way(leads, "101", full_read, target_id=None, current=None)
+    assert shown.action == "create"
+    assert {c.field: c.new for c in shown.fields} == made.fields
+    assert [(r.object_name, {c.field: c.new for c in r.fields}) for r in shown.related] == [
+        (r.object_name, r.fields) for r in made.related
+    ]
