@@ -3,6 +3,7 @@
 ==========================================  =========================================
 ``POST /api/v1/flows/{flow}/records``       ingest (bearer token) — :mod:`.ingest`
 ``GET  /api/v1/views/{name}``               read-through views (bearer token) — :mod:`.views`
+``GET  /api/v1/openapi.json``               this table as OpenAPI 3.1 (bearer token) — :mod:`.openapi`
 ``POST /webhooks/monday/{connection}``      Monday.com events, signed (JWT) — :mod:`.webhooks`
 ``POST /webhooks/monday/{connection}/{s}``  Monday.com events, a secret in the URL — :mod:`.webhooks`
 ``GET  /healthz``                           the process is up
@@ -31,6 +32,7 @@ from crmsync.engine.runtime import Runtime
 from crmsync.web.auth import bearer_token
 from crmsync.web.errors import ApiError
 from crmsync.web.ingest import Ingestor
+from crmsync.web.openapi import OpenApi
 from crmsync.web.views import Views
 from crmsync.web.webhooks import MondayWebhooks
 
@@ -62,6 +64,7 @@ def _api(handler: Handler, status: int) -> Callable[[Request], Awaitable[Respons
 def create_app(runtime: Runtime) -> Starlette:
     ingestor = Ingestor(runtime)
     views = Views(runtime)
+    openapi = OpenApi(runtime, views.models)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -104,6 +107,7 @@ def create_app(runtime: Runtime) -> Starlette:
         routes=[
             Route("/api/v1/flows/{flow}/records", _api(ingestor, 202), methods=["POST"]),
             Route("/api/v1/views/{name}", _api(views, 200), methods=["GET"]),
+            Route("/api/v1/openapi.json", _api(openapi, 200), methods=["GET"]),
             Route("/webhooks/monday/{connection}", monday_webhook, methods=["POST"]),
             Route("/webhooks/monday/{connection}/{secret}", monday_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

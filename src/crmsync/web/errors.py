@@ -13,10 +13,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 #: the most problems one error reply lists
 MAX_DETAILS = 20
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="What went wrong, for programs: e.g. invalid_value, locked, unauthorized.")
+    message: str = Field(description="What went wrong and what to do, for people.")
+    details: Any = Field(
+        None,
+        description=(
+            "The problems found, usually a list of {loc, message} where loc is the path in the body "
+            "(e.g. records.1.fields.quantity); a 409 names the locked parents and records."
+        ),
+    )
+    omitted: int | None = Field(
+        None, description=f"How many more problems were found than listed (at most {MAX_DETAILS})."
+    )
+
+
+class ErrorReply(BaseModel):
+    """Every refusal: a 4xx or 5xx status with this body."""
+
+    error: ErrorBody
 
 
 class ApiError(Exception):
@@ -35,10 +57,10 @@ class ApiError(Exception):
         self.details = details
 
     def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        if self.omitted:
-            body["omitted"] = self.omitted
+        body = ErrorBody(
+            code=self.code, message=self.message, details=self.details, omitted=self.omitted or None
+        )
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+        return JSONResponse(
+            ErrorReply(error=body).model_dump(exclude_none=True), status_code=self.status, headers=headers
+        )

@@ -1,0 +1,130 @@
+"""Views: the query string is validated by a model built from the view's declared parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from crmsync.config import load_config
+from crmsync.engine.runtime import Runtime
+from crmsync.store import tokens
+from crmsync.web.app import create_app
+
+CONFIG = """
+version: 1
+store: {url: "sqlite:///%(db)s"}
+connections:
+  salesforce:
+    type: salesforce
+    auth: client_credentials
+    login_url: https://127.0.0.1:9
+    instance_url: https://127.0.0.1:9
+    client_id: abc
+    client_secret: topsecret-value
+  shop:
+    type: app
+flows:
+  orders:
+    source: shop
+    target: salesforce
+    object: Order__c
+    key: order_id
+    fields:
+      - {source: order_id, target: Order_Id__c}
+      - {source: amount, target: Amount__c, transform: number}
+views:
+  contracts:
+    connection: salesforce
+    query: "SELECT Id FROM Contract WHERE AccountId = :account_id AND StartDate > :since LIMIT :limit"
+    params:
+      account_id: {type: id, required: true}
+      since: {type: date, default: "2020-01-01"}
+      limit: {type: int}
+"""
+
+ACCOUNT = "001000000000001AAA"
+
+
+class _Target:
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    def query_view(self, soql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self.asked.append(dict(params))
+        return [{"attributes": {"type": "Contract"}, "Id": "800000000000001AAA"}]
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, _Target]]:
+    path = tmp_path / "crmsync.yaml"
+    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
+    runtime = Runtime(load_config(path))
+    target = _Target()
+    monkeypatch.setattr(runtime, "queryable", lambda name: target)
+    token = tokens.create_token(runtime.store, "app")
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, target
+    runtime.close()
+
+
+def test_parameters_are_typed_defaulted_and_rows_cleaned(api: tuple[TestClient, _Target]) -> None:
+    client, target = api
+    r = client.get("/api/v1/views/contracts", params={"account_id": ACCOUNT, "limit": "5"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"view": "contracts", "totalSize": 1, "records": [{"Id": "800000000000001AAA"}]}
+    assert target.asked == [{"account_id": ACCOUNT, "since": "2020-01-01", "limit": 5}]
+    client.get("/api/v1/views/contracts", params={"account_id": ACCOUNT, "since": "2024-05-01"})
+    assert target.asked[-1]["since"] == dt.date(2024, 5, 1)
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "message"),
+    [
+        (
+            {"account_id": ACCOUNT, "colour": "red"},
+            "unknown_parameter",
+            "unknown parameters ['colour']; this view takes ['account_id', 'limit', 'since']",
+        ),
+        ({}, "missing_parameter", "parameter 'account_id' is required"),
+        (
+            {"account_id": "nope"},
+            "invalid_parameter",
+            "parameter 'account_id' must be of type id: a Salesforce id has 15 or 18 letters and digits",
+        ),
+        (
+            {"account_id": ACCOUNT, "limit": "x"},
+            "invalid_parameter",
+            "parameter 'limit' must be of type int: invalid literal for int() with base 10: 'x'",
+        ),
+        (
+            {"account_id": ACCOUNT, "limit": "9" * 5000},
+            "invalid_parameter",
+            "parameter 'limit' must be of type int:",
+        ),
+        (
+            {"account_id": ACCOUNT, "since": "May"},
+            "invalid_parameter",
+            "parameter 'since' must be of type date:",
+        ),
+    ],
+)
+def test_bad_parameters_are_422_naming_the_first_problem(
+    api: tuple[TestClient, _Target], query: dict[str, str], code: str, message: str
+) -> None:
+    client, target = api
+    r = client.get("/api/v1/views/contracts", params=query)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == code
+    assert r.json()["error"]["message"].startswith(message)
+    assert target.asked == []
+
+
+def test_an_unknown_view_is_404_with_the_valid_names(api: tuple[TestClient, _Target]) -> None:
+    r = api[0].get("/api/v1/views/nope")
+    assert r.status_code == 404 and "valid: contracts" in r.json()["error"]["message"]
