@@ -29,8 +29,8 @@ def _root(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not verbose:  # one line per HTTP call is detail, not news
-        for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    if not verbose:  # one line per HTTP call, alembic's plugins and migration steps are detail, not news
+        for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -159,11 +159,21 @@ class Store:
     def upgrade(self, revision: str = "head") -> None:
         """Create or migrate the tables to ``revision`` (the newest by default)."""
         from alembic import command
+        from alembic.runtime.migration import MigrationContext
 
         cfg = self._alembic_config()
         with self.begin() as conn:
+            before = MigrationContext.configure(conn).get_current_heads()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+            after = MigrationContext.configure(conn).get_current_heads()
+        if before != after:  # one line; alembic's own steps are logged at debug detail
+            log.info(
+                "store %s upgraded from %s to revision %s",
+                self.shown_url,
+                ", ".join(before) or "empty",
+                ", ".join(after),
+            )
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

@@ -187,3 +187,32 @@ def test_secrets_never_appear_in_logs_output_or_the_store(
         for text in written:
             assert secret not in text
         assert secret.encode() not in store
+
+
+def test_run_says_what_it_does_and_a_port_in_use_is_one_line(
+    config: Path, salesforce: SalesforceEmulator, tmp_path: Path
+) -> None:
+    log = tmp_path / "quiet.log"
+    with started("run", "-c", str(config), "--port", "0", log=log, ready="crmsync running: http") as proc:
+        url = re.search(r"crmsync running: (http://\S+)", log.read_text())
+        assert url, log.read_text()
+        token = crmsync("token", "create", "app", "-c", str(config)).stdout.strip()
+        contract = next(c["Id"] for c in salesforce.records("Contract") if c.get("Status") == "Activated")
+        httpx.post(
+            f"{url.group(1)}/api/v1/flows/usage/records",
+            json={"key": "said-1", "fields": {"contract_id": contract, "product": "S", "quantity": 1}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        wait_until(lambda: "flow usage: 1 record applied to salesforce Usage__c" in log.read_text())
+        port = url.group(1).rsplit(":", 1)[1]
+        taken = crmsync("run", "-c", str(config), "--port", port, check=False)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    text = log.read_text()
+    assert "alembic" not in text and "setup plugin" not in text
+    assert "store" in text and "upgraded from empty to revision" in text
+    assert re.search(r"latency \d+\.\d\d s", text)
+    assert taken.returncode != 0
+    assert "Traceback" not in taken.stderr
+    [line] = [x for x in taken.stderr.splitlines() if "crmsync:" in x]
+    assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
