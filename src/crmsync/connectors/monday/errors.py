@@ -165,6 +165,15 @@ def parse_errors(body: Any, headers: Mapping[str, str] | None = None) -> list[Ve
     return out
 
 
+#: the codes of a refused token (a 401 is one whatever its code)
+LOGIN_REFUSED_CODES = frozenset({"UNAUTHORIZED", "UserUnauthorizedException", "Unauthorized"})
+#: what to fix when monday refuses the token
+LOGIN_HINT = (
+    "Check the connection's token ($MONDAY_TOKEN in the recipes): a personal API token from "
+    "monday's Developers > My access tokens, or the app's token; then: crmsync check --connect"
+)
+
+
 def make_error(
     status: int | None,
     vendor: VendorError,
@@ -188,6 +197,8 @@ def make_error(
         if wait is None and cls is BudgetExhausted:
             wait = DEFAULT_RETRY_AFTER
         return cls(vendor.message, retry_after=wait, **kw)
+    if status == 401 or vendor.code in LOGIN_REFUSED_CODES:
+        return cls(f"{vendor.message}. {LOGIN_HINT}", **kw)
     return cls(vendor.message, **kw)
 
 

@@ -120,6 +120,60 @@ def token_form(
     return form
 
 
+#: the environment variables the starter file and the recipes read each setting from
+SETTING_VARIABLES = {
+    "client_id": "SALESFORCE_CLIENT_ID",
+    "client_secret": "SALESFORCE_CLIENT_SECRET",
+    "username": "SALESFORCE_USERNAME",
+    "password": "SALESFORCE_PASSWORD",
+    "private_key_file": "SALESFORCE_JWT_KEY_FILE",
+    "refresh_token": "SALESFORCE_REFRESH_TOKEN",
+    "login_url": "SALESFORCE_LOGIN_URL",
+}
+
+#: the settings a refusal points at, by the vendor's OAuth error and the login flow
+_SUSPECTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "invalid_client_id": dict.fromkeys(
+        ("jwt", "client_credentials", "password", "refresh_token"), ("client_id",)
+    ),
+    "invalid_client": {
+        "jwt": ("client_id",),
+        "client_credentials": ("client_id", "client_secret"),
+        "password": ("client_id", "client_secret"),
+        "refresh_token": ("client_id", "client_secret"),
+    },
+    "invalid_grant": {
+        "jwt": ("username", "private_key_file", "client_id", "login_url"),
+        "client_credentials": ("client_id", "client_secret"),
+        "password": ("username", "password", "login_url"),
+        "refresh_token": ("refresh_token",),
+    },
+}
+
+
+def login_hint(settings: SalesforceSettings, code: str | None) -> str:
+    """What to check after a refused login: the settings (and the variables the starter file
+    reads them from) most likely wrong for this error and login flow."""
+    if code == "unsupported_grant_type":
+        return (
+            f"Check the connection's auth ({settings.auth}): the connected app must allow this flow; "
+            "then: crmsync check --connect"
+        )
+    names = _SUSPECTS.get(code or "", {}).get(settings.auth) or (
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+    )
+    shown = ", ".join(f"{name} (${SETTING_VARIABLES[name]})" for name in names)
+    extra = {
+        "jwt": " The user must be pre-authorised for the connected app, which holds the key's certificate.",
+        "password": " Outside a trusted IP range the password ends with the user's security token.",
+        "client_credentials": " The connected app needs a run-as user for this flow.",
+    }.get(settings.auth, "")
+    return f"Check the connection's {shown} (auth: {settings.auth}).{extra} Then: crmsync check --connect"
+
+
 def parse_token_reply(
     settings: SalesforceSettings,
     status: int,
@@ -133,7 +187,11 @@ def parse_token_reply(
     if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
         if status == 200:
             raise Fatal("login reply has no access_token", url=url, status=status)
-        raise token_error(status, text, url=url, headers=headers)
+        error = token_error(status, text, url=url, headers=headers)
+        if isinstance(error, Fatal):  # refused: say what to fix
+            error.message = f"{error.message}. {login_hint(settings, error.vendor_code)}"
+            error.args = (error.message,)
+        raise error
     instance_url = str(body.get("instance_url") or settings.instance_url or "").rstrip("/")
     if not instance_url:
         raise Fatal("login reply has no instance_url and none is configured", url=url)
