@@ -9,7 +9,7 @@ from types import FrameType
 
 import typer
 
-from crmsync.sandbox.runner import DEFAULT_DIRECTORY, DEFAULT_PORTS, Sandbox
+from crmsync.sandbox.runner import DEFAULT_DIRECTORY, DEFAULT_PORTS, DEFAULT_SAVE_SECONDS, Sandbox
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,11 @@ def sandbox(
         ),
     ),
     state: Path | None = typer.Option(
-        None, help="Keep the emulators' state in this file: loaded at start, saved at exit."
+        None,
+        help="Keep the emulators' state in this file: loaded at start, saved while it runs and at exit.",
+    ),
+    save_every: float = typer.Option(
+        DEFAULT_SAVE_SECONDS, min=0.1, help="Seconds between two saves of --state while the state changes."
     ),
     env_file: Path | None = typer.Option(
         None, help="Also write the credentials as KEY=value lines to this file."
@@ -51,6 +55,7 @@ def sandbox(
         state_file=state,
         directory=directory,
         tls=tls,
+        save_seconds=save_every,
     )
     try:
         box.start()
@@ -80,6 +85,7 @@ def sandbox(
     finally:
         box.stop()
         typer.echo("sandbox stopped", err=True)
+
 
 def _seed_note(seed: str, seeded: list[str], emulators: list[str]) -> str:
     """Which emulators hold the seed, and which start empty because they have no such seed."""

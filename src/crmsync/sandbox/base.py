@@ -223,13 +223,62 @@ class _SandboxMiddleware:
                 if rule.latency_ms:
                     await asyncio.sleep(rule.latency_ms / 1000)
                 if rule.hang:
-                    # hold the request, then serve it: the write lands after the client gave up
-                    await asyncio.sleep(rule.hang_seconds)
+                    withheld = await self._hang(rule, scope, receive, send_and_note)
+                    if withheld is not None and not recorded:
+                        self.emulator.calls.record(method, path, withheld)
+                        recorded = True
+                    return
                 if rule.error or rule.status:
                     response = self.emulator.fault_response(rule, Request(scope, receive))
+                    header = rule.retry_after_header()
+                    if header is not None:
+                        response.headers["Retry-After"] = header
                     await response(scope, receive, send_and_note)
                     return
             await self.app(scope, receive, send_and_note)
         finally:
             if not recorded:
                 self.emulator.calls.record(method, path, 500)
+
+    async def _hang(self, rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Serve the request now (its write lands), but hold the answer back until the client
+        gives up and closes the connection, or ``rule.hang_seconds`` pass (then send it).
+
+        Returns the status of an answer nobody received (the client left first), else None.
+        """
+        body: list[Message] = []
+        while True:  # the whole body first: a client that gives up must not take it away
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # gone before it finished sending: nothing to serve
+            body.append(message)
+            if not message.get("more_body", False):
+                break
+        replay = iter(body)
+        gone = asyncio.Event()
+
+        async def replay_receive() -> Message:
+            message = next(replay, None)
+            if message is not None:
+                return message
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        answer: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            answer.append(message)
+
+        await self.app(scope, replay_receive, hold)
+        try:
+            while True:  # after the body, the server's next message is the client going away
+                if (await asyncio.wait_for(receive(), rule.hang_seconds))["type"] == "http.disconnect":
+                    gone.set()
+                    log.debug("sandbox: %s %s answered nobody (hang)", scope["method"], scope["path"])
+                    started = answer[0] if answer else {}
+                    return int(started.get("status", 500))
+        except TimeoutError:
+            pass
+        for message in answer:
+            await send(message)
+        return None

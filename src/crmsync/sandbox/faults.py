@@ -6,8 +6,10 @@ searched in the path (or callback URL), a probability and a count, and then does
 - ``latency_ms``: delay the request, then serve it normally;
 - ``error``: answer with the vendor's own body for a named error kind (each emulator lists
   its kinds, e.g. ``server_error``, ``unavailable``, ``rate_limit``, ``limit_exceeded``,
-  ``session_expired``), or ``status`` for the vendor's generic body with that status;
-- ``hang``: hold the request for ``hang_seconds`` (the client should time out);
+  ``session_expired``), or ``status`` for the vendor's generic body with that status; with
+  ``retry_after`` (seconds, or an HTTP date sent as given) the reply carries ``Retry-After``;
+- ``hang``: serve the request (a write lands) but withhold the answer until the client gives up
+  and closes the connection, or ``hang_seconds`` pass (then the answer is sent);
 - ``webhook``: ``drop``, ``duplicate`` or ``reorder`` matching webhook deliveries.
 
 Rules come in through the control API (``POST /_sandbox/faults``) or the Python API
@@ -17,6 +19,7 @@ Rules come in through the control API (``POST /_sandbox/faults``) or the Python 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import re
 import threading
@@ -41,6 +44,7 @@ class FaultRule:
     status: int | None = None
     hang: bool = False
     hang_seconds: float = 120.0
+    retry_after: float | str | None = None
     webhook: WebhookFault | None = None
     id: int = field(default_factory=lambda: next(_ids))
     fired: int = 0
@@ -59,6 +63,31 @@ class FaultRule:
             raise ValueError("a rule does one thing: error/status, hang or webhook")
         if not any(effects) and not self.latency_ms:
             raise ValueError("a rule needs an effect: latency_ms, error, status, hang or webhook")
+        if self.hang_seconds < 0:
+            raise ValueError("hang_seconds must not be negative")
+        if self.retry_after is not None:
+            if not (self.error or self.status):
+                raise ValueError("retry_after goes with an error or status rule")
+            if isinstance(self.retry_after, bool) or not isinstance(self.retry_after, int | float | str):
+                raise ValueError("retry_after is seconds or an HTTP date")
+            if isinstance(self.retry_after, str) and not self.retry_after.strip():
+                raise ValueError("retry_after must not be empty")
+            if not isinstance(self.retry_after, str) and not 0 <= self.retry_after < float("inf"):
+                raise ValueError("retry_after must be a non-negative number of seconds")
+
+    def retry_after_header(self) -> str | None:
+        """The ``Retry-After`` value this rule's reply carries (whole seconds as an integer)."""
+        value = self.retry_after
+        if value is None or isinstance(value, str):
+            return value
+        return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+    def retry_after_seconds(self, default: int) -> int:
+        """The wait to write into a vendor body that carries one (``retry_in_seconds``)."""
+        value = self.retry_after
+        if value is None or isinstance(value, str):
+            return default
+        return math.ceil(value)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultRule:
@@ -72,6 +101,7 @@ class FaultRule:
             "status",
             "hang",
             "hang_seconds",
+            "retry_after",
             "webhook",
         }
         unknown = set(data) - allowed

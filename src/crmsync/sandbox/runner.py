@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"salesforce": 8701, "trello": 8702, "monday": 8703}
 DEFAULT_DIRECTORY = Path(".crmsync-sandbox")
+#: seconds between two saves of ``--state`` while the sandbox runs (it is also saved at exit)
+DEFAULT_SAVE_SECONDS = 2.0
 
 #: the keys ``crmsync sandbox`` prints and writes, in this order
 ENV_KEYS = (
@@ -34,6 +37,7 @@ ENV_KEYS = (
     "TRELLO_SECRET",
     "MONDAY_API_URL",
     "MONDAY_TOKEN",
+    "MONDAY_APP_TOKEN",
     "MONDAY_SIGNING_SECRET",
 )
 
@@ -72,7 +76,11 @@ def seed_all(emulators: dict[str, Emulator], seed: str) -> list[str]:
 
 
 class Sandbox:
-    """The three emulators, each on its own port; Salesforce over HTTPS unless ``tls=False``."""
+    """The three emulators, each on its own port; Salesforce over HTTPS unless ``tls=False``.
+
+    With a ``state_file``, the state is loaded at start, written every ``save_seconds`` while it
+    changes (so a killed sandbox loses at most that much) and written once more at :meth:`stop`.
+    """
 
     def __init__(
         self,
@@ -84,7 +92,10 @@ class Sandbox:
         directory: Path = DEFAULT_DIRECTORY,
         tls: bool = True,
         options: dict[str, Any] | None = None,
+        save_seconds: float = DEFAULT_SAVE_SECONDS,
     ) -> None:
+        if save_seconds <= 0:
+            raise ValueError("save_seconds must be positive")
         self.host = host
         self.ports = {**DEFAULT_PORTS, **(ports or {})}
         self.seed_name = seed
@@ -93,6 +104,11 @@ class Sandbox:
         self.materials = ensure_materials(directory.resolve())
         self.emulators = build_emulators(self.materials, **(options or {}))
         self.servers: dict[str, BackgroundServer] = {}
+        self.save_seconds = save_seconds
+        self._saved = ""  # the text last written to the state file
+        self._save_lock = threading.Lock()
+        self._stop_saving = threading.Event()
+        self._saver: threading.Thread | None = None
         #: the emulators the seed was loaded into (the others have no such seed and start empty)
         self.seeded: list[str] = []
 
@@ -123,15 +139,30 @@ class Sandbox:
             )
             emulator.on_bound(server.url)
             self.servers[name] = server.start()
+        if self.state_file is not None:
+            self._stop_saving.clear()
+            self._saver = threading.Thread(target=self._save_periodically, name="sandbox-state", daemon=True)
+            self._saver.start()
         return self
 
     def stop(self) -> None:
+        self._stop_saving.set()
+        if self._saver is not None:
+            self._saver.join(timeout=30)
+            self._saver = None
         for server in self.servers.values():
             server.stop()
         self.servers.clear()
         for emulator in self.emulators.values():
             emulator.close()
         self.save_state()
+
+    def _save_periodically(self) -> None:
+        while not self._stop_saving.wait(self.save_seconds):
+            try:
+                self.save_state()
+            except Exception:  # a full disk must not stop the sandbox; the next save tries again
+                log.exception("could not save the sandbox state to %s", self.state_file)
 
     def env(self) -> dict[str, str]:
         """The credentials, ``KEY -> value`` in :data:`ENV_KEYS` order."""
@@ -157,16 +188,23 @@ class Sandbox:
                 emulator.restore_state(data[name])
         return True
 
-    def save_state(self) -> None:
+    def save_state(self) -> bool:
+        """Write the state file (atomically) if the state changed since the last write; True if written."""
         if self.state_file is None:
-            return
-        data = {}
-        for name, emulator in self.emulators.items():
-            with emulator.lock:
-                data[name] = emulator.dump_state()
-        tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.state_file)
+            return False
+        with self._save_lock:
+            parts = []
+            for name, emulator in self.emulators.items():
+                with emulator.lock:  # serialised under the lock: the state is live
+                    parts.append(f"{json.dumps(name)}: {json.dumps(emulator.dump_state())}")
+            text = "{" + ", ".join(parts) + "}"
+            if text == self._saved and self.state_file.exists():
+                return False
+            tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(self.state_file)
+            self._saved = text
+            return True
 
 
 @contextmanager

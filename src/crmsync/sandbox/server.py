@@ -12,11 +12,17 @@ from starlette.types import ASGIApp
 
 from crmsync.web.sockets import listening_socket
 
+#: seconds an idle kept-alive connection stays open. Vendors keep them for minutes; uvicorn's
+#: default (5 s) equals httpx's own pool expiry, so a client reusing a connection at about 5 s
+#: raced the server closing it ("Remote end closed connection without response").
+KEEP_ALIVE_SECONDS = 300
+
 
 class BackgroundServer:
     """Runs ``app`` with uvicorn on ``host:port`` in a daemon thread (port 0 picks a free port).
 
-    ``certfile``/``keyfile`` serve HTTPS. ``start()`` returns once the socket is listening.
+    ``certfile``/``keyfile`` serve HTTPS. ``start()`` returns once the socket is listening. Idle
+    connections are kept open :data:`KEEP_ALIVE_SECONDS`, as a vendor's front end keeps them.
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class BackgroundServer:
             ssl_certfile=str(certfile) if certfile else None,
             ssl_keyfile=str(keyfile) if keyfile else None,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -8,7 +8,8 @@ further retries (Trello deletes a webhook whose callback answers 410).
 
 Webhook fault rules (``FaultRule.webhook``) apply per attempt: ``drop`` loses it silently
 (no retry: the vendor believes it delivered), ``duplicate`` sends it twice, ``reorder`` holds it
-back and sends it after the next delivery.
+back and sends it right after the next delivery (or after ``hold_seconds`` when no other
+delivery comes).
 """
 
 from __future__ import annotations
@@ -108,20 +109,24 @@ class WebhookDispatcher:
             self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
             self._thread.start()
 
-    def _next(self) -> Delivery | None:
+    def _next(self) -> tuple[Delivery, bool] | None:
+        """The next delivery to attempt, and whether it is a held one being released (sent as is)."""
         with self._cond:
+            held_since: float | None = None
             while not self._stop:
                 now = time.monotonic()
                 if self._heap and self._heap[0][0] <= now:
                     self._busy += 1
-                    return heapq.heappop(self._heap)[2]
+                    return heapq.heappop(self._heap)[2], False
                 if self._held and not self._heap:
                     # nothing came after a held delivery within hold_seconds: release it
-                    self._cond.wait(self.hold_seconds)
-                    if self._held and not self._heap:
+                    held_since = now if held_since is None else held_since
+                    if now - held_since >= self.hold_seconds:
                         self._busy += 1
-                        return self._held.pop(0)
+                        return self._held.pop(0), True
+                    self._cond.wait(max(0.001, held_since + self.hold_seconds - now))
                     continue
+                held_since = None
                 wait = self._heap[0][0] - now if self._heap else 0.5
                 self._cond.wait(max(0.001, min(wait, 0.5)))
         return None
@@ -129,11 +134,16 @@ class WebhookDispatcher:
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout) as client:
             while True:
-                delivery = self._next()
-                if delivery is None:
+                taken = self._next()
+                if taken is None:
                     return
+                delivery, released = taken
                 try:
-                    self._attempt(client, delivery)
+                    if released:
+                        self._send(client, delivery)
+                        continue
+                    if self._attempt(client, delivery):
+                        continue  # held back: it goes right after the next delivery
                     with self._cond:
                         held, self._held = self._held, []
                     for late in held:
@@ -143,19 +153,21 @@ class WebhookDispatcher:
                         self._busy -= 1
                         self._cond.notify_all()
 
-    def _attempt(self, client: httpx.Client, delivery: Delivery) -> None:
+    def _attempt(self, client: httpx.Client, delivery: Delivery) -> bool:
+        """Send one delivery as the fault rules say; True when it was held back (``reorder``)."""
         rule = self.faults.for_webhook(delivery.url)
         if rule is not None and rule.webhook == "drop":
             log.debug("sandbox: dropped webhook delivery to %s", delivery.url)
             self.sent.append((delivery, None))
-            return
+            return False
         if rule is not None and rule.webhook == "reorder":
             with self._cond:
                 self._held.append(delivery)
-            return
+            return True
         self._send(client, delivery)
         if rule is not None and rule.webhook == "duplicate":
             self._send(client, delivery, retry=False)
+        return False
 
     def _send(self, client: httpx.Client, delivery: Delivery, retry: bool = True) -> None:
         status: int | None

@@ -7,6 +7,8 @@ import signal
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -98,6 +100,42 @@ def test_state_file_keeps_records_across_restarts(tmp_path: Path) -> None:
         env = read_env(env_file)
         summary = httpx.get(f"{env['SALESFORCE_INSTANCE_URL']}/_sandbox/state").json()
         assert "Kept Ltd" in state.read_text() and summary
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def salesforce_session(env: dict[str, str]) -> Iterator[httpx.Client]:
+    """A client logged in to the (plain HTTP) Salesforce emulator with the client-credentials flow."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": env["SALESFORCE_CLIENT_ID"],
+        "client_secret": env["SALESFORCE_CLIENT_SECRET"],
+    }
+    with httpx.Client(base_url=env["SALESFORCE_INSTANCE_URL"]) as http:
+        token = http.post("/services/oauth2/token", data=form).json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        yield http
+
+
+def test_a_killed_sandbox_keeps_the_state_it_saved_while_running(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    proc, env_file = start(tmp_path, "--state", str(state), "--save-every", "0.2", "--no-tls")
+    try:
+        with salesforce_session(read_env(env_file)) as http:
+            created = http.post("/services/data/v66.0/sobjects/Account", json={"Name": "Survivor Ltd"})
+            assert created.status_code == 201
+        wait_until(lambda: state.exists() and "Survivor Ltd" in state.read_text(), 30)
+    finally:
+        proc.kill()  # no chance to save at exit
+        proc.wait(timeout=30)
+    proc, env_file = start(tmp_path, "--state", str(state), "--no-tls")
+    try:
+        with salesforce_session(read_env(env_file)) as http:
+            soql = "SELECT Name FROM Account WHERE Name = 'Survivor Ltd'"
+            found = http.get("/services/data/v66.0/query", params={"q": soql})
+            assert found.status_code == 200 and found.json()["totalSize"] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

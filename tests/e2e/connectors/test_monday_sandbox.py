@@ -13,7 +13,7 @@ import pytest
 from crmsync.connectors.base import Write
 from crmsync.connectors.monday import MondayClient, MondayConnector, MondaySettings
 from crmsync.connectors.monday.budget import ComplexityPacer, StoreBook
-from crmsync.errors import Fatal, FixTheData, RetryLater
+from crmsync.errors import BudgetExhausted, Fatal, FixTheData, RetryLater
 from crmsync.sandbox.faults import FaultRule
 from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.runner import serve
@@ -338,3 +338,23 @@ def test_reads_records_changes_and_every_item(emu: MondayEmulator, monday: Monda
     jane = next(iter(monday.read_records(board, [seeded[0]["id"]])))
     assert jane.fields["email"] == "jane@acme.example" and jane.fields["numbers"] == 12000
     assert jane.fields["person"] == [58_000_002]
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected", "wait"),
+    [
+        ({"status": 429, "retry_after": 3}, RetryLater, 3.0),
+        ({"error": "rate_limit", "retry_after": 5}, BudgetExhausted, 5.0),
+        ({"error": "concurrency", "retry_after": 2}, RetryLater, 2.0),
+        ({"status": 503, "retry_after": "Fri, 31 Dec 1999 23:59:59 GMT"}, RetryLater, 0.0),  # already past
+    ],
+)
+def test_injected_limits_carry_the_wait_the_reply_asks_for(
+    emu: MondayEmulator, monday: MondayConnector, rule: dict[str, Any], expected: type[Exception], wait: float
+) -> None:
+    board = emu.board_id("Leads")
+    monday.columns(board)
+    emu.faults.add(FaultRule(path="/v2", count=1, **rule))
+    with pytest.raises(RetryLater) as caught:
+        monday.write_batch(board, [Write("f", "create", {"name": "Faulty"})])
+    assert type(caught.value) is expected and caught.value.retry_after == wait

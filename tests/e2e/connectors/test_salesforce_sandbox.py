@@ -269,3 +269,27 @@ def test_updated_and_deleted_resources(org: SalesforceEmulator, sf: SalesforceCo
     end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
     assert kept in sf.client.updated("Account", start, end)["ids"]
     assert doomed in [d["id"] for d in sf.client.deleted("Account", start, end)["deletedRecords"]]
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected", "wait"),
+    [
+        # a 429 saying REQUEST_LIMIT_EXCEEDED is not the daily limit: back when Retry-After says
+        ({"status": 429, "retry_after": 2}, RetryLater, 2.0),
+        ({"error": "rate_limit", "retry_after": 4}, RetryLater, 4.0),
+        ({"error": "limit_exceeded"}, BudgetExhausted, 3600.0),
+        ({"error": "unavailable", "retry_after": 1}, RetryLater, 1.0),
+    ],
+)
+def test_injected_limits_carry_the_wait_the_reply_asks_for(
+    org: SalesforceEmulator,
+    sf: SalesforceConnector,
+    rule: dict[str, Any],
+    expected: type[Exception],
+    wait: float,
+) -> None:
+    sf.check()
+    org.faults.add(path="/composite/sobjects", count=1, **rule)
+    with pytest.raises(RetryLater) as caught:
+        sf.write_batch("Account", [Write("a", "create", {"Name": "X"})])
+    assert type(caught.value) is expected and caught.value.retry_after == wait

@@ -6,11 +6,13 @@ import csv
 import datetime as dt
 import gc
 import io
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+import urllib3
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
@@ -479,3 +481,27 @@ def test_control_routes(emulator: SalesforceEmulator, session: requests.Session,
         f"{emulator.base_url}/services/data/v{VERSION}/limits", headers={"Authorization": f"Bearer {token}"}
     )
     assert reply.status_code == 401
+
+
+@pytest.mark.slow
+def test_a_pooled_connection_stays_usable_when_polls_are_slower_than_five_seconds(
+    emulator: SalesforceEmulator, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real vendors keep an idle connection open for minutes; a server that closes it after a few
+    seconds races a client taking it from its pool (``RemoteDisconnected``)."""
+    connects: list[int] = []
+    connect = urllib3.connection.HTTPSConnection.connect
+
+    def counting_connect(self: urllib3.connection.HTTPSConnection) -> None:
+        connects.append(1)
+        connect(self)
+
+    monkeypatch.setattr(urllib3.connection.HTTPSConnection, "connect", counting_connect)
+    sf = Salesforce(
+        session_id=emulator.new_session(), instance_url=emulator.base_url, session=session, version=VERSION
+    )
+    assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 5
+    for _ in range(2):
+        time.sleep(6)  # the idle time is what is tested: longer than uvicorn's default keep-alive (5 s)
+        assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 5
+    assert len(connects) == 1  # one connection, reused: never closed under the client

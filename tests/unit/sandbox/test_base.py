@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,6 +15,13 @@ from starlette.routing import BaseRoute, Route
 from crmsync.sandbox.base import Emulator
 from crmsync.sandbox.faults import FaultRule, FaultSet
 from crmsync.sandbox.runner import serve
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        time.sleep(0.02)
 
 
 class Toy(Emulator):
@@ -116,3 +124,55 @@ def test_latency_rule_delays() -> None:
         started = time.perf_counter()
         assert client.get("/items").status_code == 200
         assert time.perf_counter() - started >= 0.19
+
+
+def test_retry_after_goes_with_error_rules_only() -> None:
+    with pytest.raises(ValueError, match="retry_after goes with an error or status rule"):
+        FaultRule(path="/x", latency_ms=5, retry_after=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        FaultRule(status=429, retry_after=-1)
+    with pytest.raises(ValueError, match="seconds or an HTTP date"):
+        FaultRule.from_dict({"status": 429, "retry_after": [1]})
+    assert FaultRule(status=429, retry_after=2.0).retry_after_header() == "2"
+    assert FaultRule(status=429, retry_after=1.5).retry_after_seconds(60) == 2
+    assert FaultRule(status=429).retry_after_seconds(60) == 60
+
+
+@pytest.mark.parametrize("retry_after", [3, "Fri, 31 Dec 2038 23:59:59 GMT"])
+def test_a_fault_rule_sends_retry_after(retry_after: int | str) -> None:
+    toy = Toy()
+    with serve(toy) as server, httpx.Client(base_url=server.url) as client:
+        added = client.post(
+            "/_sandbox/faults", json={"path": "^/items", "status": 429, "retry_after": retry_after}
+        )
+        assert added.status_code == 201 and added.json()["retry_after"] == retry_after
+        refused = client.get("/items")
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == str(retry_after)
+        client.delete("/_sandbox/faults")
+        assert "Retry-After" not in client.get("/items").headers
+
+
+def test_hang_serves_the_request_and_withholds_the_answer_until_the_client_gives_up() -> None:
+    toy = Toy()
+    with serve(toy) as server, httpx.Client(base_url=server.url) as client:
+        toy.faults.add(path="^/items", method="POST", hang=True, count=1)  # hang_seconds: 120
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/items", json={"name": "lost reply"}, timeout=0.5)
+        # the write landed although nobody got the answer, long before hang_seconds
+        wait_until(lambda: toy.items == ["lost reply"], timeout=10)
+        assert time.monotonic() - started < 10
+        wait_until(lambda: toy.calls.count("POST", "/items") == 1, timeout=10)
+        # the client retries the same write: it lands a second time (what idempotency is for)
+        assert client.post("/items", json={"name": "lost reply"}).json() == ["lost reply", "lost reply"]
+
+
+def test_hang_answers_a_patient_client_after_hang_seconds() -> None:
+    toy = Toy()
+    with serve(toy) as server, httpx.Client(base_url=server.url) as client:
+        toy.faults.add(path="^/items", hang=True, hang_seconds=0.3, count=1)
+        started = time.monotonic()
+        reply = client.post("/items", json={"name": "late"}, timeout=10)
+        assert reply.status_code == 200 and reply.json() == ["late"]
+        assert time.monotonic() - started >= 0.29
+        assert toy.calls.count("POST", "/items") == 1

@@ -157,6 +157,7 @@ class MondayEmulator(Emulator):
 
     def fault_response(self, rule: FaultRule, request: Request) -> Response:
         kind = rule.error
+        wait = rule.retry_after_seconds  # a rule's retry_after also goes into the body's retry_in_seconds
         if kind is None:
             return generic_error_response(rule.status or 500)
         if kind == "server_error":
@@ -168,7 +169,7 @@ class MondayEmulator(Emulator):
         if kind == "gateway_timeout":
             return generic_error_response(504)
         if kind == "rate_limit":
-            return rate_limited(60)
+            return rate_limited(wait(60))
         if kind == "complexity":
             version = request.headers.get("api-version") or CURRENT_VERSION
             limit = self.budget.per_minute
@@ -177,28 +178,38 @@ class MondayEmulator(Emulator):
                 0,
                 0,
                 limit,
-                60,
+                wait(60),
             )
         if kind == "concurrency":
             return error_response(
-                429, "Max concurrency exceeded", "maxConcurrencyExceeded", retry_after=10, retry_in_seconds=10
+                429,
+                "Max concurrency exceeded",
+                "maxConcurrencyExceeded",
+                retry_after=wait(10),
+                retry_in_seconds=wait(10),
             )
         if kind == "daily_limit":
-            return daily_limit_exceeded(3600)
+            return daily_limit_exceeded(wait(3600))
         if kind == "ip_rate_limit":
             return error_response(
-                429, "IP rate limit exceeded", "IP_RATE_LIMIT_EXCEEDED", retry_after=10, retry_in_seconds=10
+                429,
+                "IP rate limit exceeded",
+                "IP_RATE_LIMIT_EXCEEDED",
+                retry_after=wait(10),
+                retry_in_seconds=wait(10),
             )
         if kind == "locked":
             return error_response(
                 423,
                 "Resource is currently locked, please try again later",
                 "RESOURCE_LOCKED",
-                retry_after=5,
+                retry_after=wait(5),
                 status_code=423,
             )
         if kind == "temporarily_blocked":
-            return error_response(200, "API temporarily blocked", "API_TEMPORARILY_BLOCKED", retry_after=30)
+            return error_response(
+                200, "API temporarily blocked", "API_TEMPORARILY_BLOCKED", retry_after=wait(30)
+            )
         if kind == "invalid_token":
             return unauthorized()
         return error_response(
