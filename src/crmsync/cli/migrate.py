@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
+from crmsync.config.loader import DEFAULT_PATH
 from crmsync.engine.migrate import Migration, MigrationSummary
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError
@@ -62,11 +63,26 @@ def migrate(
                 what = f"dry run of {what}"
             task = bar.add_task(what, total=total)
             migration.progress = lambda n: bar.advance(task, n)
+
+            def waiting(seconds: float | None) -> None:
+                note = f"{what} — waiting {seconds:.0f} s for monday's complexity budget" if seconds else what
+                bar.update(task, description=note)
+
+            migration.waiting = waiting
             summary = migration.run()
     except ConfigError as exc:
         for problem in exc.problems or [exc.message]:
             typer.secho(problem, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.secho("\nmigration interrupted", fg=typer.colors.YELLOW, err=True)
+        if migration is not None:
+            console.print(summary_table(migration.summary, stopped=True))
+        typer.echo(
+            f"what was written is recorded; to resume, run the same command again: {_command(flow, config)}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     except CrmsyncError as exc:
         typer.secho(f"migration stopped: {exc}", fg=typer.colors.RED, err=True)
         if migration is not None:
@@ -76,6 +92,9 @@ def migrate(
     finally:
         runtime.close()
     console.print(summary_table(summary))
+    if dry_run and migration is not None:
+        _dry_run_hint(console, migration, flow, config)
+        return
     if summary.failed:
         typer.secho(
             f"{summary.failed} records failed: see `crmsync log --flow {flow}`", fg=typer.colors.YELLOW
@@ -100,3 +119,30 @@ def summary_table(summary: MigrationSummary, *, stopped: bool = False) -> Table:
     if rate:
         table.add_row("records/s", f"{rate:.0f}")
     return table
+
+
+def _command(flow: str, config: Path) -> str:
+    return f"crmsync migrate {flow}" + ("" if config == DEFAULT_PATH else f" -c {config}")
+
+
+def _dry_run_hint(console: Console, migration: Migration, flow: str, config: Path) -> None:
+    """What the dry run found that monday would refuse, and what to run next."""
+    problems = migration.label_problems
+    if problems:
+        table = Table("column", "value", "records", "the column's labels", title="Values monday would refuse")
+        for (column, title, value, labels), count in problems.most_common():
+            table.add_row(f"{column} ({title})", repr(value), str(count), ", ".join(labels) or "(none)")
+        console.print(table)
+        console.print(
+            "fix the flow's value_map (or add the labels to the board), run the dry run again, then "
+            f"migrate: {_command(flow, config)}",
+            soft_wrap=True,
+        )
+    elif migration.summary.failed:
+        console.print(
+            f"{migration.summary.failed} records would fail in a transform: see them with "
+            f"`{_command(flow, config)} --dry-run -v`",
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"nothing would be refused; to migrate: {_command(flow, config)}", soft_wrap=True)

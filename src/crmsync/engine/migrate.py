@@ -18,19 +18,26 @@ board ``object``), with a ``match`` column on the board that holds each record's
   batch again, a bounded number of times; *fix the data* → that record is counted as failed and
   logged (``refused``), the others go on; *fatal* → what was written is recorded, then the error is
   raised (the migration stops; a rerun resumes).
-- **Dry run**: reads Salesforce and maps every record, but makes no Monday.com call and writes
-  nothing to the store; records without a link are counted as *created* (they would be written:
-  created, or updated if an item already holds their id), linked ones as *skipped*.
+- **Dry run**: reads Salesforce and maps every record, reads the board's columns once (one small
+  query) and writes nothing; records without a link are counted as *created* (they would be
+  written: created, or updated if an item already holds their id), linked ones as *skipped*; a
+  record with a status or dropdown value that is not one of its column's labels is *failed*, and
+  :attr:`Migration.label_problems` says which column and value, as monday would refuse them.
+- **Waiting** for the complexity budget (or a vendor's retry-later) is reported to
+  :attr:`Migration.waiting` every second with the seconds left, then with None.
 - ``limit`` caps the records written (or that failed) by this run; skipped records do not count,
   so ``--limit 100`` run twice migrates 200 records.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.connectors.base import Write, WriteResult
+from crmsync.connectors.monday.client import COMPLEXITY_FIELD, SMALL_QUERY_COST, raise_first
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.twoway import parse_stamp
@@ -151,6 +159,11 @@ class Migration:
         self._started = 0.0
         self._before: dict[str, int] = {}
         self.summary = MigrationSummary(dry_run=dry_run)
+        #: told the seconds left while the migration waits (budget, retry later), then None
+        self.waiting: Callable[[float | None], None] | None = None
+        #: dry run: (column id, column title, value, its labels) → records that would be refused
+        self.label_problems: Counter[tuple[str, str, str, tuple[str, ...]]] = Counter()
+        self._labels: dict[str, tuple[str, str, tuple[str, ...]]] = {}
 
     # -- set-up --------------------------------------------------------------------------------------
     def _check_flow(self) -> None:
@@ -237,7 +250,7 @@ class Migration:
         if self._before:
             return
         self._started = time.monotonic()
-        connections = [self.flow.source] if self.dry_run else [self.flow.source, self.flow.target]
+        connections = [self.flow.source, self.flow.target]
         self._before = {name: self._calls(name) for name in connections}
 
     def _calls(self, name: str) -> int:
@@ -245,7 +258,83 @@ class Migration:
 
     def _run(self) -> None:
         size = self.batch_size()
-        board = "" if self.dry_run else str(self.rt.board_of(self.flow, self.flow.target))
+        board = str(self.rt.board_of(self.flow, self.flow.target))
+        if self.dry_run:
+            self._labels = self._board_labels(board)
+        with self._reporting_waits():
+            self._migrate(board, size)
+
+    def _board_labels(self, board: str) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+        """Status and dropdown columns of the board: column id → (type, title, labels); one query."""
+        reply = self._monday().client.query(
+            f"query ($b: [ID!]) {{ boards(ids: $b) {{ columns {{ id title type settings_str }} }} "
+            f"{COMPLEXITY_FIELD} }}",
+            {"b": [board]},
+            cost=SMALL_QUERY_COST,
+        )
+        raise_first(reply)
+        out: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+        for boards in reply.data.get("boards") or []:
+            for column in boards.get("columns") or []:
+                kind = "status" if column.get("type") in ("status", "color") else str(column.get("type"))
+                if kind not in ("status", "dropdown"):
+                    continue
+                labels = json.loads(column.get("settings_str") or "{}").get("labels") or {}
+                names = labels.values() if isinstance(labels, dict) else [lab.get("name") for lab in labels]
+                out[str(column["id"])] = (kind, str(column.get("title")), tuple(str(n) for n in names if n))
+        return out
+
+    def _refused_labels(self, fields: Mapping[str, Any]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        """(column, title, value, labels) of each status or dropdown value monday would refuse."""
+        found = []
+        for column, value in fields.items():
+            if column not in self._labels or value in (None, "", []):
+                continue
+            kind, title, labels = self._labels[column]
+            if isinstance(value, Mapping):
+                value = value.get("label", value.get("labels"))
+            if isinstance(value, int) and not isinstance(value, bool):
+                continue  # an index: monday's own numbering, not a label
+            values = (
+                value if isinstance(value, list) else str(value).split(",") if kind == "dropdown" else [value]
+            )
+            for one in values:
+                if str(one).strip() not in labels:
+                    found.append((column, title, str(one).strip(), labels))
+        return found
+
+    @contextmanager
+    def _reporting_waits(self) -> Iterator[None]:
+        """While migrating, the monday pacer's waits for the budget are reported to :attr:`waiting`."""
+        if self.dry_run:
+            yield
+            return
+        pacer = self._monday().client.pacer
+        original = pacer.sleep
+        pacer.sleep = lambda seconds: self._wait(seconds, original)
+        try:
+            yield
+        finally:
+            pacer.sleep = original
+
+    def _wait(self, seconds: float, sleep: Callable[[float], None]) -> None:
+        """Sleep ``seconds`` in steps of at most one, telling :attr:`waiting` what is left."""
+        if self.waiting is None:
+            sleep(seconds)
+            return
+        left = seconds
+        try:
+            while left > 0:
+                if self.waiting is not None:
+                    self.waiting(left)
+                step = min(1.0, left)
+                sleep(step)
+                left -= step
+        finally:
+            if self.waiting is not None:
+                self.waiting(None)
+
+    def _migrate(self, board: str, size: int) -> None:
         buffer: list[_Planned] = []
         for rows in _chunks(self._read(), size):
             linked = self._linked([str(r.get(self.flow.key_field)) for r in rows])
@@ -306,6 +395,14 @@ class Migration:
             self._failed(key, exc)
             return None
         fields.setdefault(self.match_field, key)
+        refused = self._refused_labels(fields) if self.dry_run else []
+        if refused:
+            for problem in refused:
+                self.label_problems[problem] += 1
+            column, title, value, labels = refused[0]
+            message = f"column {column} ({title}): {value!r} is not one of its labels ({', '.join(labels)})"
+            self._failed(key, FixTheData(message, record=key))
+            return None
         write = Write(
             key=key, operation="upsert", fields=fields, external_id_field=self.match_field, external_id=key
         )
@@ -370,7 +467,7 @@ class Migration:
         log.warning(
             "monday asks to retry later (%s); waiting %.1f s before sending the batch again", exc, seconds
         )
-        self.sleep(seconds)
+        self._wait(seconds, self.sleep)
         return min(wait * 2, MAX_WAIT)
 
     def _gave_up(self, exc: CrmsyncError, count: int) -> RetryLater:
@@ -433,9 +530,10 @@ class Migration:
 
     def _failed(self, key: str, error: CrmsyncError) -> None:
         self.summary.failed += 1
-        log.warning("record %s not migrated: %s", key, error)
-        if self.dry_run:
+        if self.dry_run:  # the dry run's summary counts them; -v shows each
+            log.debug("record %s would not be migrated: %s", key, error)
             return
+        log.warning("record %s not migrated: %s", key, error)
         entry = LogEntry(
             flow=self.flow.name,
             record_key=key,

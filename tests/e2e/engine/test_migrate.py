@@ -27,7 +27,7 @@ from crmsync.config import load_config
 from crmsync.engine.migrate import Migration
 from crmsync.engine.runtime import Runtime
 from crmsync.sandbox.monday import MondayEmulator
-from crmsync.sandbox.monday.seeds import API_USER
+from crmsync.sandbox.monday.seeds import API_USER, status_settings
 from crmsync.sandbox.monday.store import Board, Column, Group
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
@@ -169,9 +169,10 @@ def test_migration_inside_the_complexity_budget_then_a_rerun_writes_nothing(
             # a dry run first: everything read and mapped, nothing written anywhere
             dry = Migration(runtime, FLOW, dry_run=True).run()
             assert (dry.created, dry.updated, dry.skipped, dry.failed) == (ACCOUNTS, 0, 0, 0)
-            assert monday.calls.count() == 0 and monday.items(board) == []
+            # read only: the board looked up by name, and its columns (to check status labels)
+            assert monday.calls.count() == 2 and monday.items(board) == []
             assert links_count(runtime.store) == 0 and query(runtime.store, FLOW) == []
-            assert set(dry.api_calls) == {"salesforce"}
+            assert dry.api_calls["monday"] == 2
 
             # items already on the board for some Accounts (e.g. written by a run killed before it
             # linked them): found by their Salesforce id and updated, never duplicated
@@ -194,7 +195,12 @@ def test_migration_inside_the_complexity_budget_then_a_rerun_writes_nothing(
             progress: list[int] = []
             started = clock.now
 
-            summary = Migration(runtime, FLOW, progress=progress.append).run()
+            migration = Migration(runtime, FLOW, progress=progress.append)
+            waits: list[float | None] = []
+            migration.waiting = waits.append
+            summary = migration.run()
+            # the budget's waits were told as they happened, second by second, and ended
+            assert max(w for w in waits if w is not None) > 1 and waits[-1] is None
 
             created = ACCOUNTS - PRESENT
             assert (summary.created, summary.updated, summary.skipped, summary.failed) == (
@@ -210,7 +216,7 @@ def test_migration_inside_the_complexity_budget_then_a_rerun_writes_nothing(
             refused = [c for c in monday.calls.calls() if c.status != 200]
             assert refused == []  # not one complexity error (nor any other)
             assert clock.now - started >= 4 * 60  # 50M points of mutations: the budget did hold them back
-            assert summary.api_calls["monday"] == monday.calls.count()
+            assert summary.api_calls["monday"] == monday.calls.count() - dry.api_calls["monday"]
             assert summary.api_calls["salesforce"] <= 6  # count, bulk job, poll, one page (+ login)
             assert links_count(runtime.store) == ACCOUNTS
             for item in (monday.items(board)[0], monday.items(board)[-1]):
@@ -267,3 +273,32 @@ def test_killed_at_a_random_point_and_run_again_ends_with_one_item_per_record(
         # (a request in flight when the process died may still have been applied: at least ``written``)
         assert shown["skipped"] + shown["updated"] >= written, (shown, written)
         assert sum(shown.values()) == ACCOUNTS and shown["failed"] == 0, (shown, written)
+
+
+def test_a_dry_run_names_each_status_value_the_board_would_refuse(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    monday = MondayEmulator()
+    monday.seed("empty")
+    board = add_board(monday)
+    monday.store.boards[int(board)].columns.append(
+        Column("status", "Industry status", "status", status_settings({0: "Banking", 1: "Energy"}))
+    )
+    with serve(monday):
+        path = write_config(tmp_path, 10_000_000)
+        path.write_text(path.read_text() + "      - {source: Industry, target: status}\n")
+        cfg = load_config(path, environ=environment(org, monday))
+        runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
+        try:
+            dry = Migration(runtime, FLOW, dry_run=True)
+            summary = dry.run()
+        finally:
+            runtime.close()
+    per_industry = ACCOUNTS // len(INDUSTRIES)
+    assert summary.failed == 2 * per_industry  # Retail and Technology; no industry sends nothing
+    assert summary.created == ACCOUNTS - 2 * per_industry
+    assert dict(dry.label_problems) == {
+        ("status", "Industry status", "Retail", ("Banking", "Energy")): per_industry,
+        ("status", "Industry status", "Technology", ("Banking", "Energy")): per_industry,
+    }
+    assert monday.items(board) == []

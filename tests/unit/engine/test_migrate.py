@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 
 from crmsync.config import load_config
 from crmsync.connectors.base import Write, WriteResult
+from crmsync.connectors.monday.client import Reply
 from crmsync.engine import migrate as m
 from crmsync.engine.migrate import Migration
 from crmsync.engine.runtime import Runtime
@@ -100,10 +103,25 @@ class FakeSalesforce:
         self.client = FakeClient(rows, count)
 
 
+class FakeMondayClient:
+    """Reads the board's columns; its pacer's sleep is what a budget wait calls."""
+
+    def __init__(self, owner: FakeMonday) -> None:
+        self.owner = owner
+        self.pacer = SimpleNamespace(sleep=owner.slept.append)
+
+    def query(self, text: str, variables: Any = None, *, cost: int) -> Reply:
+        self.owner.calls_made += 1
+        return Reply({"boards": [{"columns": self.owner.columns}]})
+
+
 class FakeMonday:
     """A board keyed by the match column; scripted failures."""
 
     def __init__(self, per_request: int = 3) -> None:
+        self.slept: list[float] = []
+        self.columns: list[dict[str, Any]] = []
+        self.client = FakeMondayClient(self)
         self.per_request = per_request
         self.items: dict[str, str] = {}  # Salesforce id -> item id
         self.values: dict[str, dict[str, Any]] = {}
@@ -358,19 +376,18 @@ def test_records_outside_the_flows_when_are_skipped(make_world: Callable[..., Wo
     assert "Type" in world.sf.client.soql[-1]
 
 
-def test_a_dry_run_reads_and_maps_but_calls_no_monday_and_stores_nothing(world: World) -> None:
+def test_a_dry_run_reads_and_maps_reads_only_the_board_columns_and_stores_nothing(world: World) -> None:
     world.migration(limit=2).run()
     assert len(world.links()) == 2
-    world.asked.clear()
     calls = world.monday.calls_made
 
     summary = world.migration(dry_run=True).run()
 
     assert summary.dry_run and counts(summary) == (5, 0, 2, 0)
-    assert "monday" not in world.asked and world.monday.calls_made == calls
+    assert world.monday.calls_made == calls + 1  # the columns, to check status and dropdown labels
     assert len(world.links()) == 2
     assert len(query(world.runtime.store, "accounts")) == 2
-    assert set(summary.api_calls) == {"salesforce"}
+    assert summary.api_calls["monday"] == 1
 
 
 @pytest.mark.parametrize(
@@ -433,3 +450,38 @@ def test_the_command_stops_with_status_1_and_says_how_to_resume(
     assert "Migration stopped" in result.output and "run the same command again to resume" in result.output
     unknown = command(world, monkeypatch, "nope")
     assert unknown.exit_code == 1 and "unknown flow 'nope'" in unknown.output
+
+
+def test_the_dry_run_names_the_column_and_value_monday_would_refuse_and_what_to_run_next(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels = json.dumps({"labels": {"0": "Ada", "1": "Grace"}})
+    world.monday.columns = [{"id": "text_owner", "title": "Owner", "type": "status", "settings_str": labels}]
+    result = command(world, monkeypatch, "accounts", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Values monday would refuse" not in result.output  # every owner is Ada: a label
+    world.monday.columns[0]["settings_str"] = json.dumps({"labels": {"0": "Grace"}})
+    result = command(world, monkeypatch, "accounts", "--dry-run")
+    assert "Values monday would refuse" in result.output
+    assert "text_owner (Owner)" in result.output and "'Ada'" in result.output and "Grace" in result.output
+    assert f"then migrate: crmsync migrate accounts -c {world.runtime.config.path}" in result.output
+
+
+def test_a_budget_wait_is_told_second_by_second(world: World) -> None:
+    migration = world.migration()
+    told: list[float | None] = []
+    migration.waiting = told.append
+    with migration._reporting_waits():
+        world.monday.client.pacer.sleep(2.5)
+    assert told == [2.5, 1.5, 0.5, None] and world.monday.slept == [1.0, 1.0, 0.5]
+
+
+def test_ctrl_c_prints_how_to_resume_and_exits_130(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.monday.raises.append(KeyboardInterrupt())
+    result = command(world, monkeypatch, "accounts")
+    assert result.exit_code == 130
+    assert "migration interrupted" in result.output and "Traceback" not in result.output
+    assert (
+        f"to resume, run the same command again: crmsync migrate accounts -c {world.runtime.config.path}"
+        in (result.output)
+    )
