@@ -265,3 +265,36 @@ flow_pauses = sa.Table(
     sa.Column("probed_at", UTCDateTime(), nullable=True),
     **_TABLE_ARGS,
 )
+
+webhook_receivers = sa.Table(
+    "webhook_receivers",
+    metadata,
+    sa.Column("connection", sa.String(100), primary_key=True),
+    sa.Column("url_secret", sa.String(64), nullable=False),
+    sa.Column("callback_url", sa.String(500), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("refused", sa.BigInteger(), nullable=False),
+    sa.Column("refused_at", UTCDateTime(), nullable=True),
+    sa.Column("refused_reason", sa.Text(), nullable=True),
+    **_TABLE_ARGS,
+)
+
+webhook_tokens = sa.Table(
+    "webhook_tokens",
+    metadata,
+    sa.Column("token_digest", sa.String(64), primary_key=True),
+    sa.Column("body_digest", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_webhook_tokens_expires", "expires_at"),
+    **_TABLE_ARGS,
+)
+
+webhook_field_times = sa.Table(
+    "webhook_field_times",
+    metadata,
+    sa.Column("connection", sa.String(100), primary_key=True),
+    sa.Column("item_id", sa.String(64), primary_key=True),
+    sa.Column("field", sa.String(200), primary_key=True),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+    **_TABLE_ARGS,
+)

@@ -20,14 +20,24 @@ API, whatever the event's shape (internal type names such as ``color`` for statu
 or strings; ``changedAt`` as an epoch float, or masked text as in captured payloads).
 
 Webhooks created with an app's token carry ``Authorization: <JWT>`` signed HS256 with the app's
-signing secret; :func:`verify_request` checks signature, expiry and (when given) the audience.
+signing secret; :func:`verify_token` checks signature, audience (the URL the delivery was sent to)
+and expiry. monday's signature does not cover the body, so the receiver also binds each token to
+the body it first came with (:func:`crmsync.store.webhooks.use_token`). Webhooks made with a
+personal token are unsigned: their URL carries a secret instead (:func:`secret_matches`).
+
+Bodies are read by :func:`load_body`, bounded in size and nesting depth before the JSON parser
+runs; every malformed body or value is a :class:`MalformedEvent` (the receiver answers 400).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +68,13 @@ SUBSCRIPTIONS: dict[EventKind, str] = {
 }
 #: seconds of clock difference tolerated when checking ``exp``/``iat``
 JWT_LEEWAY = 30
+#: the deepest nesting of arrays and objects a delivery may have (monday's go 4 deep)
+MAX_DEPTH = 32
+#: the longest signed token read (monday's are a few hundred characters)
+MAX_TOKEN_LENGTH = 4096
+#: change times outside these bounds (epoch seconds: 2000-01-01 .. 2100-01-01) are malformed
+EARLIEST_CHANGE = 946_684_800.0
+LATEST_CHANGE = 4_102_444_800.0
 
 
 class WebhookRefused(Exception):
@@ -84,24 +101,88 @@ class MondayEvent:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def _load(body: bytes | str | Mapping[str, Any]) -> Any:
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _depth(body: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text, strings skipped (no parser run)."""
+    depth = deepest = 0
+    for match in _TOKENS.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    break
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedEvent(f"the body holds {name}, which is not JSON")
+
+
+def load_body(body: bytes | str | Mapping[str, Any]) -> Any:
+    """The JSON value of a delivery's body, refusing (:class:`MalformedEvent`) bodies nested deeper
+    than :data:`MAX_DEPTH`, ``NaN``/``Infinity``, numbers too long to convert and invalid UTF-8."""
     if isinstance(body, Mapping):
         return body
+    raw = body.encode() if isinstance(body, str) else body
+    if _depth(raw) > MAX_DEPTH:
+        raise MalformedEvent(f"the body is nested more than {MAX_DEPTH} levels deep")
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        return json.loads(raw, parse_constant=_no_constant)
+    except MalformedEvent:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise MalformedEvent(f"the body is not JSON: {exc}") from exc
 
 
 def challenge_reply(body: bytes | str | Mapping[str, Any]) -> dict[str, Any] | None:
-    """``{"challenge": value}`` to answer when ``body`` is monday's URL challenge, else None."""
-    try:
-        data = _load(body)
-    except MalformedEvent:
-        return None
+    """``{"challenge": value}`` to answer when ``body`` is monday's URL challenge, else None.
+
+    Raises :class:`MalformedEvent` for a body that is not JSON (see :func:`load_body`).
+    """
+    data = load_body(body)
     if isinstance(data, Mapping) and "challenge" in data and "event" not in data:
-        return {"challenge": data["challenge"]}
+        challenge = data["challenge"]
+        if not isinstance(challenge, str | int) or isinstance(challenge, bool) or len(str(challenge)) > 1000:
+            raise MalformedEvent("the challenge must be a short text")
+        return {"challenge": challenge}
     return None
+
+
+def bearer(headers: Mapping[str, str]) -> str:
+    """The token of a delivery's ``Authorization`` header (bare, as monday sends it, or Bearer)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    token = (lowered.get("authorization") or "").strip()
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    return token
+
+
+def verify_token(token: str, secret: str, audience: Collection[str]) -> dict[str, Any]:
+    """The claims of a delivery's JWT, checked: HS256 with ``secret``, ``aud`` one of ``audience``
+    (the URL the delivery came to), ``exp`` and ``iat`` present and ``exp`` not past (with
+    :data:`JWT_LEEWAY`). Raises :class:`WebhookRefused`."""
+    if not token:
+        raise WebhookRefused("the delivery carries no Authorization header")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise WebhookRefused("the delivery's Authorization header is too long to be monday's")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=list(audience),
+            options={"require": ["exp", "iat", "aud"], "verify_aud": True},
+            leeway=JWT_LEEWAY,
+        )
+    except jwt.PyJWTError as exc:
+        raise WebhookRefused(f"the delivery's signature is not valid: {exc}") from exc
+    return claims
 
 
 def verify_request(
@@ -109,34 +190,32 @@ def verify_request(
     body: bytes | str,
     secret: str | None,
     *,
-    audience: str | None = None,
-) -> None:
-    """Check the ``Authorization`` JWT of a delivery; raise :class:`WebhookRefused` when it fails.
+    audience: Collection[str] | str,
+) -> dict[str, Any]:
+    """Check the ``Authorization`` JWT of a delivery (see :func:`verify_token`); its claims.
 
-    With no ``secret`` configured (webhooks made with a personal token carry no signature) every
-    request passes. ``audience``, when given, must be the JWT's ``aud`` (the webhook's URL).
-    ``body`` is not covered by monday's signature; it is taken for symmetry with other vendors.
+    With no ``secret`` there is nothing to check a signature with: refused (a connection without a
+    signing secret receives on its secret URL). ``body`` is not covered by monday's signature: the
+    receiver binds the token to it (single use).
     """
     del body
     if not secret:
-        return
-    lowered = {k.lower(): v for k, v in headers.items()}
-    token = (lowered.get("authorization") or "").strip()
-    if token.lower().startswith("bearer "):
-        token = token[7:].strip()
-    if not token:
-        raise WebhookRefused("the delivery carries no Authorization header")
-    try:
-        jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            audience=audience,
-            options={"require": ["exp"], "verify_aud": audience is not None},
-            leeway=JWT_LEEWAY,
+        raise WebhookRefused(
+            "no signing_secret is configured for this connection, so unsigned deliveries must come "
+            "to the callback URL `crmsync webhooks ensure` registers (it carries a secret)"
         )
-    except jwt.PyJWTError as exc:
-        raise WebhookRefused(f"the delivery's signature is not valid: {exc}") from exc
+    audiences = [audience] if isinstance(audience, str) else list(audience)
+    return verify_token(bearer(headers), secret, audiences)
+
+
+def secret_matches(given: str, expected: str) -> bool:
+    """Does the secret in a callback URL match (compared in constant time)?"""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def digest(data: bytes | str) -> str:
+    """SHA-256 of a token or a body, as hex (what the store keeps instead of the token)."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
 def _text_id(value: Any) -> str | None:
@@ -151,9 +230,12 @@ def _text_id(value: Any) -> str | None:
 def _time(event: Mapping[str, Any]) -> dt.datetime | None:
     changed = event.get("changedAt")
     if isinstance(changed, int | float) and not isinstance(changed, bool):
-        return dt.datetime.fromtimestamp(float(changed), dt.UTC)
+        seconds = float(changed)
+        if not math.isfinite(seconds) or not EARLIEST_CHANGE <= seconds <= LATEST_CHANGE:
+            raise MalformedEvent(f"changedAt {changed!r} is not a time between 2000 and 2100")
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
     stamp = event.get("triggerTime")
-    if isinstance(stamp, str):
+    if isinstance(stamp, str) and len(stamp) <= 64:
         try:
             parsed = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         except ValueError:
@@ -170,9 +252,18 @@ def _value(column_type: Any, value: Any) -> Any:
 def parse_event(body: bytes | str | Mapping[str, Any]) -> MondayEvent | None:
     """The change a delivery reports; None for event types crmsync does not sync (updates, ...).
 
-    Raises :class:`MalformedEvent` for a body that is not a monday event.
+    Raises :class:`MalformedEvent` for a body that is not a monday event, or holds a value crmsync
+    cannot read (an impossible ``changedAt``, a column value of an unexpected shape).
     """
-    data = _load(body)
+    try:
+        return _parse_event(load_body(body))
+    except MalformedEvent:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+        raise MalformedEvent(f"the event holds a value crmsync cannot read: {exc}") from exc
+
+
+def _parse_event(data: Any) -> MondayEvent | None:
     event = data.get("event") if isinstance(data, Mapping) else None
     if not isinstance(event, Mapping):
         raise MalformedEvent("the body has no 'event' object")

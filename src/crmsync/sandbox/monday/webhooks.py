@@ -9,7 +9,8 @@ same payload with ``isRetry: true``.
 Webhooks created with the *app* token belong to an app: their challenge and deliveries carry an
 ``Authorization`` header holding a JWT (HS256, the signing secret) with ``accountId``,
 ``userId``, ``aud`` (the URL), ``iat``, ``exp`` and ``shortLivedToken`` (a token valid for the
-API). Webhooks created with the personal token carry no signature, as on monday.
+API), plus a random ``jti`` so that no two signings are the same. Webhooks created with the
+personal token carry no signature, as on monday.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ class WebhookHub:
             "iat": now,
             "exp": now + JWT_LIFETIME,
             "shortLivedToken": self.short_lived_token,
+            # every signing differs, as monday's do (each carries a fresh short-lived token): a
+            # receiver may bind a token to the one delivery it came with
+            "jti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self.signing_secret, algorithm="HS256")
 

@@ -179,7 +179,8 @@ def test_other_events_are_not_synced_and_bad_bodies_are_malformed() -> None:
 def test_the_challenge_is_echoed() -> None:
     assert challenge_reply(b'{"challenge": "abc123"}') == {"challenge": "abc123"}
     assert challenge_reply(json.dumps(SEED_PAYLOAD)) is None
-    assert challenge_reply(b"garbage") is None
+    with pytest.raises(MalformedEvent):
+        challenge_reply(b"garbage")
 
 
 def token(secret: str = SECRET, **claims: Any) -> str:
@@ -190,12 +191,13 @@ def token(secret: str = SECRET, **claims: Any) -> str:
 
 
 def test_a_valid_signature_passes() -> None:
-    verify_request({"Authorization": token()}, b"{}", SECRET, audience=URL)
-    verify_request({"authorization": f"Bearer {token()}"}, b"{}", SECRET)
+    assert verify_request({"Authorization": token()}, b"{}", SECRET, audience=URL)["aud"] == URL
+    verify_request({"authorization": f"Bearer {token()}"}, b"{}", SECRET, audience=["https://x", URL])
 
 
-def test_no_secret_configured_means_no_check() -> None:
-    verify_request({}, b"{}", None)
+def test_without_a_signing_secret_nothing_passes_the_signed_route() -> None:
+    with pytest.raises(WebhookRefused, match="secret"):
+        verify_request({"Authorization": token()}, b"{}", None, audience=URL)
 
 
 @pytest.mark.parametrize(
@@ -208,6 +210,8 @@ def test_no_secret_configured_means_no_check() -> None:
         {"Authorization": token(exp=int(time.time()) - 3600)},
         {"Authorization": token(exp=None)},
         {"Authorization": token(aud="https://elsewhere.example/hook")},
+        {"Authorization": token(aud=None)},
+        {"Authorization": token(iat=None)},
         {"Authorization": jwt.encode({"exp": int(time.time()) + 60, "aud": URL}, SECRET, algorithm="HS384")},
     ],
     ids=[
@@ -218,6 +222,8 @@ def test_no_secret_configured_means_no_check() -> None:
         "expired",
         "no-exp",
         "wrong-audience",
+        "no-audience",
+        "no-iat",
         "wrong-algorithm",
     ],
 )

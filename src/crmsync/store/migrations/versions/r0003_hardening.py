@@ -1,5 +1,7 @@
 """Hardening: flow pauses (a flow whose connection needs a person stops claiming work until the
-connection's settings change or a probe finds it working again).
+connection's settings change or a probe finds it working again); webhook receivers (the secret in a
+connection's callback URL, refused deliveries), the signed tokens already used (single use) and the
+vendor's change time last received per field (late deliveries never roll a value back).
 
 Revision ID: 0003
 Revises: 0002
@@ -36,6 +38,44 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
     )
 
+    op.create_table(
+        "webhook_receivers",
+        sa.Column("connection", sa.String(100), nullable=False),
+        sa.Column("url_secret", sa.String(64), nullable=False),
+        sa.Column("callback_url", sa.String(500), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("refused", sa.BigInteger(), nullable=False),
+        sa.Column("refused_at", TIMESTAMP, nullable=True),
+        sa.Column("refused_reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("connection", name="pk_webhook_receivers"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    op.create_table(
+        "webhook_tokens",
+        sa.Column("token_digest", sa.String(64), nullable=False),
+        sa.Column("body_digest", sa.String(64), nullable=False),
+        sa.Column("expires_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("token_digest", name="pk_webhook_tokens"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    op.create_index("ix_webhook_tokens_expires", "webhook_tokens", ["expires_at"])
+    op.create_table(
+        "webhook_field_times",
+        sa.Column("connection", sa.String(100), nullable=False),
+        sa.Column("item_id", sa.String(64), nullable=False),
+        sa.Column("field", sa.String(200), nullable=False),
+        sa.Column("changed_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("connection", "item_id", "field", name="pk_webhook_field_times"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("webhook_field_times")
+    op.drop_index("ix_webhook_tokens_expires", table_name="webhook_tokens")
+    op.drop_table("webhook_tokens")
+    op.drop_table("webhook_receivers")
     op.drop_table("flow_pauses")
