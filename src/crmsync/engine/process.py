@@ -159,10 +159,16 @@ class Process:
     def bind(self) -> None:
         """Open the listening socket now (so a port of 0 is known before serving)."""
         from crmsync.web.app import create_app
+        from crmsync.web.timeouts import BodyTimeout, header_timeout_protocol
 
         self._sock = listening_socket(self.host, self.port)
+        web = self.rt.config.web
         config = uvicorn.Config(
-            create_app(self.rt), log_level="warning", access_log=False, timeout_graceful_shutdown=10
+            BodyTimeout(create_app(self.rt), web.body_timeout_seconds),  # slow bodies: 408
+            http=header_timeout_protocol(web.header_timeout_seconds),  # slow headers: closed
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
         )
         self._server = _Server(config)
 
