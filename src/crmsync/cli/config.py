@@ -90,10 +90,28 @@ def _check_connections(cfg: Config) -> bool:
             else:
                 typer.secho(f"  {name} ({model.type}): OK", fg=typer.colors.GREEN)
                 connected[name] = connector
+                if model.type == "monday":
+                    _report_webhooks(cfg, name)
         return _check_names(cfg, connected) and ok
     finally:
         for connector in connected.values():
             connector.close()
+
+
+def _report_webhooks(cfg: Config, name: str) -> None:
+    """How the connection's webhook deliveries are protected, and what does not fit (warnings)."""
+    from crmsync.cli.webhooks import protection_report
+
+    try:
+        report = protection_report(cfg, name)
+    except Exception as exc:  # listing the boards' webhooks failed: say so, the login worked
+        typer.secho(f"    webhooks: could not check: {_describe(exc)}", fg=typer.colors.YELLOW)
+        return
+    for line, warning in report:
+        if warning:
+            typer.secho(f"    warning: {line}", fg=typer.colors.YELLOW)
+        else:
+            typer.echo(f"    {line}")
 
 
 def _check_names(cfg: Config, connected: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@ monday's challenge (the real receiver route belongs to the web app)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from crmsync.cli import webhooks as webhooks_cmd
+from crmsync.config.loader import load_config
 from crmsync.connectors.monday.subscriptions import NEEDED_EVENTS
 from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.server import BackgroundServer
+from crmsync.store import webhooks as receivers
+from crmsync.store.db import Store
 
 
 async def receive(request: Request) -> Response:
@@ -27,10 +31,18 @@ async def receive(request: Request) -> Response:
     return JSONResponse({"challenge": body["challenge"]} if "challenge" in body else {"ok": True})
 
 
+def receiver_app() -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/webhooks/monday/{connection}", receive, methods=["POST"]),
+            Route("/webhooks/monday/{connection}/{secret}", receive, methods=["POST"]),
+        ]
+    )
+
+
 @pytest.fixture
 def receiver() -> Iterator[BackgroundServer]:
-    app = Starlette(routes=[Route("/webhooks/monday/{connection}", receive, methods=["POST"])])
-    server = BackgroundServer(app).start()
+    server = BackgroundServer(receiver_app()).start()
     yield server
     server.stop()
 
@@ -55,7 +67,7 @@ def app() -> typer.Typer:
     return app
 
 
-def write_config(path: Path, emu: MondayEmulator, boards: list[str]) -> Path:
+def write_config(path: Path, emu: MondayEmulator, boards: list[str], *, app: bool = False) -> Path:
     env = emu.credentials()
     flows = {
         f"flow{n}": {
@@ -75,8 +87,21 @@ def write_config(path: Path, emu: MondayEmulator, boards: list[str]) -> Path:
         },
         "flows": flows,
     }
+    if app:
+        config["connections"]["crm"] |= {  # type: ignore[index]
+            "app_token": env["MONDAY_APP_TOKEN"],
+            "signing_secret": env["MONDAY_SIGNING_SECRET"],
+        }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def url_secret(config: Path) -> str:
+    store = Store(f"sqlite:///{config.parent / 'crmsync.db'}")
+    try:
+        return receivers.receiver(store, "crm").url_secret
+    finally:
+        store.dispose()
 
 
 def test_ensure_twice_creates_each_webhook_once(
@@ -91,7 +116,9 @@ def test_ensure_twice_creates_each_webhook_once(
     for board in (leads, deals):
         hooks = emu.webhooks(board)
         assert sorted(h["event"] for h in hooks) == sorted(NEEDED_EVENTS)
-        assert {h["url"] for h in hooks} == {f"{receiver.url}/webhooks/monday/crm"}
+        assert {h["url"] for h in hooks} == {f"{receiver.url}/webhooks/monday/crm/{url_secret(config)}"}
+        assert not any(h["app"] for h in hooks)  # a personal token's: unsigned, a secret in the URL
+    assert len(url_secret(config)) >= 43
 
     second = runner.invoke(app, ["webhooks", "ensure", "-c", str(config), "--url", receiver.url])
     assert second.exit_code == 0, second.output
@@ -119,14 +146,59 @@ def test_ensure_heals_a_deleted_webhook(
     assert sorted(h["event"] for h in emu.webhooks(leads)) == sorted(NEEDED_EVENTS)
 
 
-def test_an_unreachable_receiver_fails_with_monday_s_message(
+def test_with_an_app_token_the_webhooks_are_the_app_s_on_the_signed_route(
+    tmp_path: Path, app: typer.Typer, emu: MondayEmulator, receiver: BackgroundServer
+) -> None:
+    leads = emu.board_id("Leads")
+    config = write_config(tmp_path / "crmsync.yaml", emu, [leads], app=True)
+    result = CliRunner().invoke(app, ["webhooks", "ensure", "-c", str(config), "--url", receiver.url])
+    assert result.exit_code == 0, result.output
+    assert "signed by monday" in result.output
+    hooks = emu.webhooks(leads)
+    assert {h["url"] for h in hooks} == {f"{receiver.url}/webhooks/monday/crm"}
+    assert all(h["app"] for h in hooks)
+
+
+def test_an_unreachable_receiver_fails_saying_how_to_make_it_reachable(
     tmp_path: Path, app: typer.Typer, emu: MondayEmulator
 ) -> None:
     config = write_config(tmp_path / "crmsync.yaml", emu, [emu.board_id("Leads")])
     result = CliRunner().invoke(app, ["webhooks", "ensure", "-c", str(config), "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1
     assert "Failed to communicate with URL provided" in result.output
+    assert "crmsync run" in result.output and "--url" in result.output
     assert emu.webhooks() == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_ensure_succeeds_once_the_receiver_is_up_after_a_failed_attempt(
+    tmp_path: Path, app: typer.Typer, emu: MondayEmulator
+) -> None:
+    """A new run is a new request: monday's cached reply to the failed one is not replayed."""
+    leads = emu.board_id("Leads")
+    config = write_config(tmp_path / "crmsync.yaml", emu, [leads])
+    port = free_port()
+    args = ["webhooks", "ensure", "-c", str(config), "--url", f"http://127.0.0.1:{port}"]
+    runner = CliRunner()
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and "crmsync run" in failed.output
+    server = BackgroundServer(receiver_app(), "127.0.0.1", port).start()
+    try:
+        again = runner.invoke(app, args)
+    finally:
+        server.stop()
+    assert again.exit_code == 0, again.output
+    assert sorted(h["event"] for h in emu.webhooks(leads)) == sorted(NEEDED_EVENTS)
+
+
+def test_without_url_the_web_section_s_address_is_used(tmp_path: Path, emu: MondayEmulator) -> None:
+    config = load_config(write_config(tmp_path / "crmsync.yaml", emu, ["Leads"]))
+    assert webhooks_cmd.default_base_url(config) == "http://127.0.0.1:8080"
 
 
 def test_no_monday_flow_means_nothing_to_do(tmp_path: Path, app: typer.Typer) -> None:
