@@ -388,7 +388,10 @@ def test_a_lead_already_in_salesforce_is_matched_by_email_not_duplicated(
 
 def test_the_webhook_answers_the_challenge_and_refuses_a_bad_signature_storing_nothing(w2: W2) -> None:
     hook = f"{w2.url}/webhooks/monday/monday"
-    assert httpx.post(hook, json={"challenge": "abc123"}).json() == {"challenge": "abc123"}
+    signed = w2.monday.hub.sign(hook, 1)  # as monday signs an app webhook's challenge
+    reply = httpx.post(hook, json={"challenge": "abc123"}, headers={"Authorization": signed})
+    assert reply.json() == {"challenge": "abc123"}
+    assert httpx.post(hook, json={"challenge": "abc123"}).status_code == 401  # unsigned: refused
     event = {
         "event": {
             "type": "update_column_value",
