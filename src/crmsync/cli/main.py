@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from crmsync.cli import config, db, demo, jobs, log, migrate, preview, run, sandbox, tokens, webhooks
+from crmsync.cli import config, db, demo, jobs, log, migrate, preview, run, sandbox, sync, tokens, webhooks
 
 app = typer.Typer(
     name="crmsync",
@@ -43,6 +43,7 @@ log.register(app)
 jobs.register(app)
 migrate.register(app)
 preview.register(app)
+sync.register(app)
 sandbox.register(app)
 demo.register(app)
 

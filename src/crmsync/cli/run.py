@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from crmsync.engine.process import Process
 from crmsync.engine.queue import QueueStats
 from crmsync.engine.readiness import Readiness, blockers
 from crmsync.engine.runtime import Runtime
+from crmsync.engine.sync import initial_syncs
 from crmsync.store import webhooks as webhook_receivers
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ def run(
     proc = Process(runtime, web=True, workers=concurrency or cfg.worker.concurrency, host=host, port=port)
     _bind(proc, runtime)
     typer.echo(f"crmsync running: http://{proc.host}:{proc.bound_port}  (store {runtime.store.shown_url})")
+    if proc.workers:  # two-way flows that never synced first apply what `crmsync preview` shows
+        threading.Thread(
+            target=initial_syncs, args=(runtime, proc.stopping), name="initial-sync", daemon=True
+        ).start()
     try:
         proc.run()
     finally:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from crmsync.connectors.base import Connector
+from crmsync.connectors.base import Connector, Record
 from crmsync.connectors.registry import connector_class
 from crmsync.engine.decide import creation
 from crmsync.engine.flows import FlowRuntime
@@ -277,17 +277,26 @@ class Preview:
         return str(source.board_id(name))
 
     def two_way(self, flow: FlowRuntime, *, limit: int | None = None) -> FlowPreview:
+        board, limited = self.board_records(flow, limit=limit)
+        return self.compare(flow, [(r.id, dict(r.fields)) for r in board], limited=limited)
+
+    def board_records(self, flow: FlowRuntime, *, limit: int | None = None) -> tuple[list[Record], bool]:
+        """The items of the flow's board (at most ``limit``), and whether there were more."""
         source: Any = self.connector(flow.source)
         if not hasattr(source, "items"):
             raise ConfigError(f"connection {flow.source!r} cannot list its records for a preview")
         board = self._board(flow)
-        records: list[tuple[str, dict[str, Any]]] = []
-        limited = False
+        records: list[Record] = []
         for record in source.items(board):
             if limit is not None and len(records) >= limit:
-                limited = True
-                break
-            records.append((record.id, dict(record.fields)))
+                return records, True
+            records.append(record)
+        return records, False
+
+    def compare(
+        self, flow: FlowRuntime, records: Sequence[tuple[str, dict[str, Any]]], *, limited: bool = False
+    ) -> FlowPreview:
+        """What syncing these source records (key, fields) would do, each against its linked records."""
         keys = [k for k, _ in records]
         main_links = self._links(flow.name, flow.source, keys)
         rel_links = {
