@@ -66,9 +66,11 @@ def write_config(
     *,
     urgent: str = "true",
     alerts: str | None = None,
+    connection: dict[str, Any] | None = None,
     **worker: Any,
 ) -> Path:
-    """The usage-billing recipe, pointed at the sandbox and a fresh SQLite file."""
+    """The usage-billing recipe, pointed at the sandbox and a fresh SQLite file; ``connection``
+    adds settings to its Salesforce connection (e.g. ``timeout_seconds``)."""
     env = salesforce.credentials()
     text = RECIPE.read_text()
     for key, value in env.items():
@@ -85,6 +87,12 @@ def write_config(
     }
     block = "worker:\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items())
     text = text.replace("worker:\n  concurrency: 2\n  batch_size: 200\n", block)
+    ca_line = "    ca_file: ${SALESFORCE_CA_FILE:-}\n".replace(
+        "${SALESFORCE_CA_FILE:-}", env["SALESFORCE_CA_FILE"]
+    )
+    assert ca_line in text, "the recipe's Salesforce connection changed: update write_config"
+    extra = "".join(f"    {k}: {v}\n" for k, v in (connection or {}).items())
+    text = text.replace(ca_line, ca_line + extra)
     text = text.replace("    on_delete: delete\n", f"    on_delete: delete\n    urgent: {urgent}\n")
     # a busy test machine must not turn a lock refusal into "the target was too slow to ask"
     text = text.replace(
@@ -104,9 +112,17 @@ def crmsync_factory(tmp_path: Path, salesforce: SalesforceEmulator) -> Iterator[
     started: list[tuple[Process | None, Runtime, threading.Thread | None]] = []
 
     def start(
-        *, workers: int = 2, web: bool = True, urgent: str = "true", alerts: str | None = None, **worker: Any
+        *,
+        workers: int = 2,
+        web: bool = True,
+        urgent: str = "true",
+        alerts: str | None = None,
+        connection: dict[str, Any] | None = None,
+        **worker: Any,
     ) -> Crmsync:
-        path = write_config(tmp_path, salesforce, urgent=urgent, alerts=alerts, **worker)
+        path = write_config(
+            tmp_path, salesforce, urgent=urgent, alerts=alerts, connection=connection, **worker
+        )
         cfg = load_config(path)
         runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
         proc = Process(runtime, web=web, workers=workers, host="127.0.0.1", port=0, watchdog_interval=0.3)
