@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from crmsync.alerts.alerter import Alerter
+from crmsync.alerts.testing import Outbox
 from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import schema
@@ -210,18 +212,25 @@ def test_used_tokens_are_pruned_once_expired(signed: tuple[TestClient, Runtime])
     assert left == ["c" * 64]
 
 
-def test_refusals_are_counted_in_the_store_and_the_metrics_and_alerted(
+def test_refusals_are_counted_in_the_store_and_the_metrics_and_alerted_once(
     signed: tuple[TestClient, Runtime],
 ) -> None:
     client, runtime = signed
+    outbox = Outbox()
+    runtime.alerter = Alerter(runtime.store, [], notify=outbox)
     for _ in range(3):
         assert client.post("/webhooks/monday/monday", json=update("+1", time.time(), "x")).status_code == 401
     assert refused_count(runtime) == 3
     metrics = client.get("/metrics").text
     assert 'crmsync_webhooks_refused_total{connection="monday"} 3.0' in metrics
-    with runtime.store.read() as conn:
-        alerts = conn.execute(sa.select(schema.alerts.c.key, schema.alerts.c.count)).all()
-    assert [(a.key, a.count) for a in alerts] == [("webhook:monday", 3)]
+    assert [s.title for s in outbox.sent] == ["[crmsync] webhooks of monday are failing"]
+    assert "no Authorization header" in outbox.sent[0].body
+    # a delivery that checks out again clears it, with one notice
+    ok = client.post(
+        "/webhooks/monday/monday", json=update("+1", time.time(), "y"), headers={"Authorization": token()}
+    )
+    assert ok.status_code == 200
+    assert len(outbox.sent) == 2 and "arrive again" in outbox.sent[1].body
 
 
 # -- personal tokens: a secret in the URL --------------------------------------------------------
