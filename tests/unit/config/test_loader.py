@@ -220,7 +220,7 @@ def test_flow_cross_checks(tmp_path: Path) -> None:
         "6: flows.f.target: unknown connection 'nowhere'; valid: app",
         "11: flows.f.fields.1.target: 'K' is also written by fields[0]",
         "11: flows.f.fields.1.args: transform 'constant' needs args.value",
-        "12: flows.f.fields.2.args: transform 'number' takes no arg 'digits'; valid: none",
+        "12: flows.f.fields.2.args: transform 'number' takes no arg 'digits'; valid: precision, scale",
         "13: flows.f.lock.key: 'parent_id' is not a mapped source field; mapped: k, n, other",
         "13: flows.f.lock.message: {nope} is not a mapped source field; valid: k, n, other, parent",
         "19: flows.g.fields: List should have at least 1 item after validation, not 0",

@@ -362,3 +362,32 @@ def test_checks_and_transforms_run_in_a_worker_thread_not_on_the_event_loop(
     monkeypatch.setattr(Ingestor, "value_problems", spy)
     assert post(client, {"key": "o1", "fields": {"amount": 2}}).status_code == 202
     assert seen == [False]
+
+
+odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**60), max_value=10**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=40),
+    st.sampled_from(
+        ["1e5000", "-1e1000000", "NaN", "Infinity", "1,234.5", "0e999999999", "9" * 39, "x" * 5000]
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amount=odd_values, note=odd_values)
+def test_any_value_is_answered_quickly_and_what_is_accepted_maps_without_error(
+    api: tuple[TestClient, Runtime, str], amount: Any, note: Any
+) -> None:
+    client, runtime, _ = api
+    started = time.monotonic()
+    r = post(client, {"key": "p1", "fields": {"amount": amount, "note": note}})
+    assert time.monotonic() - started < 1.0
+    assert r.status_code in (202, 422), r.text
+    if r.status_code == 422:
+        assert r.json()["error"]["code"] == "invalid_value"
+        assert all(d["loc"].startswith("records.0.fields.") for d in r.json()["error"]["details"])
+    else:  # the worker maps what ingest accepted through the same transforms: it cannot fail there
+        runtime.flows["orders"].to_target("p1", {"amount": amount, "note": note})
