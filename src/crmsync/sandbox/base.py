@@ -53,6 +53,8 @@ class Emulator(abc.ABC):
         self.calls = CallLog()
         self.state_file = state_file
         self.base_url = "http://127.0.0.1"
+        #: requests served that may have changed the state (anything but GET/HEAD/OPTIONS)
+        self.writes = 0
         self._app: ASGIApp | None = None
 
     # -- what each emulator provides -------------------------------------------------------
@@ -201,6 +203,8 @@ class _SandboxMiddleware:
         self.emulator = emulator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            self.emulator.writes += 1  # tells the state saver there may be something new
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return

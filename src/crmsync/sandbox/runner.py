@@ -158,9 +158,14 @@ class Sandbox:
         self.save_state()
 
     def _save_periodically(self) -> None:
+        seen = -1
         while not self._stop_saving.wait(self.save_seconds):
+            writes = sum(e.writes for e in self.emulators.values())
+            if writes == seen:
+                continue  # nothing was asked that could change the state: no need to serialise it
             try:
                 self.save_state()
+                seen = writes
             except Exception:  # a full disk must not stop the sandbox; the next save tries again
                 log.exception("could not save the sandbox state to %s", self.state_file)
 
