@@ -62,6 +62,15 @@ class StoreSource:
             return None
         return found[1]
 
+    def object_of(self, record_id: str) -> str | None:
+        obj = self.org.store.object_of(normalize(record_id) or record_id)
+        return obj.name if obj is not None else None
+
+    def polymorphic_targets(self, object_name: str, field: str) -> tuple[str, ...]:
+        obj = self.org.object(object_name)
+        f = obj.field(field) if obj is not None else None
+        return f.reference_to if f is not None and f.polymorphic else ()
+
     def field_names(self, object_name: str) -> Iterable[str]:
         obj = self.org.object(object_name)
         return list(obj.fields) if obj is not None else []

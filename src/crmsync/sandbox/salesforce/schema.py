@@ -58,6 +58,8 @@ class FieldDef:
     calculated: bool = False
     auto_number: bool = False
     custom: bool = False
+    #: the relationship resolves to the ``Name`` object (``Task.What``, a queue-ownable ``Owner``)
+    polymorphic: bool = False
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -71,6 +73,8 @@ class FieldDef:
             self.precision, self.scale = 18, 2
         if self.name.endswith("__c"):
             self.custom = True
+        if len(self.reference_to) > 1:
+            self.polymorphic = True
 
     @property
     def required(self) -> bool:
@@ -98,11 +102,13 @@ class FieldDef:
             "length": self.length,
             "name": self.name,
             "nameField": self.name == "Name",
+            "namePointing": self.polymorphic,
             "nillable": self.nillable,
             "picklistValues": [
                 {"active": True, "defaultValue": v == self.default, "label": v, "validFor": None, "value": v}
                 for v in self.picklist
             ],
+            "polymorphicForeignKey": self.polymorphic,
             "precision": self.precision,
             "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship_name,
@@ -212,7 +218,9 @@ def _pick(name: str, values: Iterable[str], *, default: str | None = None, **kw:
     )
 
 
-def system_fields(with_owner: bool = True) -> list[FieldDef]:
+def system_fields(with_owner: bool = True, *, queue_owned: bool = False) -> list[FieldDef]:
+    """Fields every object has; ``queue_owned`` objects (Lead, Task, custom objects) may be owned by a
+    queue, so their ``Owner`` is polymorphic (queues are not emulated: owners are Users)."""
     out = [
         FieldDef("Id", "id", label="Record ID", nillable=False, createable=False, updateable=False),
         _ro("IsDeleted", "boolean", label="Deleted", nillable=False, defaulted_on_create=True, default=False),
@@ -237,7 +245,16 @@ def system_fields(with_owner: bool = True) -> list[FieldDef]:
         _ro("SystemModstamp", "datetime", nillable=False, defaulted_on_create=True),
     ]
     if with_owner:
-        out.append(_ref("OwnerId", "User", nillable=False, defaulted_on_create=True, label="Owner ID"))
+        out.append(
+            _ref(
+                "OwnerId",
+                "User",
+                nillable=False,
+                defaulted_on_create=True,
+                label="Owner ID",
+                polymorphic=queue_owned,
+            )
+        )
     return out
 
 
@@ -279,11 +296,15 @@ INDUSTRIES = (
 LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
 
 
+#: standard objects a queue may own (their Owner is polymorphic)
+QUEUE_OWNED = frozenset({"Lead", "Task"})
+
+
 def standard_objects() -> list[ObjectDef]:
     """Fresh definitions of the standard objects (fresh objects: custom objects may add relationships)."""
 
     def obj(name: str, fields: list[FieldDef], *, with_owner: bool = True, **kw: Any) -> ObjectDef:
-        all_fields = system_fields(with_owner) + fields
+        all_fields = system_fields(with_owner, queue_owned=name in QUEUE_OWNED) + fields
         return ObjectDef(name, KEY_PREFIXES[name], {f.name: f for f in all_fields}, **kw)
 
     return [
@@ -479,7 +500,10 @@ def custom_object(name: str, key_prefix: str, spec: Mapping[str, Any]) -> Object
     """
     if not name.endswith("__c"):
         raise ValueError(f"custom object names end with __c: {name!r}")
-    fields = [*system_fields(), FieldDef("Name", "string", length=80, label=f"{name[:-3]} Name")]
+    fields = [
+        *system_fields(queue_owned=True),
+        FieldDef("Name", "string", length=80, label=f"{name[:-3]} Name"),
+    ]
     for fname, fspec in spec.get("fields", {}).items():
         if not fname.endswith("__c"):
             raise ValueError(f"custom field names end with __c: {name}.{fname}")

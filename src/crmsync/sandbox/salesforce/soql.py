@@ -8,6 +8,7 @@ record store) and returns the records shaped as Salesforce returns them. Evaluat
 The subset::
 
     SELECT field, Parent.field, Parent.Grand.field, (SELECT field FROM ChildRelationship …)
+           | TYPEOF Poly WHEN Object THEN field, … [WHEN …] [ELSE field, …] END
            | COUNT() | COUNT(field) [alias]
     FROM Object
     [WHERE cond (AND cond)* | cond (OR cond)* | NOT cond | (…)]   -- AND and OR never mix unbracketed
@@ -174,6 +175,26 @@ class Count:
 
 
 @dataclass(frozen=True)
+class TypeOfWhen:
+    """``WHEN Opportunity THEN Name, StageName`` of a TYPEOF."""
+
+    object_name: str
+    pos: Position
+    fields: tuple[FieldPath, ...]
+
+
+@dataclass(frozen=True)
+class TypeOf:
+    """``TYPEOF What WHEN Account THEN Industry … ELSE Name END``: fields chosen by the runtime
+    type of a polymorphic relationship (``else_fields`` are fields of the ``Name`` object)."""
+
+    relationship: FieldPath
+    whens: tuple[TypeOfWhen, ...]
+    else_fields: tuple[FieldPath, ...]
+    pos: Position
+
+
+@dataclass(frozen=True)
 class OrderItem:
     path: FieldPath
     descending: bool = False
@@ -204,7 +225,7 @@ class Query:
         return any(isinstance(item, Count) and item.path is None for item in self.select)
 
 
-SelectItem = FieldPath | Count | Query
+SelectItem = FieldPath | Count | Query | TypeOf
 
 
 # -- the grammar -------------------------------------------------------------------------------
@@ -226,6 +247,9 @@ select_list: select_item ("," select_item)*
             | COUNT "(" ")"                 -> count_all
             | COUNT "(" path ")" IDENT?     -> count_field
             | "(" subquery ")"
+            | TYPEOF path typeof_when+ typeof_else? "END"i   -> typeof
+typeof_when: "WHEN"i IDENT "THEN"i path ("," path)*
+typeof_else: "ELSE"i path ("," path)*
 subquery: "SELECT"i sub_list "FROM"i IDENT where? order? limit? offset?
 sub_list: path ("," path)*
 
@@ -257,6 +281,7 @@ limit: "LIMIT"i INT
 offset: "OFFSET"i INT
 
 COUNT: "COUNT"i
+TYPEOF: "TYPEOF"i
 TRUE: "TRUE"i
 FALSE: "FALSE"i
 NULL: "NULL"i
@@ -376,6 +401,17 @@ class _Build(Transformer[Token, Any]):
 
     def count_field(self, count: Token, path: FieldPath, alias: Token | None = None) -> Count:
         return Count(path, str(alias) if alias is not None else None, _pos(count))
+
+    def typeof(self, keyword: Token, path: FieldPath, *parts: TypeOfWhen | tuple[FieldPath, ...]) -> TypeOf:
+        whens = tuple(p for p in parts if isinstance(p, TypeOfWhen))
+        others = [p for p in parts if not isinstance(p, TypeOfWhen)]
+        return TypeOf(path, whens, others[0] if others else (), _pos(keyword))
+
+    def typeof_when(self, obj: Token, *fields: FieldPath) -> TypeOfWhen:
+        return TypeOfWhen(str(obj), _pos(obj), fields)
+
+    def typeof_else(self, *fields: FieldPath) -> tuple[FieldPath, ...]:
+        return fields
 
     # where
     def where(self, expr: Condition) -> tuple[str, Condition]:
@@ -595,6 +631,17 @@ class RecordTypeSource(Protocol):
     real type in ``attributes``; without it the relationship's declared target is used."""
 
     def object_of(self, record_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class PolymorphicSource(Protocol):
+    """Optional: which reference fields are polymorphic (``Task.WhatId``). Their relationship
+    resolves to the ``Name`` object (``Id``, ``Name``, ``Type`` = the related record's object …),
+    usable in ``WHERE What.Type IN (…)`` and in ``TYPEOF``; without this method every relationship
+    resolves to its declared target."""
+
+    def polymorphic_targets(self, object_name: str, field: str) -> tuple[str, ...]:
+        """The objects ``object_name.field`` may point at when it is polymorphic, else ()."""
 
 
 @dataclass

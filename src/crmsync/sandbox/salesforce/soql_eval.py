@@ -34,6 +34,7 @@ from crmsync.sandbox.salesforce.soql import (
     Like,
     Not,
     Or,
+    PolymorphicSource,
     Position,
     Query,
     QueryResult,
@@ -41,6 +42,7 @@ from crmsync.sandbox.salesforce.soql import (
     RecordTypeSource,
     RelativeDate,
     SoqlError,
+    TypeOf,
     Value,
     located_error,
 )
@@ -58,6 +60,24 @@ ID_TYPES = frozenset({"id", "reference"})
 NUMBER_TYPES = frozenset({"int", "long", "double", "currency", "percent"})
 
 #: the type names Salesforce uses in "must be of type …" messages
+#: the ``Name`` object a polymorphic relationship (``What``, ``Who``, ``Owner``) resolves to, and its
+#: fields; ``Type`` is the related record's object
+NAME_OBJECT = "Name"
+NAME_FIELDS = {
+    "Id": "id",
+    "Name": "string",
+    "Type": "picklist",
+    "Alias": "string",
+    "Email": "email",
+    "FirstName": "string",
+    "LastName": "string",
+    "Phone": "phone",
+    "Title": "string",
+    "IsActive": "boolean",
+}
+#: objects whose name field is not ``Name``
+_NAME_FIELD = {"Contract": "ContractNumber", "Case": "CaseNumber"}
+
 _TYPE_WORDS = {"int": "integer", "datetime": "dateTime", "reference": "id", "multipicklist": "string"}
 
 
@@ -71,7 +91,13 @@ class Hop:
 
     ref_field: str
     name: str  # the relationship name as Salesforce spells it in results: "Account", "Contract__r"
-    target: str
+    target: str  # NAME_OBJECT for a polymorphic relationship
+    #: the objects a polymorphic relationship may point at (empty for an ordinary one)
+    targets: tuple[str, ...] = ()
+
+    @property
+    def polymorphic(self) -> bool:
+        return bool(self.targets)
 
 
 @dataclass(frozen=True)
@@ -274,6 +300,8 @@ class _Execution:
 
     def _field(self, obj: str, name: str) -> tuple[str, str] | None:
         """(canonical name, describe type) of field ``name`` on ``obj``, any casing."""
+        if obj == NAME_OBJECT:
+            return next(((n, t) for n, t in NAME_FIELDS.items() if n.lower() == name.lower()), None)
         canonical = self._field_map(obj).get(name.lower(), name)
         for candidate in dict.fromkeys((canonical, name)):
             field_type = self.source.field_type(obj, candidate)
@@ -282,6 +310,14 @@ class _Execution:
         return None
 
     def _hop(self, obj: str, name: str, pos: Position) -> Hop:
+        hop = self._plain_hop(obj, name, pos)
+        if isinstance(self.source, PolymorphicSource):
+            targets = self.source.polymorphic_targets(obj, hop.ref_field)
+            if targets:
+                return Hop(hop.ref_field, hop.name, NAME_OBJECT, tuple(targets))
+        return hop
+
+    def _plain_hop(self, obj: str, name: str, pos: Position) -> Hop:
         lower = name.lower()
         ref_name = name[:-3] + "__c" if lower.endswith("__r") else name + "Id"
         ref = self._field(obj, ref_name)
@@ -292,7 +328,7 @@ class _Execution:
                 found = self.source.relationship(obj, candidate)
                 if found is not None:
                     return Hop(found[0], rel_name, found[1])
-        found = self.source.relationship(obj, name)
+        found = self.source.relationship(obj, name) if obj != NAME_OBJECT else None
         if found is not None:
             return Hop(found[0], name, found[1])
         raise self.error(
@@ -340,12 +376,36 @@ class _Execution:
             row = self._parents[key] = self.source.get(obj, str(record_id))
             return row
 
+    def object_of(self, record_id: str, default: str) -> str:
+        if isinstance(self.source, RecordTypeSource):
+            return self.source.object_of(record_id) or default
+        return default
+
+    def name_row(self, hop: Hop, record_id: Any) -> Row | None:
+        """The ``Name`` object for the record a polymorphic reference points at."""
+        key = (NAME_OBJECT, str(record_id))
+        if key in self._parents:
+            return self._parents[key]
+        rec = self.source.get(hop.targets[0], str(record_id))
+        view: dict[str, Any] | None = None
+        if rec is not None:
+            obj = self.object_of(str(rec.get("Id") or record_id), hop.targets[0])
+            view = {n: rec.get(n) for n in NAME_FIELDS}
+            view["Name"] = rec.get(_NAME_FIELD.get(obj, "Name"))
+            view["Type"] = obj
+        self._parents[key] = view
+        return view
+
+    def follow(self, hop: Hop, ref: Any) -> Row | None:
+        """The parent row (or ``Name`` view) a reference value leads to."""
+        return self.name_row(hop, ref) if hop.polymorphic else self.parent(hop.target, ref)
+
     def getter(self, resolved: Resolved) -> Getter:
         name = resolved.field
         if not resolved.hops:
             return lambda row: row.get(name)
         hops = resolved.hops
-        parent = self.parent
+        follow = self.follow
 
         def get(row: Row) -> Any:
             current: Row | None = row
@@ -353,7 +413,7 @@ class _Execution:
                 ref = current.get(hop.ref_field) if current is not None else None
                 if ref is None:
                     return None
-                current = parent(hop.target, ref)
+                current = follow(hop, ref)
             return current.get(name) if current is not None else None
 
         return get
@@ -525,9 +585,12 @@ class _Execution:
             raise self.error("MALFORMED_QUERY", counts[0].pos, "COUNT() cannot be combined with other fields")
         if counts and others:
             first = others[0]
-            pos, text = (
-                (first.pos, first.text) if isinstance(first, FieldPath) else (first.object_pos, "(SELECT)")
-            )
+            if isinstance(first, FieldPath):
+                pos, text = first.pos, first.text
+            elif isinstance(first, TypeOf):
+                pos, text = first.pos, f"TYPEOF {first.relationship.text}"
+            else:
+                pos, text = first.object_pos, "(SELECT)"
             raise self.error("MALFORMED_QUERY", pos, f"Field must be grouped or aggregated: {text}")
         selected = self.select(others)
         matched = self.matching_rows()
@@ -552,21 +615,64 @@ class _Execution:
             )
         return matched
 
-    def select(self, items: list[FieldPath | Query]) -> list[Resolved | _Children]:
-        selected: list[Resolved | _Children] = []
+    def select(self, items: list[FieldPath | Query | TypeOf]) -> list[Selected]:
+        selected: list[Selected] = []
         seen: set[str] = set()
         for item in items:
+            entry: Selected
             if isinstance(item, Query):
-                children = self._children(item)
-                key, pos, text = children.name.lower(), item.object_pos, item.object_name
+                entry = self._children(item)
+                key, pos, text = entry.name.lower(), item.object_pos, item.object_name
+            elif isinstance(item, TypeOf):
+                entry = self._typeof(item)
+                key, pos, text = entry.hop.name.lower(), item.pos, item.relationship.text
             else:
-                resolved = self.resolve(item)
-                key, pos, text = resolved.key, item.pos, item.text
+                entry = self.resolve(item)
+                key, pos, text = entry.key, item.pos, item.text
             if key in seen:
                 raise self.error("MALFORMED_QUERY", pos, f"duplicate field selected: {text}")
             seen.add(key)
-            selected.append(children if isinstance(item, Query) else resolved)
+            selected.append(entry)
+        typeofs = {e.hop.name.lower(): e for e in selected if isinstance(e, _TypeOf)}
+        for entry in selected:
+            if isinstance(entry, Resolved) and entry.hops and entry.hops[0].name.lower() in typeofs:
+                found = typeofs[entry.hops[0].name.lower()]
+                raise self.error(
+                    "MALFORMED_QUERY",
+                    found.pos,
+                    f"TYPEOF field '{found.hop.name}' cannot also be referenced in the field list",
+                )
         return selected
+
+    def _typeof(self, item: TypeOf) -> _TypeOf:
+        """A TYPEOF clause: one polymorphic relationship of this object, fields per runtime type."""
+        rel = item.relationship
+        if len(rel.parts) != 1:
+            raise self.error("MALFORMED_QUERY", rel.pos, f"TYPEOF takes a relationship of {self.object_name}")
+        hop = self._hop(self.object_name, rel.parts[0], rel.pos)
+        if not hop.polymorphic:
+            raise self.error(
+                "INVALID_FIELD",
+                rel.pos,
+                f"TYPEOF field '{rel.text}' is not a polymorphic relationship on entity '{self.object_name}'",
+            )
+        whens: dict[str, tuple[_Execution, list[Selected]]] = {}
+        for when in item.whens:
+            target = next((t for t in hop.targets if t.lower() == when.object_name.lower()), None)
+            if target is None:
+                raise self.error(
+                    "INVALID_TYPE",
+                    when.pos,
+                    f"'{when.object_name}' is not a type of {rel.text}: it can be {', '.join(hop.targets)}",
+                )
+            if target.lower() in whens:
+                raise self.error("MALFORMED_QUERY", when.pos, f"duplicate WHEN type: {when.object_name}")
+            sub = _Execution(self.query, self.source, self.now, self.include_deleted, object_name=target)
+            sub._parents = self._parents
+            whens[target.lower()] = (sub, sub.select(list(when.fields)))
+        other = _Execution(self.query, self.source, self.now, self.include_deleted, object_name=NAME_OBJECT)
+        other._parents = self._parents
+        return _TypeOf(self, hop, item.pos, whens, other, other.select(list(item.else_fields)))
 
     def _children(self, sub: Query) -> _Children:
         found = None
@@ -623,29 +729,31 @@ class _Execution:
     def _attributes(self, obj: str, record_id: Any) -> dict[str, Any]:
         return {"type": obj, "url": f"{self.base}/{obj}/{record_id}"}
 
-    def _parent_type(self, hop: Hop, row: Row) -> str:
-        if isinstance(self.source, RecordTypeSource) and row.get("Id"):
-            return self.source.object_of(str(row["Id"])) or hop.target
-        return hop.target
+    def _parent_attributes(self, hop: Hop, row: Row) -> dict[str, Any]:
+        if hop.polymorphic:  # the Name object, with the URL of the record it stands for
+            return {"type": NAME_OBJECT, "url": f"{self.base}/{row.get('Type')}/{row.get('Id')}"}
+        obj = self.object_of(str(row["Id"]), hop.target) if row.get("Id") else hop.target
+        return self._attributes(obj, row.get("Id"))
 
-    def shape(self, row: Row, selected: list[Resolved | _Children]) -> dict[str, Any]:
+    def shape(self, row: Row, selected: list[Selected]) -> dict[str, Any]:
         out: dict[str, Any] = {"attributes": self._attributes(self.object_name, row.get("Id"))}
         for item in selected:
             if isinstance(item, _Children):
                 out[item.name] = item.result_for(row)
                 continue
+            if isinstance(item, _TypeOf):
+                out[item.hop.name] = item.shape(row)
+                continue
             container = out
             current: Row | None = row
             for hop in item.hops:
                 ref = current.get(hop.ref_field) if current is not None else None
-                current = self.parent(hop.target, ref) if ref is not None else None
+                current = self.follow(hop, ref) if ref is not None else None
                 nested = container.get(hop.name, ...)
                 if nested is ...:  # first field through this relationship: make its record
                     nested = None
                     if current is not None:
-                        nested = {
-                            "attributes": self._attributes(self._parent_type(hop, current), current.get("Id"))
-                        }
+                        nested = {"attributes": self._parent_attributes(hop, current)}
                     container[hop.name] = nested
                 if nested is None or current is None:
                     break
@@ -655,12 +763,47 @@ class _Execution:
         return out
 
 
+class _TypeOf:
+    """A TYPEOF clause compiled: per WHEN type an execution on that object and its fields; the ELSE
+    fields read from the ``Name`` object."""
+
+    def __init__(
+        self,
+        owner: _Execution,
+        hop: Hop,
+        pos: Position,
+        whens: dict[str, tuple[_Execution, list[Selected]]],
+        other: _Execution,
+        else_selected: list[Selected],
+    ) -> None:
+        self.owner = owner
+        self.hop = hop
+        self.pos = pos
+        self.whens = whens
+        self.other = other
+        self.else_selected = else_selected
+
+    def shape(self, row: Row) -> dict[str, Any] | None:
+        ref = row.get(self.hop.ref_field)
+        view = self.owner.name_row(self.hop, ref) if ref else None
+        if view is None:
+            return None
+        obj = str(view["Type"])
+        attributes = self.owner._attributes(obj, view.get("Id"))
+        when = self.whens.get(obj.lower())
+        if when is not None:
+            execution, selected = when
+            record = self.owner.parent(obj, ref)
+            if record is None:
+                return None
+            return {**execution.shape(record, selected), "attributes": attributes}
+        return {**self.other.shape(view, self.else_selected), "attributes": attributes}
+
+
 class _Children:
     """A parent-to-child subquery: its rows grouped by parent once, then a page per parent record."""
 
-    def __init__(
-        self, name: str, execution: _Execution, ref_field: str, selected: list[Resolved | _Children]
-    ):
+    def __init__(self, name: str, execution: _Execution, ref_field: str, selected: list[Selected]):
         self.name = name
         self.execution = execution
         self.ref_field = ref_field
@@ -680,3 +823,6 @@ class _Children:
             return None
         records = [self.execution.shape(row, self.selected) for row in rows]
         return {"totalSize": len(records), "done": True, "records": records}
+
+
+Selected = Resolved | _Children | _TypeOf
