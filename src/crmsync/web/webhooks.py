@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -89,6 +90,9 @@ class MondayWebhooks:
         self.rt = runtime
         self._troubled: set[str] = set()  # connections with a refused delivery (alert open)
         self._secrets: dict[str, receivers.Receiver] = {}
+        # one item's deliveries are compared and queued one at a time in this process, so the newer
+        # of two simultaneous deliveries is also the later change row
+        self._item_locks = [threading.Lock() for _ in range(64)]
 
     async def __call__(self, request: Request) -> Response:
         connection = request.path_params["connection"]
@@ -164,6 +168,10 @@ class MondayWebhooks:
         await anyio.to_thread.run_sync(record)
 
     def _enqueue(self, connection: str, event: MondayEvent) -> dict[str, Any]:
+        with self._item_locks[hash((connection, event.item_id)) % len(self._item_locks)]:
+            return self._enqueue_in_order(connection, event)
+
+    def _enqueue_in_order(self, connection: str, event: MondayEvent) -> dict[str, Any]:
         if event.kind == "delete":
             receivers.forget_item(self.rt.store, connection, event.item_id)
         elif event.at is not None and event.fields:

@@ -495,3 +495,24 @@ def test_a_delivery_lost_before_crmsync_first_reconciled_the_board_is_caught_by_
         lead = one(w2.sf, "Lead", Email="jane@acme.example")
         assert w2.item("Jane Cooper")["columns"]["text_mkr1lead"] == lead["Id"]
         assert reconciler.reconcile_once() == 0  # the next pass finds nothing new
+
+
+def test_deliveries_of_one_field_queued_newest_first_never_roll_salesforce_back(w2_by_hand: W2) -> None:
+    """Both deliveries wait in the queue before a worker applies them, newest first: the older one
+    is dropped by its change time (``changedAt``), not applied over the newer."""
+    w2 = w2_by_hand
+    worker = Worker(w2.runtime, owner="test", batch_size=50)
+    jane = w2.item("Jane Cooper")
+    w2.monday.ui_change_column(jane["id"], "status", "Qualified")
+    wait_until(lambda: w2.runtime.queue.stats().pending > 0)
+    drain(w2, worker)
+    lead = w2.item("Jane Cooper")["columns"]["text_mkr1lead"]
+    drain(w2, worker)
+    w2.monday.faults.add(webhook="reorder", count=1)
+    w2.monday.ui_change_column(jane["id"], "phone", "+15550000001")  # held back by the fault...
+    w2.monday.ui_change_column(jane["id"], "phone", "+15550000002")  # ...delivered after this one
+    assert w2.monday.dispatcher.wait_idle(10)
+    sent = [d["event"]["value"] for d in w2.monday.deliveries() if d["event"].get("columnId") == "phone"]
+    assert [v["phone"] for v in sent][-2:] == ["+15550000002", "+15550000001"]  # newest first
+    drain(w2, worker)
+    assert "5550000002" in ((w2.sf.get("Lead", lead) or {}).get("Phone") or "")
