@@ -39,7 +39,11 @@ def write_calls(sf: SalesforceEmulator) -> dict[str, int]:
             1 for c in calls if c.method == "PATCH" and "/composite/sobjects/Usage__c/Ad_Id__c" in c.path
         ),
         "delete": sum(1 for c in calls if c.method == "DELETE" and c.path.endswith("/composite/sobjects")),
-        "single": sum(1 for c in calls if "/sobjects/Usage__c" in c.path and "/composite/" not in c.path),
+        "single": sum(
+            1
+            for c in calls
+            if c.method != "GET" and "/sobjects/Usage__c" in c.path and "/composite/" not in c.path
+        ),
     }
 
 
