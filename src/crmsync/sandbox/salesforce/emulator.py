@@ -3,7 +3,8 @@
 Routes: ``POST /services/oauth2/token``; ``GET /services/data/`` (versions, no auth, not counted);
 everything under ``/services/data/vXX.X/`` through one dispatcher (:mod:`.api`): sObjects
 (:mod:`.rest`), SOQL (:mod:`.query`), Collections and Composite (:mod:`.composite`), Bulk 2.0
-(:mod:`.bulk`); and the report export servlet ``GET /00O…?export=1&xf=csv`` (:mod:`.report`).
+(:mod:`.bulk`), the Reports API (:mod:`.reports`); and the report export servlet
+``GET /00O…?export=1&xf=csv`` (:mod:`.report`).
 
 Every call under ``/services/data/vXX.X/`` needs a live session (else 401 ``INVALID_SESSION_ID``
 as a list, with ``WWW-Authenticate: Token``), counts against the daily API limit (spent: 403
@@ -42,7 +43,7 @@ from starlette.routing import BaseRoute, Route
 
 from crmsync.sandbox.base import Emulator
 from crmsync.sandbox.faults import FaultRule
-from crmsync.sandbox.salesforce import bulk, composite, query, rest, seeds
+from crmsync.sandbox.salesforce import bulk, composite, query, reports, rest, seeds
 from crmsync.sandbox.salesforce.api import ApiError, Call, Reply, Router, parse_call_options
 from crmsync.sandbox.salesforce.auth import AppConfig, OAuthError, Sessions
 from crmsync.sandbox.salesforce.ids import make_id, normalize
@@ -111,6 +112,8 @@ class SalesforceEmulator(Emulator):
         query.register(self.router, self.org, self.locators)
         composite.register(self.router, self.org, self.router.dispatch)
         bulk.register(self.router, self.bulk)
+        self.reports = reports.Reports(self.org)
+        reports.register(self.router, self.org, self.reports)
         self.reset_state()
 
     # -- time ------------------------------------------------------------------------------------
@@ -140,6 +143,7 @@ class SalesforceEmulator(Emulator):
         store.auto_numbers.clear()
         store.ids.reset()
         self.org.reports.clear()
+        self.reports.clear()
         self.org.usage.clear()
         self.locators.clear()
         self.bulk.clear()
@@ -160,8 +164,8 @@ class SalesforceEmulator(Emulator):
         store.journal.clear()
 
     def load_seed(self, name: str) -> None:
-        def add_report(rid: str, title: str, obj: str, columns: list[tuple[str, str]], order_by: str) -> None:
-            self.org.reports[rid] = ReportDef(rid, title, obj, columns, order_by)
+        def add_report(report: ReportDef) -> None:
+            reports.install(self.org, report)
 
         seeds.load(name, self._insert, self.define_object, self._now().date(), add_report)
         self.org.store.journal.clear()
@@ -181,10 +185,7 @@ class SalesforceEmulator(Emulator):
             "journal": [c.to_dict() for c in store.journal],
             "ids": store.ids.counters,
             "auto_numbers": store.auto_numbers,
-            "reports": [
-                {"id": r.id, "name": r.name, "object": r.object, "columns": r.columns, "order_by": r.order_by}
-                for r in self.org.reports.values()
-            ],
+            "reports": [r.to_dict() for r in self.org.reports.values()],
             "sessions": self.org.sessions.access,
             "refresh_tokens": sorted(self.org.sessions.refresh),
         }
@@ -214,10 +215,13 @@ class SalesforceEmulator(Emulator):
             ]
             store.ids.counters.update(data.get("ids", {}))
             store.auto_numbers.update(data.get("auto_numbers", {}))
+            report_table = store.tables.get("Report", {})
             for r in data.get("reports", []):
-                self.org.reports[r["id"]] = ReportDef(
-                    r["id"], r["name"], r["object"], [tuple(c) for c in r["columns"]], r["order_by"]
-                )
+                report = ReportDef.from_dict(r)
+                if report.id in report_table:
+                    self.org.reports[report.id] = report
+                else:  # a state saved before reports were records
+                    reports.install(self.org, report)
             self.org.sessions.access.update(data.get("sessions", {}))
             self.org.sessions.refresh.update(data.get("refresh_tokens", []))
 
@@ -324,6 +328,11 @@ class SalesforceEmulator(Emulator):
                 and (rid is None or c.id == rid)
                 and (client is None or c.client == client)
             ]
+
+    def add_report(self, report: ReportDef) -> None:
+        """Add a report (Reports API, ``Report`` record, CSV export link); replaces one with its id."""
+        with self.lock:
+            reports.install(self.org, report)
 
     def expire_sessions(self) -> None:
         """Every access token issued so far answers 401 INVALID_SESSION_ID from now on."""

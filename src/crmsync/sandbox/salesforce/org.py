@@ -50,7 +50,10 @@ class ApiUsage:
 
 @dataclass
 class ReportDef:
-    """A report that can be exported as CSV: rows are computed from live records when exported."""
+    """A report over one object: rows are computed from live records when it runs or is exported.
+
+    In the Reports API a column is named ``Object.path`` (``Opportunity.Account.Name``).
+    """
 
     id: str
     name: str
@@ -59,6 +62,51 @@ class ReportDef:
     columns: list[tuple[str, str]]
     #: sort by this field path
     order_by: str = "Id"
+    developer_name: str = ""
+    folder_name: str = "Public Reports"
+    #: TABULAR, or SUMMARY grouped by ``grouping``
+    format: str = "TABULAR"
+    #: the field path a summary report groups by
+    grouping: str | None = None
+    #: ``RowCount`` and ``s!``/``a!``/``m!``/``mx!`` + column name (sum, average, min, max)
+    aggregates: list[str] = field(default_factory=lambda: ["RowCount"])
+    #: saved filters: ``{"column", "operator", "value"}``
+    filters: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.developer_name:
+            self.developer_name = "".join(c if c.isalnum() else "_" for c in self.name).strip("_")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "object": self.object,
+            "columns": [list(c) for c in self.columns],
+            "order_by": self.order_by,
+            "developer_name": self.developer_name,
+            "folder_name": self.folder_name,
+            "format": self.format,
+            "grouping": self.grouping,
+            "aggregates": list(self.aggregates),
+            "filters": [dict(f) for f in self.filters],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportDef:
+        extra = {
+            k: data[k]
+            for k in ("developer_name", "folder_name", "format", "grouping", "aggregates", "filters")
+            if k in data
+        }
+        return cls(
+            data["id"],
+            data["name"],
+            data["object"],
+            [(str(c[0]), str(c[1])) for c in data["columns"]],
+            data.get("order_by", "Id"),
+            **extra,
+        )
 
 
 @dataclass

@@ -465,6 +465,18 @@ def standard_objects() -> list[ObjectDef]:
             ],
         ),
         obj(
+            "Report",
+            [
+                _ro("Name", "string", length=40, nillable=False, label="Report Name"),
+                _ro("DeveloperName", "string", length=80, nillable=False),
+                _ro("FolderName", "string", length=255),
+                _ro("Format", "picklist", picklist=("Tabular", "Summary", "Matrix", "MultiBlock")),
+                _ro("Description", "textarea", length=255),
+                _ro("LastRunDate", "datetime"),
+            ],
+            createable=False,
+        ),
+        obj(
             "Contract",
             [
                 _ref("AccountId", "Account", nillable=False),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crmsync.sandbox.salesforce.ids import make_id
+from crmsync.sandbox.salesforce.org import ReportDef
 
 SEEDS = ("empty", "demo", "billing")
 
@@ -27,8 +28,14 @@ USAGE_OBJECT: dict[str, Any] = {
     },
 }
 
-#: the demo report "Opportunities by stage"
+#: the demo report "Opportunities by stage" (tabular)
 OPPORTUNITIES_REPORT_ID = make_id("00O", 1)
+#: the demo report "Pipeline by stage" (summary: grouped by stage, amounts summed)
+PIPELINE_REPORT_ID = make_id("00O", 2)
+#: the billing report "Usage by contract" (summary: grouped by contract, quantities summed)
+USAGE_REPORT_ID = make_id("00O", 3)
+#: the billing report "Active contracts" (tabular, filtered on Status)
+CONTRACTS_REPORT_ID = make_id("00O", 4)
 #: billing seed: contract name -> id
 BILLING_CONTRACTS = {
     "ACME-2026": make_id("800", 1001),
@@ -46,29 +53,60 @@ def load(
     insert: Insert,
     define: Callable[[str, dict[str, Any]], None],
     today: dt.date,
-    add_report: Callable[[str, str, str, list[tuple[str, str]], str], None],
+    add_report: Callable[[ReportDef], None],
 ) -> None:
     if name == "empty":
         return
     define("Usage__c", USAGE_OBJECT)
     if name == "demo":
         _demo(insert, today)
+        columns = [
+            ("Stage", "StageName"),
+            ("Opportunity Name", "Name"),
+            ("Account Name", "Account.Name"),
+            ("Amount", "Amount"),
+            ("Close Date", "CloseDate"),
+            ("Opportunity ID", "Id"),
+        ]
         add_report(
-            OPPORTUNITIES_REPORT_ID,
-            "Opportunities by stage",
-            "Opportunity",
-            [
-                ("Stage", "StageName"),
-                ("Opportunity Name", "Name"),
-                ("Account Name", "Account.Name"),
-                ("Amount", "Amount"),
-                ("Close Date", "CloseDate"),
-                ("Opportunity ID", "Id"),
-            ],
-            "StageName",
+            ReportDef(OPPORTUNITIES_REPORT_ID, "Opportunities by stage", "Opportunity", columns, "StageName")
+        )
+        add_report(
+            ReportDef(
+                PIPELINE_REPORT_ID,
+                "Pipeline by stage",
+                "Opportunity",
+                columns[1:],
+                "Name",
+                format="SUMMARY",
+                grouping="StageName",
+                aggregates=["s!Opportunity.Amount", "RowCount"],
+            )
         )
     elif name == "billing":
         _billing(insert, today)
+        add_report(
+            ReportDef(
+                USAGE_REPORT_ID,
+                "Usage by contract",
+                "Usage__c",
+                [("Ad Id", "Ad_Id__c"), ("Product", "Product__c"), ("Quantity", "Quantity__c")],
+                "Ad_Id__c",
+                format="SUMMARY",
+                grouping="Contract__r.Name",
+                aggregates=["s!Usage__c.Quantity__c", "RowCount"],
+            )
+        )
+        add_report(
+            ReportDef(
+                CONTRACTS_REPORT_ID,
+                "Active contracts",
+                "Contract",
+                [("Contract Name", "Name"), ("Account Name", "Account.Name"), ("Status", "Status")],
+                "Name",
+                filters=[{"column": "Contract.Status", "operator": "equals", "value": "Activated"}],
+            )
+        )
     else:
         raise ValueError(f"unknown seed {name!r}; valid: {', '.join(SEEDS)}")
 
