@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from crmsync.client import Client
+from crmsync.engine.queue import NewChange
 from crmsync.sandbox.salesforce import SalesforceEmulator
 from crmsync.sandbox.server import BackgroundServer
 
@@ -40,9 +40,20 @@ def test_one_alert_for_dead_letters_and_one_notice_when_they_are_dealt_with(
     url, received = receiver
     crm = crmsync_factory(workers=1, alerts=url)
     contract = contracts(salesforce, "Activated")[0]
-    with Client(crm.base_url, crm.token) as client:
-        for key in ("bad-1", "bad-2", "bad-3"):  # refused by Salesforce: STRING_TOO_LONG
-            client.upsert("usage", key, {"contract_id": contract, "product": "X" * 300, "quantity": 1})
+    # Changes Salesforce refuses (STRING_TOO_LONG): ingest would refuse them at the door once it knows
+    # the field's length, so they come in as changes accepted before that (straight into the queue).
+    crm.runtime.queue.enqueue(
+        [
+            NewChange(
+                "service_app",
+                "usage",
+                key,
+                "upsert",
+                {"ad_id": key, "contract_id": contract, "product": "X" * 300},
+            )
+            for key in ("bad-1", "bad-2", "bad-3")
+        ]
+    )
     wait_until(lambda: crm.runtime.queue.stats().dead == 3)
     wait_until(lambda: len(received) >= 1)
     assert len(received) == 1 and "usage" in json.dumps(received[0])

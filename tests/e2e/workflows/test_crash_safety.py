@@ -90,6 +90,9 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(
                     time.sleep(0.04)  # a stream over several seconds, not one burst
         submitted.set()
 
+    # Salesforce takes half a second per write, so that a worker holds its changes for a while: a
+    # kill a random moment after it was seen holding them lands while it still holds them.
+    salesforce.faults.add(method="PATCH", path="/composite/sobjects", latency_ms=500)
     app = threading.Thread(target=application)
     app.start()
     kills = holding = 0
@@ -97,7 +100,9 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(
         worker = start_worker(crm, log)
         try:  # wait until it holds changes, then a random moment more
             wait_until(
-                lambda w=worker: leased_by(crm, w.pid) > 0 or (crm.settled() and submitted.is_set()), 60
+                lambda w=worker: leased_by(crm, w.pid) > 0 or (crm.settled() and submitted.is_set()),
+                60,
+                0.02,
             )
             time.sleep(killer.uniform(0.0, 0.2))
         finally:
