@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import drain, e2e, ingest, sandbox_bench, w2
+from bench import drain, e2e, ingest, sandbox_bench, sweep, w2
 
 SECTIONS = {
     "sandbox": sandbox_bench.run,
@@ -23,6 +23,7 @@ SECTIONS = {
     "e2e": e2e.run,
     "drain": drain.run,
     "w2": w2.run,
+    "sweep": sweep.run,
 }
 OUT = Path(__file__).resolve().parent / "results.json"
 

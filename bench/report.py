@@ -96,7 +96,26 @@ def render(r: dict[str, Any]) -> str:
         out += ["", f"Calls by endpoint: {calls}.", ""]
     if "w2" in r:
         out += _w2(r["w2"])
+    if "sweep" in r:
+        out += _sweep(r["sweep"])
     return "\n".join(out)
+
+
+def _sweep(w: dict[str, Any]) -> list[str]:
+    out = [
+        f"### Salesforce polling: the lookback sweep's cost (`lookback_seconds: {w['lookback_seconds']:g}`, "
+        f"`sweep_every_seconds: {w['sweep_every_seconds']:g}`, polls every {w['poll_interval_s']:g} s; "
+        f"{w['simulated_seconds']:,} s on the sandbox's clock)",
+        "",
+        _row("objects polled", "calls/hour without sweep", "calls/hour with sweep", "extra calls/hour"),
+        _row("---:", "---:", "---:", "---:"),
+    ]
+    for objects, x in w["by_objects"].items():
+        out.append(
+            _row(objects, x["calls_per_hour_without_sweep"], x["calls_per_hour_with_sweep"],
+                 x["extra_calls_per_hour"])
+        )  # fmt: skip
+    return [*out, ""]
 
 
 def _w2(w: dict[str, Any]) -> list[str]:

@@ -166,6 +166,15 @@ class SalesforceConnection(Model):
     daily_limit_guard: float = Field(
         0.9, ge=0, le=1, description="Pause non-urgent work past this share of the daily API limit."
     )
+    lookback_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Changes that become visible up to this long after their SystemModstamp (a transaction "
+        "committing late) are still caught: a periodic sweep re-reads that far back (0: no sweep).",
+    )
+    sweep_every_seconds: float = Field(
+        60.0, gt=0, description="How often the lookback sweep runs (its query rides in a polling call)."
+    )
 
     @field_validator("private_key_file", "ca_file")
     @classmethod
@@ -174,6 +183,13 @@ class SalesforceConnection(Model):
         if value is None or value.is_absolute() or base is None:
             return value
         return Path(base) / value
+
+    @field_validator("lookback_seconds")
+    @classmethod
+    def _longer_than_the_overlap(cls, value: float) -> float:
+        if 0 < value <= 2:
+            raise ValueError("must be 0 (no sweep) or longer than the poller's 2 s overlap")
+        return value
 
 
 #: the keys each Salesforce ``auth`` flow needs (checked by :mod:`crmsync.config.checks`)

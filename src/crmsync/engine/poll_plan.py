@@ -13,6 +13,10 @@ Pure functions and values, no I/O: :mod:`crmsync.engine.poller` runs the plan.
   ``IsDeleted = true`` and a fresh stamp, in order with the other changes of that record. When
   2,000 rows came back the next query continues after the last ``(SystemModstamp, Id)`` seen
   (``SystemModstamp`` has whole seconds, so thousands of rows can share one stamp).
+- A *lookback sweep* (when enabled) re-reads, every ``sweep_every``, the rows stamped in
+  ``(watermark - lookback - sweep_every, watermark - overlap]``: rows whose transaction committed
+  late, after rows stamped later were read. It is a query subrequest like the others, bounded
+  above so it never reads what the fast query reads, and continues after a full page the same way.
 - Deletions also come from ``/sobjects/<object>/deleted/?start&end``, which covers hard deletes
   too. Its windows have whole minutes, so a check is due once the current minute is at least one
   minute past the feed's deletion watermark: at most one check per object a minute.
@@ -129,7 +133,29 @@ def poll_soql(
     return select + tail
 
 
-SubrequestKind = Literal["query", "more", "deleted"]
+def sweep_soql(
+    feed: Feed,
+    *,
+    low: dt.datetime,
+    high: dt.datetime,
+    after: tuple[dt.datetime, str] | None = None,
+    limit: int = PAGE_LIMIT,
+) -> str:
+    """The feed's lookback sweep: rows stamped in ``(low, high]``, or — continuing a full page —
+    rows after ``after`` = (SystemModstamp, Id) up to ``high``."""
+    select = f"SELECT {', '.join(feed.fields)} FROM {feed.object_name}"
+    tail = f" ORDER BY SystemModstamp, Id LIMIT {int(limit)}"
+    if after is not None:
+        where = (
+            " WHERE ((SystemModstamp = :stamp AND Id > :id) OR SystemModstamp > :stamp)"
+            " AND SystemModstamp <= :high"
+        )
+        return format_soql(select + where + tail, stamp=after[0], id=after[1], high=high)
+    where = " WHERE SystemModstamp > :low AND SystemModstamp <= :high"
+    return format_soql(select + where + tail, low=low, high=high)
+
+
+SubrequestKind = Literal["query", "more", "deleted", "sweep", "sweep_more"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +163,8 @@ class Subrequest:
     """One GET inside a Composite call, for the feed at index ``feed``."""
 
     kind: SubrequestKind
-    """``query`` (a feed's query), ``more`` (a ``nextRecordsUrl``) or ``deleted`` (a window)"""
+    """``query`` (a feed's query), ``more`` (a ``nextRecordsUrl``), ``deleted`` (a window), or
+    ``sweep``/``sweep_more`` (the lookback sweep's query and its next pages)"""
     feed: int
     url: str
     """relative to the API version (``queryAll/?q=...``) or instance-relative (``/services/...``)"""
@@ -147,8 +174,8 @@ class Subrequest:
         return self.kind != "deleted"
 
 
-def query_subrequest(feed: int, soql: str) -> Subrequest:
-    return Subrequest("query", feed, "queryAll/?q=" + quote(soql, safe=""))
+def query_subrequest(feed: int, soql: str, kind: SubrequestKind = "query") -> Subrequest:
+    return Subrequest(kind, feed, "queryAll/?q=" + quote(soql, safe=""))
 
 
 def deleted_subrequest(feed: int, object_name: str, start: dt.datetime, end: dt.datetime) -> Subrequest:

@@ -12,6 +12,16 @@ One cycle (:meth:`SalesforcePoller.poll_once`), planned by :mod:`crmsync.engine.
 - *Nothing lost*: a watermark moves only in the transaction that stores the changes read up to
   it, so a crash re-reads rather than skips. Each query looks back ``overlap`` before the
   watermark, for transactions that commit after a later one stamped.
+- *Late commits*: a row's SystemModstamp is taken before its transaction commits, so a long
+  transaction or a bulk job can make a row visible with a stamp behind the watermark, past the
+  short overlap. With ``lookback`` set, every ``sweep_every`` a *lookback sweep* re-reads the rows
+  stamped in ``(watermark - lookback - sweep_every, watermark - overlap]`` (one more query
+  subrequest per object, riding in the same Composite calls while they have query slots): a row
+  that becomes visible up to ``lookback`` after its stamp is caught. Rows the poller has already
+  stored (same record, stamp and values, remembered for the window) are skipped without a queue
+  write; only the late ones are enqueued. After a restart the memory is empty and the first sweep
+  leaves the dropping to the queue. A feed this poller started "now" is never swept before its
+  start.
 - *Nothing doubled*: rows read again carry the same delivery id (see :mod:`.poll_plan`); the queue
   drops a delivery id it has seen, so the overlap costs nothing.
 - *Calls*: ⌈objects / 5⌉ Composite calls a cycle (Salesforce takes at most 5 query subrequests in
@@ -69,6 +79,7 @@ from crmsync.engine.poll_plan import (
     pack,
     poll_soql,
     query_subrequest,
+    sweep_soql,
     upsert_delivery_id,
 )
 from crmsync.engine.queue import ChangeQueue, NewChange
@@ -77,7 +88,7 @@ from crmsync.store import watermarks
 from crmsync.store.db import Store
 from crmsync.store.schema import utcnow
 
-__all__ = ["PollResult", "PollTarget", "SalesforcePoller"]
+__all__ = ["PollResult", "PollTarget", "SalesforcePoller", "sweep_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +109,10 @@ class PollResult:
     """rows read again that the queue already had (the overlap)"""
     skipped: bool = False
     """the cycle stopped early on a transient error; the next one resumes from the watermarks"""
+    late: int = 0
+    """new change rows the lookback sweep found (rows that committed after the fast poll passed)"""
+    swept: int = 0
+    """rows the lookback sweep read again and skipped without a queue write"""
 
 
 @dataclass
@@ -110,6 +125,10 @@ class _FeedState:
     """rows read by the current query and its next pages"""
     last: tuple[str, str] | None = None
     """(SystemModstamp, Id) of the last row read this cycle"""
+    sweep_high: dt.datetime | None = None
+    """the upper bound of this cycle's lookback sweep"""
+    sweep_rows: int = 0
+    sweep_last: tuple[str, str] | None = None
 
 
 @dataclass
@@ -118,10 +137,14 @@ class _Cycle:
     duplicates: int = 0
     per_target: Counter[PollTarget] = field(default_factory=Counter)
     fatal: CrmsyncError | None = None
+    late: int = 0
+    swept: int = 0
 
     def result(self, targets: Sequence[PollTarget], *, skipped: bool = False) -> PollResult:
         per_target = {t: self.per_target[t] for t in targets}
-        return PollResult(sum(per_target.values()), self.calls, per_target, self.duplicates, skipped)
+        return PollResult(
+            sum(per_target.values()), self.calls, per_target, self.duplicates, skipped, self.late, self.swept
+        )
 
 
 class SalesforcePoller:
@@ -138,7 +161,13 @@ class SalesforcePoller:
         clock: Callable[[], dt.datetime] = utcnow,
         start: Start = "now",
         page_limit: int = PAGE_LIMIT,
+        lookback: dt.timedelta | None = None,
+        sweep_every: dt.timedelta = dt.timedelta(seconds=60),
     ) -> None:
+        if lookback is not None and lookback <= overlap:
+            raise ValueError("lookback must be longer than overlap (the fast poll reads the overlap)")
+        if sweep_every <= dt.timedelta(0):
+            raise ValueError("sweep_every must be positive")
         if overlap <= dt.timedelta(0):
             raise ValueError("overlap must be positive (rows stamped with the watermark are read again)")
         if start not in ("now", "beginning"):
@@ -159,6 +188,13 @@ class SalesforcePoller:
         self.clock = clock
         self.start = start
         self.page_limit = page_limit
+        self.lookback = lookback
+        self.sweep_every = sweep_every
+        self._next_sweep: dt.datetime | None = None
+        #: per object: SystemModstamp -> delivery ids stored (the lookback sweep's memory)
+        self._seen: dict[str, dict[str, set[str]]] = {feed.object_name: {} for feed in self.feeds}
+        #: per object started "now" by this poller: the sweep reads nothing stamped before the start
+        self._floor: dict[str, dt.datetime] = {}
         self._skips = 0
         self._retry_after: float | None = None
 
@@ -210,6 +246,7 @@ class SalesforcePoller:
                     _flows(feed),
                 )
             pending.append(deleted_subrequest(i, feed.object_name, *window))
+        pending.extend(self._sweeps(now, states))
         while pending:
             follow: list[Subrequest] = []
             for call in pack(pending):
@@ -224,6 +261,40 @@ class SalesforcePoller:
                         follow.append(after)
             pending = follow
 
+    def _sweeps(self, now: dt.datetime, states: Sequence[_FeedState]) -> list[Subrequest]:
+        """The lookback sweep's queries when one is due (the first one ``sweep_every`` after the
+        first cycle); forgets remembered rows older than any sweep reads."""
+        if self.lookback is None:
+            return []
+        reach = self.lookback + self.sweep_every
+        for feed, state in zip(self.feeds, states, strict=True):
+            if state.mark is not None:
+                cutoff = format_stamp(parse_stamp(state.mark) - reach - self.overlap)
+                seen = self._seen[feed.object_name]
+                for stamp in [s for s in seen if s < cutoff]:
+                    del seen[stamp]
+        if self._next_sweep is None:
+            self._next_sweep = now + self.sweep_every
+            return []
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + self.sweep_every
+        subs = []
+        for i, (feed, state) in enumerate(zip(self.feeds, states, strict=True)):
+            if state.mark is None:
+                continue  # reading from the beginning: the fast query reads everything
+            mark = parse_stamp(state.mark)
+            state.sweep_high = mark - self.overlap
+            low = mark - reach
+            floor = self._floor.get(feed.object_name)
+            if floor is not None and floor > low:
+                low = floor  # started "now": what came before is left to ``crmsync migrate``
+            if low >= state.sweep_high:
+                continue
+            soql = sweep_soql(feed, low=low, high=state.sweep_high, limit=self.page_limit)
+            subs.append(query_subrequest(i, soql, "sweep"))
+        return subs
+
     def _since(self, mark: str | None) -> dt.datetime | None:
         return None if mark is None else parse_stamp(mark) - self.overlap
 
@@ -237,6 +308,7 @@ class SalesforcePoller:
                 if mark is None and self.start == "now":
                     mark = first_watermark(now, self.overlap)
                     watermarks.put(conn, self.connection, feed.object_name, mark)
+                    self._floor[feed.object_name] = parse_stamp(mark) - self.overlap
                 deleted_mark = watermarks.get(conn, self.connection, feed.deleted_key)
                 if deleted_mark is None:
                     deleted_mark = format_stamp(floor_minute(now))
@@ -260,6 +332,8 @@ class SalesforcePoller:
         if sub.kind == "deleted":
             self._store_deletions(feed, state, body, cycle)
             return None
+        if sub.kind in ("sweep", "sweep_more"):
+            return self._handle_sweep(sub, body, state, cycle)
         if sub.kind == "query":
             state.rows = 0
         records = [r for r in body.get("records") or [] if isinstance(r, dict)]
@@ -272,6 +346,26 @@ class SalesforcePoller:
             # a full page: more rows may follow, perhaps with the same stamp as the last one
             after = (parse_stamp(state.last[0]), state.last[1])
             return query_subrequest(sub.feed, poll_soql(feed, after=after, limit=self.page_limit))
+        return None
+
+    def _handle_sweep(
+        self, sub: Subrequest, body: Mapping[str, Any], state: _FeedState, cycle: _Cycle
+    ) -> Subrequest | None:
+        feed = self.feeds[sub.feed]
+        if sub.kind == "sweep":
+            state.sweep_rows = 0
+        records = [r for r in body.get("records") or [] if isinstance(r, dict)]
+        self._store_swept(feed, records, cycle)
+        state.sweep_rows += len(records)
+        if records:
+            state.sweep_last = (str(records[-1].get("SystemModstamp")), str(records[-1].get("Id")))
+        next_url = body.get("nextRecordsUrl")
+        if not body.get("done", True) and next_url:
+            return Subrequest("sweep_more", sub.feed, str(next_url))
+        if state.sweep_rows >= self.page_limit and state.sweep_last is not None and state.sweep_high:
+            after = (parse_stamp(state.sweep_last[0]), state.sweep_last[1])
+            soql = sweep_soql(feed, low=after[0], high=state.sweep_high, after=after, limit=self.page_limit)
+            return query_subrequest(sub.feed, soql, "sweep")
         return None
 
     def _refused(self, feed: Feed, sub: Subrequest, error: CrmsyncError, cycle: _Cycle) -> None:
@@ -302,26 +396,60 @@ class SalesforcePoller:
         mark = state.mark
         for row in rows:
             record_id, stamp = str(row.get("Id")), str(row.get("SystemModstamp"))
-            deleted = bool(row.get("IsDeleted"))
-            for target in feed.targets:
-                tag = target.flow if feed.shared else None
-                if deleted:
-                    delivery = delete_delivery_id(record_id, tag)
-                    changes[target].append(
-                        NewChange(self.connection, target.flow, record_id, "delete", {}, delivery)
-                    )
-                else:
-                    values = {name: field_value(row, name) for name in target.fields}
-                    delivery = upsert_delivery_id(record_id, stamp, values, tag)
-                    changes[target].append(
-                        NewChange(self.connection, target.flow, record_id, "upsert", values, delivery)
-                    )
+            for target, change in self._row_changes(feed, row):
+                changes[target].append(change)
             state.last = (stamp, record_id)
             parsed = parse_stamp(stamp)
             if newest is None or parsed > newest:
                 newest, mark = parsed, stamp
         self._commit(changes, feed.object_name, mark if mark != state.mark else None, cycle)
         state.mark = mark
+
+    def _row_changes(self, feed: Feed, row: Mapping[str, Any]) -> list[tuple[PollTarget, NewChange]]:
+        """One queried row's change for each target (remembered for the lookback sweep)."""
+        record_id, stamp = str(row.get("Id")), str(row.get("SystemModstamp"))
+        deleted = bool(row.get("IsDeleted"))
+        out = []
+        for target in feed.targets:
+            tag = target.flow if feed.shared else None
+            if deleted:
+                delivery = delete_delivery_id(record_id, tag)
+                change = NewChange(self.connection, target.flow, record_id, "delete", {}, delivery)
+            else:
+                values = {name: field_value(row, name) for name in target.fields}
+                delivery = upsert_delivery_id(record_id, stamp, values, tag)
+                change = NewChange(self.connection, target.flow, record_id, "upsert", values, delivery)
+            out.append((target, change))
+        if self.lookback is not None:
+            self._seen[feed.object_name].setdefault(stamp, set()).update(
+                c.delivery_id for _, c in out if c.delivery_id
+            )
+        return out
+
+    def _store_swept(self, feed: Feed, rows: Sequence[Mapping[str, Any]], cycle: _Cycle) -> None:
+        """The lookback sweep's rows: those stored already are skipped without a write."""
+        seen = self._seen[feed.object_name]
+        changes: dict[PollTarget, list[NewChange]] = {t: [] for t in feed.targets}
+        for row in rows:
+            known = set(seen.get(str(row.get("SystemModstamp")), ()))
+            fresh = [(t, c) for t, c in self._row_changes(feed, row) if c.delivery_id not in known]
+            cycle.swept += len(feed.targets) - len(fresh)
+            for target, change in fresh:
+                changes[target].append(change)
+        found = sum(len(batch) for batch in changes.values())
+        if not found:
+            return
+        before = sum(cycle.per_target.values())
+        self._commit(changes, feed.object_name, None, cycle)
+        late = sum(cycle.per_target.values()) - before
+        cycle.late += late
+        if late:
+            log.info(
+                "polling %s %s: the lookback sweep found %d changes that committed late",
+                self.connection,
+                feed.object_name,
+                late,
+            )
 
     def _store_deletions(self, feed: Feed, state: _FeedState, body: Mapping[str, Any], cycle: _Cycle) -> None:
         mark = parse_stamp(state.deleted_mark)
@@ -397,6 +525,14 @@ class SalesforcePoller:
                     wait = max(interval, self._retry_after)
                 log.debug("polled %s: %d changes, %d calls", self.connection, result.changes, result.calls)
             stop.wait(max(0.0, wait - (time.monotonic() - began)))
+
+
+def sweep_settings(lookback_seconds: float, sweep_every_seconds: float) -> dict[str, Any]:
+    """The poller's ``lookback``/``sweep_every`` from a connection's settings (0: no sweep)."""
+    return {
+        "lookback": dt.timedelta(seconds=lookback_seconds) if lookback_seconds > 0 else None,
+        "sweep_every": dt.timedelta(seconds=sweep_every_seconds),
+    }
 
 
 def _flows(feed: Feed) -> str:

@@ -21,7 +21,7 @@ from types import FrameType
 import uvicorn
 
 from crmsync.alerts import check_dead_letters, check_queue_lag
-from crmsync.engine.poller import SalesforcePoller
+from crmsync.engine.poller import SalesforcePoller, sweep_settings
 from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
@@ -92,7 +92,12 @@ class Process:
         (a lease in the store), the others stand by and take over if it stops."""
         owner = f"{socket.gethostname()}:{os.getpid()}:poller"
         for connection, targets in self.rt.poll_targets().items():
-            poller = SalesforcePoller(self.rt.connector(connection), self.rt.queue, self.rt.store, targets)  # type: ignore[arg-type]
+            conn = self.rt.config.connections[connection]
+            sweep = sweep_settings(
+                getattr(conn, "lookback_seconds", 0), getattr(conn, "sweep_every_seconds", 60)
+            )
+            connector = self.rt.connector(connection)
+            poller = SalesforcePoller(connector, self.rt.queue, self.rt.store, targets, **sweep)  # type: ignore[arg-type]
             thread = threading.Thread(
                 target=self._poll, args=(poller, owner, interval), name=f"poller-{connection}", daemon=True
             )

@@ -11,8 +11,11 @@ as a list, with ``WWW-Authenticate: Token``), counts against the daily API limit
 ``REQUEST_LIMIT_EXCEEDED``) and answers ``Sforce-Limit-Info: api-usage=N/M``.
 
 Control routes besides the shared ones of :mod:`crmsync.sandbox.base`:
-``POST /_sandbox/salesforce/expire-sessions`` (every token answers 401 from now on) and
-``POST /_sandbox/salesforce/daily-limit`` with ``{"limit": N}``.
+``POST /_sandbox/salesforce/expire-sessions`` (every token answers 401 from now on),
+``POST /_sandbox/salesforce/daily-limit`` with ``{"limit": N}``, and
+``POST /_sandbox/salesforce/late-commits`` with ``{"seconds": S, "object": "Opportunity",
+"every": N, "count": N}`` (writes visible to queries S seconds late, :mod:`.late`; ``DELETE``
+clears the rules).
 
 Fault kinds for :class:`~crmsync.sandbox.faults.FaultRule` ``error``:
 
@@ -47,6 +50,7 @@ from crmsync.sandbox.salesforce import bulk, composite, query, reports, rest, se
 from crmsync.sandbox.salesforce.api import ApiError, Call, Reply, Router, parse_call_options
 from crmsync.sandbox.salesforce.auth import AppConfig, OAuthError, Sessions
 from crmsync.sandbox.salesforce.ids import make_id, normalize
+from crmsync.sandbox.salesforce.late import LateRule
 from crmsync.sandbox.salesforce.org import ApiUsage, Org, ReportDef
 from crmsync.sandbox.salesforce.report import export_csv
 from crmsync.sandbox.salesforce.schema import ObjectDef, Schema, custom_object, standard_objects
@@ -114,6 +118,7 @@ class SalesforceEmulator(Emulator):
         bulk.register(self.router, self.bulk)
         self.reports = reports.Reports(self.org)
         reports.register(self.router, self.org, self.reports)
+        store.on_write = lambda obj, rid, old: self.org.late.on_write(obj, rid, old, self._now().timestamp())
         self.reset_state()
 
     # -- time ------------------------------------------------------------------------------------
@@ -144,6 +149,7 @@ class SalesforceEmulator(Emulator):
         store.ids.reset()
         self.org.reports.clear()
         self.reports.clear()
+        self.org.late.clear()
         self.org.usage.clear()
         self.locators.clear()
         self.bulk.clear()
@@ -334,6 +340,20 @@ class SalesforceEmulator(Emulator):
         with self.lock:
             reports.install(self.org, report)
 
+    def late_commits(
+        self, seconds: float, *, object_name: str | None = None, every: int = 1, count: int | None = None
+    ) -> None:
+        """Make writes commit late: the record's SystemModstamp is the write's time, but queries
+        see the write ``seconds`` later (by the org's clock). ``every``-th write to ``object_name``
+        (any object when None), at most ``count`` of them; rules add up, the first that fires wins."""
+        with self.lock:
+            self.org.late.rules.append(LateRule(seconds, object_name, every, count))
+
+    def clear_late_commits(self) -> None:
+        """No more late writes; those pending become visible at once."""
+        with self.lock:
+            self.org.late.clear()
+
     def expire_sessions(self) -> None:
         """Every access token issued so far answers 401 INVALID_SESSION_ID from now on."""
         with self.lock:
@@ -364,6 +384,7 @@ class SalesforceEmulator(Emulator):
             Route("/services/data/v{version}/{rest:path}", self._api, methods=ALL_METHODS),
             Route("/_sandbox/salesforce/expire-sessions", self._expire, methods=["POST"]),
             Route("/_sandbox/salesforce/daily-limit", self._daily_limit, methods=["POST"]),
+            Route("/_sandbox/salesforce/late-commits", self._late_commits, methods=["GET", "POST", "DELETE"]),
             Route("/{report_id}", self._report, methods=["GET"]),
         ]
 
@@ -378,6 +399,27 @@ class SalesforceEmulator(Emulator):
             return json_response(400, {"error": 'send {"limit": N}'})
         self.set_daily_limit(limit)
         return json_response(200, {"limit": limit})
+
+    async def _late_commits(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.clear_late_commits()
+        elif request.method == "POST":
+            try:
+                body = await request.json()
+                self.late_commits(
+                    float(body["seconds"]),
+                    object_name=body.get("object"),
+                    every=int(body.get("every", 1)),
+                    count=int(body["count"]) if body.get("count") is not None else None,
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                return json_response(
+                    400, {"error": f'send {{"seconds": S, "object", "every", "count"}}: {exc}'}
+                )
+        with self.lock:
+            rules = [rule.describe() for rule in self.org.late.rules]
+            pending = len(self.org.late.pending)
+        return json_response(200, {"rules": rules, "pending": pending})
 
     async def _token(self, request: Request) -> Response:
         form = await read_form(request)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmsync.sandbox.salesforce.auth import AppConfig, Sessions
+from crmsync.sandbox.salesforce.late import LateCommits
 from crmsync.sandbox.salesforce.schema import ObjectDef, Schema, standard_objects
 from crmsync.sandbox.salesforce.store import Store
 
@@ -121,6 +122,8 @@ class Org:
     page_size: int
     base_url: str = "http://127.0.0.1"
     reports: dict[str, ReportDef] = field(default_factory=dict)
+    #: writes that become visible to queries late
+    late: LateCommits = field(default_factory=LateCommits)
     #: custom objects that survive a reset (from the constructor), by name
     fixed_custom: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 

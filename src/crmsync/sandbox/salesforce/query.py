@@ -51,16 +51,24 @@ class StoreSource:
         obj = self.org.object(object_name)
         if obj is None:
             return ()
-        table = self.org.store.table(obj).values()
-        return table if include_deleted else (r for r in table if not r["IsDeleted"])
+        rows: Iterable[dict[str, Any]] = self.org.store.table(obj).values()
+        late = self.org.late
+        if late.pending:  # writes that have not committed yet show as they were before
+            now = self.org.clock().timestamp()
+            seen = (late.view(r["Id"], r, now) for r in list(rows))
+            rows = [r for r in seen if r is not None]
+        return rows if include_deleted else (r for r in rows if not r["IsDeleted"])
 
     def get(self, object_name: str, record_id: str) -> Mapping[str, Any] | None:
         # by the id's key prefix: a polymorphic reference (Task.WhatId) may point at any of its targets
         rid = normalize(record_id)
         found = self.org.store.find(rid) if rid else None
-        if found is None or found[1]["IsDeleted"]:
+        row = found[1] if found is not None else None
+        if row is not None and self.org.late.pending:
+            row = self.org.late.view(row["Id"], row, self.org.clock().timestamp())
+        if row is None or row["IsDeleted"]:
             return None
-        return found[1]
+        return row
 
     def object_of(self, record_id: str) -> str | None:
         obj = self.org.store.object_of(normalize(record_id) or record_id)

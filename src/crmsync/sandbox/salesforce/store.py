@@ -101,6 +101,8 @@ class Store:
         self.ext_index: dict[tuple[str, str], dict[str, set[str]]] = {}
         self.auto_numbers: dict[str, int] = {}
         self._undo: list[Callable[[], None]] | None = None
+        #: called with (object, id, the record before) before every write (late commits hook here)
+        self.on_write: Callable[[str, str, dict[str, Any] | None], None] | None = None
 
     # -- reading -------------------------------------------------------------------------------
     def table(self, obj: ObjectDef) -> dict[str, dict[str, Any]]:
@@ -170,6 +172,8 @@ class Store:
         """Replace a record (None removes it), keeping the external-id index and the undo log."""
         table = self.table(obj)
         old = table.get(rid)
+        if self.on_write is not None:
+            self.on_write(obj.name, rid, old)
         self._unindex(obj, old)
         if new is None:
             table.pop(rid, None)
