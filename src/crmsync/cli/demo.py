@@ -29,13 +29,13 @@ from rich.live import Live
 from rich.table import Table
 
 from crmsync.cli.demo_leads import run_leads_demo, serving, wait
+from crmsync.cli.sandbox import load_sandbox
 from crmsync.client import Client
 from crmsync.config import load_config
 from crmsync.engine.process import Process
 from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError, LockedRecord
-from crmsync.sandbox.runner import Sandbox
 from crmsync.store import tokens
 from crmsync.store.db import Store
 
@@ -87,7 +87,7 @@ def demo(
     (workdir / "db").mkdir(parents=True, exist_ok=True)
     log_file = _log_to_file(workdir / "crmsync.log")
     chosen = {"salesforce": salesforce_port, "trello": trello_port, "monday": monday_port}
-    box = Sandbox(seed="demo", directory=workdir / "sandbox", ports=_free_or_default(chosen))
+    box = load_sandbox()(seed="demo", directory=workdir / "sandbox", ports=_free_or_default(chosen))
     try:
         box.start()
     except OSError as exc:

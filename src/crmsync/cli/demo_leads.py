@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -21,8 +21,10 @@ from rich.table import Table
 from crmsync.config import load_config
 from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
-from crmsync.sandbox.runner import Sandbox
 from crmsync.store.db import Store
+
+if TYPE_CHECKING:
+    from crmsync.sandbox.runner import Sandbox
 
 WEBHOOK_EVENTS = ("create_item", "change_column_value", "change_name", "item_deleted", "item_archived")
 LEADS = (

@@ -6,10 +6,14 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
-from crmsync.sandbox.runner import DEFAULT_DIRECTORY, DEFAULT_PORTS, DEFAULT_SAVE_SECONDS, Sandbox
+from crmsync.sandbox.defaults import DEFAULT_DIRECTORY, DEFAULT_PORTS, DEFAULT_SAVE_SECONDS, EXTRA_HINT
+
+if TYPE_CHECKING:
+    from crmsync.sandbox.runner import Sandbox
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +52,7 @@ def sandbox(
     Runs until interrupted (Ctrl-C or SIGTERM). Fault rules, seeding and call counts are
     available on each emulator under /_sandbox/ (see docs/sandbox.md).
     """
+    Sandbox = load_sandbox()
     box = Sandbox(
         host=host,
         ports={"salesforce": salesforce_port, "trello": trello_port, "monday": monday_port},
@@ -85,6 +90,19 @@ def sandbox(
     finally:
         box.stop()
         typer.echo("sandbox stopped", err=True)
+
+
+def load_sandbox() -> type[Sandbox]:
+    """The emulators, imported when asked for: a plain ``pip install crmsync`` has none."""
+    try:
+        import crmsync.sandbox.monday
+        import crmsync.sandbox.salesforce
+        import crmsync.sandbox.trello  # noqa: F401  (the emulators load their dependencies here)
+        from crmsync.sandbox.runner import Sandbox
+    except ImportError as exc:
+        typer.secho(f"{EXTRA_HINT} ({exc})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    return Sandbox
 
 
 def _seed_note(seed: str, seeded: list[str], emulators: list[str]) -> str:

@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from crmsync.sandbox.base import Emulator
+from crmsync.sandbox.defaults import DEFAULT_DIRECTORY, DEFAULT_PORTS, DEFAULT_SAVE_SECONDS
 from crmsync.sandbox.server import BackgroundServer
 from crmsync.sandbox.tls import Materials, ensure_materials
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"salesforce": 8701, "trello": 8702, "monday": 8703}
-DEFAULT_DIRECTORY = Path(".crmsync-sandbox")
-#: seconds between two saves of ``--state`` while the sandbox runs (it is also saved at exit)
-DEFAULT_SAVE_SECONDS = 2.0
+__all__ = ["DEFAULT_DIRECTORY", "DEFAULT_PORTS", "DEFAULT_SAVE_SECONDS", "Sandbox", "serve"]
 
 #: the keys ``crmsync sandbox`` prints and writes, in this order
 ENV_KEYS = (
