@@ -1,0 +1,348 @@
+"""What a connector can do: typed capabilities the engine asks for by protocol, never by type name.
+
+A connector is a :class:`~crmsync.connectors.base.Connector` (``check``, ``api_usage``, ``close``)
+plus the capabilities it declares by subclassing the protocols below. The engine, the web app and
+the command line never ask "is this a Salesforce connection?"; they ask "can this connection
+write?" with :func:`require` (or :func:`offers`), and :func:`capabilities_of` answers the same
+question for a connector *class*, without connecting (``crmsync check``)::
+
+                            ┌──────────────────────── connectors/<kind>/ ───────────────────────┐
+    engine / web / cli      │  settings.py  one pydantic model: the YAML keys of the connection │
+    ──────────────────      │  connector.py class XConnector(Connector, Writable, Readable, …)  │
+    require(conn, Writable, │  registry entry  kind → (settings model, connector class)          │
+            where=line) ────┼─► the connector, typed as Writable                                 │
+        │                   └────────────────────────────────────────────────────────────────────┘
+        └─ missing: ConfigError "connection 'crm' (type app) cannot write (Writable), needed by …"
+
+    capability        the engine uses it to …                      methods
+    ───────────────   ─────────────────────────────────────────   ──────────────────────────────────
+    Writable          apply a batch of changes (per-record         write_batch, max_batch_size
+                      results, idempotent retries)
+    Readable          read records by id; list an object           read_records, scan
+                      (preview, sync, reconcile)
+    PolledSource      learn of changes by polling a watermark      read_changes
+    WebhookSource     learn of changes by deliveries: verify,      authenticate, handshake, parse,
+                      answer the handshake, parse into events;     receiver_url, protection,
+                      keep the vendor's subscriptions              ensure_subscriptions,
+                                                                   list_subscriptions
+    IngestSource      learn of changes through the ingest API      (a marker: records are pushed)
+    Queryable         read-through views, lookups by a match       query_view, find_by_field,
+                      field, the lock rule's condition             matching
+    RelatedCreator    create a record and its related records,     create_related
+                      all or none
+    Budgeted          share an API budget between processes        attach_store, over_guard
+                      and hold back non-urgent work
+    NamedObjects      turn an object's name (a board's) into       object_id
+                      its id
+
+A *change source* is any of :class:`PolledSource`, :class:`WebhookSource` or
+:class:`IngestSource`: a side of a flow whose changes travel needs one (:data:`CHANGE_SOURCES`).
+Vendor query languages stay inside the connector: the engine hands over object and field names
+and values, never a SOQL or GraphQL text (a configured view's query is the user's text, passed
+through).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from crmsync.connectors.base import ChangeBatch, Connector, Record, Write, WriteResult
+from crmsync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from crmsync.store.db import Store
+
+
+# ---------------------------------------------------------------- writing and reading
+
+
+@runtime_checkable
+class Writable(Protocol):
+    """A target: batched writes with one result per record, in order (see ``Connector`` docs)."""
+
+    def write_batch(self, object_name: str, writes: Sequence[Write]) -> list[WriteResult]:
+        """Apply ``writes`` with as few calls as the vendor allows; a refused record is a result
+        with its error, a failure of the whole call raises."""
+        ...
+
+    def max_batch_size(self, object_name: str) -> int:
+        """The most writes one :meth:`write_batch` call should carry."""
+        ...
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """Records read by id, or a whole object (optionally only what changed since a stamp)."""
+
+    def read_records(self, object_name: str, ids: Sequence[str]) -> Iterator[Record]:
+        """The records with these ids (unknown ids are skipped)."""
+        ...
+
+    def scan(self, object_name: str, *, since: str | None = None) -> Iterator[Record]:
+        """Every record of the object (``since``: modified at or after that stamp), page by page."""
+        ...
+
+
+# ---------------------------------------------------------------- change sources
+
+
+@runtime_checkable
+class PolledSource(Protocol):
+    """Changes learnt by asking: records modified after a watermark."""
+
+    def read_changes(
+        self, object_name: str, watermark: str | None, fields: Sequence[str] | None = None
+    ) -> ChangeBatch:
+        """Records changed after ``watermark`` (all when None), each once, with the next watermark.
+        ``fields``: the fields the caller needs (None: every readable field)."""
+        ...
+
+
+class WebhookRefused(Exception):
+    """A delivery that fails authentication: answered 401, counted, nothing stored."""
+
+
+class MalformedDelivery(ValueError):
+    """A delivery whose body cannot be read as the vendor's event: answered 400."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One HTTP delivery to ``/webhooks/{connection}[/{secret}]``, as the web app received it."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    #: the URL it was sent to, as requested (no query string)
+    url: str
+    #: the secret path segment of an unsigned delivery, if any
+    path_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """What crmsync keeps per receiving connection (in the store): its URL secret, and the callback
+    URL registered with the vendor (a signed delivery may name it as its audience)."""
+
+    url_secret: str
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SingleUse:
+    """A signed delivery's token, to be bound to the first body it came with (the vendor's
+    signature does not cover the body): digests only, and when the token expires."""
+
+    token_digest: str
+    body_digest: str
+    expires: dt.datetime
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    """One change a delivery reports, in the engine's terms."""
+
+    object_id: str
+    record_id: str
+    #: the vendor's id of the event (de-duplicates redeliveries)
+    delivery_id: str
+    operation: Literal["upsert", "delete"]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    #: when the change happened at its origin (orders deliveries of one field)
+    at: dt.datetime | None = None
+    #: the record was created by this change
+    created: bool = False
+    #: the record is gone for good (what is remembered of it may be forgotten)
+    gone: bool = False
+
+
+@dataclass(frozen=True)
+class Protection:
+    """How a connection's deliveries are authenticated, in words, and what in its settings does not fit."""
+
+    kind: Literal["signed", "secret_url"]
+    description: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One vendor webhook subscription."""
+
+    id: str
+    object_id: str
+    event: str
+    config: Mapping[str, Any] | None = None
+
+
+@dataclass
+class SubscriptionReport:
+    created: list[Subscription] = field(default_factory=list)
+    existing: list[Subscription] = field(default_factory=list)
+
+
+@runtime_checkable
+class WebhookSource(Protocol):
+    """Changes pushed by the vendor to ``/webhooks/{connection}``."""
+
+    def protection(self) -> Protection:
+        """How this connection's deliveries are authenticated (from its settings)."""
+        ...
+
+    def authenticate(self, delivery: Delivery, receiver: Receiver) -> SingleUse | None:
+        """Check a delivery before its body is parsed; raise :class:`WebhookRefused`. A signed
+        delivery returns its token to bind to the body (None: nothing to bind)."""
+        ...
+
+    def handshake(self, body: bytes) -> Mapping[str, Any] | None:
+        """The reply to the vendor's URL check, when ``body`` is one (else None)."""
+        ...
+
+    def parse(self, body: bytes) -> list[SourceEvent]:
+        """The changes a delivery reports (none for events crmsync does not sync); raise
+        :class:`MalformedDelivery`."""
+        ...
+
+    def receiver_url(self, base_url: str, secret: str | None) -> str:
+        """Where the vendor should deliver (with ``secret``: the unsigned deliveries' URL)."""
+        ...
+
+    def ensure_subscriptions(self, object_id: str, url: str, *, attempt: str) -> SubscriptionReport:
+        """Create the object's missing subscriptions (never a duplicate); list those present."""
+        ...
+
+    def list_subscriptions(self, object_id: str, *, signed_only: bool = False) -> list[Subscription]: ...
+
+
+@runtime_checkable
+class IngestSource(Protocol):
+    """Records pushed by an application through the ingest API (``/api/v1/flows/{flow}/records``):
+    they are named by a field the application sends, and only the fields the flow lets it own."""
+
+    def accepts_ingest(self) -> bool: ...
+
+
+#: a side of a flow whose changes travel needs one of these
+CHANGE_SOURCES: tuple[type, ...] = (PolledSource, WebhookSource, IngestSource)
+
+
+# ---------------------------------------------------------------- queries, related records, budgets
+
+
+@runtime_checkable
+class Queryable(Protocol):
+    """Read-through queries in the vendor's own language, kept inside the connector."""
+
+    def query_view(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run a configured view (the user's query, ``:name`` parameters bound and escaped)."""
+        ...
+
+    def find_by_field(self, object_name: str, field_name: str, values: Sequence[str]) -> dict[str, list[str]]:
+        """Value → the ids of the records whose ``field_name`` holds it (values not found are absent)."""
+        ...
+
+    def matching(self, object_name: str, ids: Sequence[str], condition: str) -> set[str]:
+        """Those of ``ids`` whose record satisfies ``condition`` (a lock rule's, from the config)."""
+        ...
+
+
+@runtime_checkable
+class RelatedCreator(Protocol):
+    """A record and its related records created in one all-or-none call."""
+
+    def create_related(
+        self,
+        object_name: str,
+        fields: Mapping[str, Any],
+        related: Sequence[tuple[str, Mapping[str, Any], Mapping[str, str]]],
+        refs: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Create the ``related`` records (object, fields, refs to others made in the call), then the
+        record; ``{object: new id}``; nothing is made if anything is refused."""
+        ...
+
+
+@runtime_checkable
+class Budgeted(Protocol):
+    """An API budget shared by every process using one store, and a guard for non-urgent work."""
+
+    def attach_store(self, store: Store) -> None:
+        """Keep the budget in ``store`` (every process then spends from one budget)."""
+        ...
+
+    def over_guard(self) -> bool:
+        """Past the share of the budget kept for urgent work."""
+        ...
+
+
+@runtime_checkable
+class NamedObjects(Protocol):
+    """Objects a configuration may name instead of numbering (a monday board's name)."""
+
+    def object_id(self, name: str) -> str:
+        """The id of the object called ``name`` (an id is returned as it is)."""
+        ...
+
+
+#: every capability, by the name the messages use
+CAPABILITIES: dict[str, type] = {
+    "Writable": Writable,
+    "Readable": Readable,
+    "PolledSource": PolledSource,
+    "WebhookSource": WebhookSource,
+    "IngestSource": IngestSource,
+    "Queryable": Queryable,
+    "RelatedCreator": RelatedCreator,
+    "Budgeted": Budgeted,
+    "NamedObjects": NamedObjects,
+}
+
+#: what each capability lets a connection do, for messages
+_WHAT = {
+    "Writable": "cannot be written to",
+    "Readable": "cannot be read",
+    "PolledSource": "cannot be polled for changes",
+    "WebhookSource": "does not receive webhooks",
+    "IngestSource": "does not submit records through the ingest API",
+    "Queryable": "cannot answer queries",
+    "RelatedCreator": "cannot create related records together",
+    "Budgeted": "has no shared API budget",
+    "NamedObjects": "cannot look objects up by name",
+}
+
+C = TypeVar("C")
+
+
+def capabilities_of(cls: type[Connector]) -> frozenset[str]:
+    """The capabilities a connector class declares (no instance, no connection needed)."""
+    return frozenset(name for name, proto in CAPABILITIES.items() if issubclass(cls, proto))
+
+
+def offers(connector: Connector | type[Connector], capability: type[C]) -> bool:
+    """Does the connector (or connector class) have ``capability``?"""
+    cls = connector if isinstance(connector, type) else type(connector)
+    return issubclass(cls, capability)
+
+
+def is_change_source(cls: type[Connector]) -> bool:
+    """Can a side on this connector be a flow's trigger (polled, webhooks or ingest)?"""
+    return any(issubclass(cls, proto) for proto in CHANGE_SOURCES)
+
+
+def missing(kind: str, connection: str, capability: type, where: str | None = None) -> ConfigError:
+    """The error for a connection that lacks ``capability``: names the connection, its type, the
+    capability and what needed it."""
+    name = capability.__name__
+    what = _WHAT.get(name, f"lacks {name}")
+    message = f"connection {connection!r} (type {kind}) {what} ({name})"
+    return ConfigError(message + (f", needed by {where}" if where else ""))
+
+
+def require(connector: Connector, capability: type[C], where: str | None = None) -> C:
+    """``connector`` typed as ``capability``; :class:`~crmsync.errors.ConfigError` naming the
+    connection, its type and the missing capability (and ``where``: the flow or line) otherwise."""
+    if isinstance(connector, capability):
+        return connector
+    raise missing(connector.kind, connector.name, capability, where)
