@@ -1,0 +1,119 @@
+"""Trello as a :class:`~crmsync.connectors.capabilities.WebhookSource`.
+
+The web app's route ``/webhooks/{connection}`` hands each delivery to the connection's connector;
+for Trello this mixin of :class:`.connector.TrelloConnector`:
+
+- :meth:`~TrelloReceiver.authenticate`: the ``X-Trello-Webhook`` signature must verify with the
+  connection's ``app_secret`` over the raw body plus the callback URL *as registered* (the one
+  ``ensure_subscriptions`` registered, else the URL the delivery came to); nothing to bind;
+- :meth:`~TrelloReceiver.handshake`: none in a POST body (Trello checks the URL with a HEAD
+  request, which the receiver answers 200);
+- :meth:`~TrelloReceiver.parse`: the action as :class:`SourceEvent` values, one per card it
+  touches, keyed by ``action.id`` (repeated deliveries carry the same id);
+- subscriptions: one board webhook per connection (:mod:`.subscriptions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from crmsync.connectors.capabilities import (
+    Delivery,
+    MalformedDelivery,
+    Protection,
+    Receiver,
+    SingleUse,
+    SourceEvent,
+    Subscription,
+    SubscriptionReport,
+    WebhookRefused,
+)
+from crmsync.connectors.trello import subscriptions as subs
+from crmsync.connectors.trello import webhooks as hooks
+
+if TYPE_CHECKING:
+    from crmsync.connectors.trello.client import TrelloClient
+    from crmsync.connectors.trello.settings import TrelloConnection
+
+
+class TrelloReceiver:
+    """The webhook half of a Trello connector (``name``, ``settings``, ``client`` are the connector's)."""
+
+    name: str
+    settings: TrelloConnection
+    client: TrelloClient
+
+    def protection(self) -> Protection:
+        warnings: tuple[str, ...] = ()
+        if self.settings.app_secret is None:
+            warnings = ("app_secret is not set: no Trello delivery can be verified, so all are refused",)
+        return Protection(
+            "signed",
+            "every delivery's X-Trello-Webhook signature (HMAC-SHA1 with app_secret over the body "
+            "and the registered callback URL) is checked",
+            warnings,
+        )
+
+    def authenticate(self, delivery: Delivery, receiver: Receiver) -> SingleUse | None:
+        secret = self.settings.app_secret.get_secret_value() if self.settings.app_secret else None
+        header = hooks.signature_header(delivery.headers)
+        urls = [u for u in (receiver.callback_url, delivery.url) if u]
+        last: hooks.WebhookRefused | None = None
+        for url in urls:
+            try:
+                hooks.verify_signature(secret, delivery.body, url, header)
+                return None
+            except hooks.WebhookRefused as exc:
+                last = exc
+        raise WebhookRefused(str(last) if last else "no callback URL to verify the delivery against")
+
+    def handshake(self, body: bytes) -> Mapping[str, Any] | None:
+        return None
+
+    def parse(self, body: bytes) -> list[SourceEvent]:
+        try:
+            change = hooks.parse_delivery(body)
+        except hooks.MalformedEvent as exc:
+            raise MalformedDelivery(str(exc)) from exc
+        if change is None or change.card_id is None or change.board_id is None:
+            return []
+        deleted = change.kind == "delete"
+        return [
+            SourceEvent(
+                object_id=change.board_id,
+                record_id=change.card_id,
+                delivery_id=change.action_id,
+                operation="delete" if deleted else "upsert",
+                fields={} if deleted else dict(change.fields),
+                at=change.at,
+                created=change.kind == "create",
+                gone=deleted and change.action_type == "deleteCard",
+            )
+        ]
+
+    def receiver_url(self, base_url: str, secret: str | None) -> str:
+        return subs.receiver_url(base_url, self.name)
+
+    def ensure_subscriptions(self, object_id: str, url: str, *, attempt: str) -> SubscriptionReport:
+        result = subs.ensure_webhook(self.client, object_id, url, description=f"crmsync {self.name}")
+        report = SubscriptionReport()
+        if result.webhook is not None:
+            (report.created if result.created else report.existing).append(_generic(result.webhook))
+        return report
+
+    def list_subscriptions(self, object_id: str, *, signed_only: bool = False) -> list[Subscription]:
+        return [_generic(w) for w in subs.list_webhooks(self.client) if w.id_model == object_id]
+
+
+def _generic(hook: subs.Webhook) -> Subscription:
+    return Subscription(
+        id=hook.id,
+        object_id=hook.id_model,
+        event="all actions",
+        config={
+            "callbackURL": hook.callback_url,
+            "active": hook.active,
+            "consecutiveFailures": hook.consecutive_failures,
+        },
+    )
