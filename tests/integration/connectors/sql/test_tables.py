@@ -1,4 +1,4 @@
-"""Reporting tables are created and migrated by crmsync: additive changes applied, destructive ones refused."""
+"""Reporting tables are created and migrated by crmsync: additive changes applied, destructive refused."""
 
 from __future__ import annotations
 
