@@ -52,7 +52,7 @@ BudgetKind = Literal["token", "key", "member"]
 #: the shortest sleep while another process holds the free slots (it releases them in milliseconds)
 MIN_WAIT = 0.005
 #: a slot that was never used
-NEVER = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+NEVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
