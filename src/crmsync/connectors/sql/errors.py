@@ -17,7 +17,7 @@ constraint violated      FixTheData  class 23                 1062 1048 1452 381
 deadlock, lock timeout   RetryLater  40P01 40001 55P03        1213 1205              "database is locked"
 connection lost          RetryLater  class 08, 57P01-57P03    2002 2003 2006 2013    "disk i/o error"
                                                               1927 1053
-server busy              RetryLater  class 53                 1040 1203              —
+server busy              RetryLater  class 53                 1040 1203 1226         —
 permission denied        Fatal       42501                    1044 1142 1143 1227    "readonly database"
 login refused            Fatal       28000 28P01              1045                   —
 unknown database         Fatal       3D000 3F000              1049                   "unable to open"
@@ -28,6 +28,7 @@ read-only server         Fatal       25006                    1290 1792 1836    
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ class Rule:
     cls: type[CrmsyncError]
     postgresql: frozenset[str] = frozenset()
     mysql: frozenset[int] = frozenset()
+    #: regular expressions searched in the lower-cased message
     fragments: tuple[str, ...] = ()
     #: what a person should do (for fatal errors)
     hint: str = ""
@@ -93,7 +95,13 @@ ERROR_TABLE: tuple[Rule, ...] = (
             "consuming input failed",
         ),
     ),
-    Rule("server busy", RetryLater, frozenset({"53"}), frozenset({1040, 1203}), ("too many connections",)),
+    Rule(
+        "server busy",
+        RetryLater,
+        frozenset({"53"}),
+        frozenset({1040, 1203, 1226}),
+        ("too many connections", "max_user_connections"),
+    ),
     Rule(
         "permission denied",
         Fatal,
@@ -107,7 +115,7 @@ ERROR_TABLE: tuple[Rule, ...] = (
         Fatal,
         frozenset({"28000", "28P01"}),
         frozenset({1045}),
-        ("password authentication failed", "access denied for user"),
+        ("password authentication failed", "access denied for user", r'role ".*" does not exist'),
         "check the user and password in the connection's url",
     ),
     Rule(
@@ -115,7 +123,7 @@ ERROR_TABLE: tuple[Rule, ...] = (
         Fatal,
         frozenset({"3D000", "3F000"}),
         frozenset({1049}),
-        ("unable to open database", "unknown database"),
+        ("unable to open database", "unknown database", r'database ".*" does not exist'),
         "create the database (or schema) named in the connection's url and schema, or fix their names",
     ),
     Rule(
@@ -140,19 +148,19 @@ ERROR_TABLE: tuple[Rule, ...] = (
 def rule_for(error: BaseException) -> Rule | None:
     """The rule matching a database error (a SQLAlchemy error or the driver's own), if any."""
     orig: Any = getattr(error, "orig", None) or error
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(sqlstate, str) and sqlstate:
-        for rule in ERROR_TABLE:
-            if sqlstate in rule.postgresql or sqlstate[:2] in rule.postgresql:
-                return rule
     args: tuple[Any, ...] = getattr(orig, "args", ())
     if args and isinstance(args[0], int):  # MySQL drivers: (error number, message)
         for rule in ERROR_TABLE:
             if args[0] in rule.mysql:
                 return rule
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        for rule in ERROR_TABLE:
+            if sqlstate in rule.postgresql or sqlstate[:2] in rule.postgresql:
+                return rule
     text = str(orig).lower()
     for rule in ERROR_TABLE:
-        if any(fragment in text for fragment in rule.fragments):
+        if any(re.search(fragment, text) for fragment in rule.fragments):
             return rule
     return None
 
@@ -173,7 +181,7 @@ def classify(
     code = getattr(orig, "sqlstate", None)
     text = str(orig)
     if args and isinstance(args[0], int):  # MySQL drivers: (error number, message)
-        code = code or str(args[0])
+        code = str(args[0])
         text = str(args[1]) if len(args) > 1 else text
     message = " ".join(text.split()) or type(orig).__name__
     message = message if len(message) <= 400 else message[:397] + "..."

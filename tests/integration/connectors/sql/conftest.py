@@ -20,6 +20,8 @@ from crmsync.connectors.sql import SqlConnection, SqlConnector
 
 from ...conftest import KINDS, server_database
 
+#: runs a test on PostgreSQL and MariaDB only: what SQLite has no counterpart of (a login, a server)
+SERVERS_ONLY = pytest.mark.parametrize("sql_url", ["postgresql", "mysql"], indirect=True)
 T0 = dt.datetime(2025, 3, 3, 9, 0, tzinfo=dt.UTC)  # a Monday
 
 
@@ -43,7 +45,7 @@ def _sql_databases() -> Iterator[dict[str, str]]:
 @pytest.fixture(params=KINDS)
 def sql_url(request: pytest.FixtureRequest, tmp_path: Path, _sql_databases: dict[str, str]) -> str:
     """A reporting database of each kind (SQLite: a new file)."""
-    kind: str = request.param
+    kind: str = request.param  # a test marked with SERVERS_ONLY runs on the servers alone
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'reports.db'}"
     return _sql_databases[kind]
