@@ -18,12 +18,26 @@ problem, one alert.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from crmsync.alerts.alerter import Alerter
-from crmsync.engine.queue import QueueStats
 from crmsync.store.schema import dead_letters
+
+
+class QueueStats(Protocol):
+    """What the queue-lag check reads of the queue's figures (the engine's ``QueueStats``)."""
+
+    @property
+    def oldest_pending_age(self) -> float | None: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def retrying(self) -> int: ...
+    @property
+    def leased(self) -> int: ...
+
 
 DEAD_LETTERS = "dead_letters:"
 AUTH = "auth:"

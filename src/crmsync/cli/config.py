@@ -18,6 +18,7 @@ from crmsync.config import connected as connected_checks
 from crmsync.config.loader import DEFAULT_PATH, dotted
 from crmsync.config.starter import SANDBOX_COMMAND, SANDBOX_SEED, VARIABLES, write_starter
 from crmsync.connectors import registry
+from crmsync.connectors.capabilities import WebhookSource, offers
 from crmsync.errors import ConfigError
 
 #: the ``-c/--config`` option every command that reads crmsync.yaml takes
@@ -73,14 +74,12 @@ def _check_connections(cfg: Config) -> bool:
     connected: dict[str, Any] = {}
     try:
         for name, model in cfg.connections.items():
-            if model.type == "app":
-                typer.echo(f"  {name} (app): OK (nothing to log in to)")
+            if set(type(model).model_fields) == {"type"}:  # no settings: no credentials (an app)
+                typer.echo(f"  {name} ({model.type}): OK (nothing to log in to)")
                 continue
             connector = None
             try:
-                cls = registry.connector_class(model.type)
-                from_config = getattr(cls, "from_config", None)
-                connector = from_config(name, model) if from_config is not None else cls(name)
+                connector = registry.create(name, model)
                 connector.check()
             except Exception as exc:  # every failure is reported, connection by connection
                 ok = False
@@ -90,7 +89,7 @@ def _check_connections(cfg: Config) -> bool:
             else:
                 typer.secho(f"  {name} ({model.type}): OK", fg=typer.colors.GREEN)
                 connected[name] = connector
-                if model.type == "monday":
+                if offers(connector, WebhookSource):
                     _report_webhooks(cfg, name)
         return _check_names(cfg, connected) and ok
     finally:

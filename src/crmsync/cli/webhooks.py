@@ -1,21 +1,21 @@
 """``crmsync webhooks ensure | list``: the vendor webhooks the configured flows need.
 
-For every flow whose source or target is a monday connection, the flow's board (the target's
-``object``; for a monday source, the flow's ``source_object``; an id or a board's name) needs
-the subscriptions of :data:`crmsync.connectors.monday.subscriptions.NEEDED_EVENTS`. ``ensure``
-lists each board's webhooks first and creates only the missing ones, so running it twice creates
-nothing the second time. Where they deliver depends on the connection's protection
-(:func:`~crmsync.connectors.monday.subscriptions.webhook_auth`): ``BASE/webhooks/monday/<name>``
-for signed webhooks (created with ``app_token``), ``BASE/webhooks/monday/<name>/<secret>`` for
-those a personal token creates; the secret is the connection's, kept in the store.
+For every flow whose source or target is a connection whose connector is a
+:class:`~crmsync.connectors.capabilities.WebhookSource`, the flow's object there (the target's
+``object``; for a source, the flow's ``source_object``; an id or, for monday, a board's name)
+needs the connector's subscriptions. ``ensure`` lists each object's webhooks first and creates only
+the missing ones, so running it twice creates nothing the second time. Where they deliver depends
+on the connection's protection (``WebhookSource.protection``; for monday:
+``BASE/webhooks/monday/<name>`` for signed webhooks, created with ``app_token``, and
+``BASE/webhooks/monday/<name>/<secret>`` for those a personal token creates); the secret is the
+connection's, kept in the store.
 
-monday checks the URL when a webhook is created, so crmsync must already be serving it
+The vendor checks the URL when a webhook is created, so crmsync must already be serving it
 (``crmsync run``) at ``BASE``: by default the ``web`` section's address, else ``--url``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
-from crmsync.config.models import Config, MondayConnection
-from crmsync.connectors.monday.connector import MondayConnector
-from crmsync.connectors.monday.settings import MondaySettings
-from crmsync.connectors.monday.subscriptions import (
-    UNREACHABLE,
-    ensure_webhooks,
-    list_webhooks,
-    receiver_url,
-    webhook_auth,
-)
+from crmsync.config.models import Config
+from crmsync.connectors import registry
+from crmsync.connectors.base import Connector
+from crmsync.connectors.capabilities import WebhookSource, offers, require
+from crmsync.connectors.monday.subscriptions import UNREACHABLE
 from crmsync.errors import CrmsyncError
 from crmsync.store import webhooks as receivers
 from crmsync.store.db import Store
@@ -55,38 +50,35 @@ def register(app: typer.Typer) -> None:
     app.add_typer(webhooks_app, name="webhooks")
 
 
-def monday_boards(config: Config) -> dict[str, list[str]]:
-    """monday connection name → the board ids its flows read or write, in file order."""
-    boards: dict[str, list[str]] = {}
+def receiving_objects(config: Config) -> dict[str, list[str]]:
+    """Connection name → the objects its flows read or write, for every connection whose connector
+    receives webhooks, in file order."""
+    objects: dict[str, list[str]] = {}
 
-    def add(connection: str, board: Any) -> None:
+    def add(connection: str, name: Any) -> None:
         conn = config.connections.get(connection)
-        if not isinstance(conn, MondayConnection) or board is None or not str(board).strip():
+        if conn is None or name is None or not str(name).strip():
             return
-        found = boards.setdefault(connection, [])
-        if str(board) not in found:
-            found.append(str(board))
+        if not offers(registry.connector_class(conn.type), WebhookSource):
+            return
+        found = objects.setdefault(connection, [])
+        if str(name) not in found:
+            found.append(str(name))
 
     for flow in config.flows.values():
         add(flow.target, flow.object)
-        add(flow.source, getattr(flow, "source_object", None))
-    return boards
+        add(flow.source, flow.source_object)
+    return objects
 
 
-def _secret(conn: MondayConnection, name: str) -> str | None:
-    return None if getattr(conn, name) is None else getattr(conn, name).get_secret_value()
+#: the name this command had when only monday.com received webhooks
+monday_boards = receiving_objects
 
 
-def _connector(config: Config, name: str, *, for_webhooks: bool = False) -> MondayConnector:
-    """The connection's connector; ``for_webhooks``: with its app_token when it has one (monday
-    signs the deliveries of webhooks an app's token creates)."""
-    conn = config.connections[name]
-    assert isinstance(conn, MondayConnection)
-    settings = MondaySettings.from_object(conn)
-    app_token = _secret(conn, "app_token")
-    if for_webhooks and app_token:
-        settings = dataclasses.replace(settings, token=app_token)
-    return MondayConnector(name, settings=settings)
+def _connector(config: Config, name: str) -> tuple[Connector, WebhookSource]:
+    """The connection's connector, and the same as a webhook source."""
+    connector = registry.create(name, config.connections[name])
+    return connector, require(connector, WebhookSource, f"connection {name!r}")
 
 
 def default_base_url(config: Config) -> str:
@@ -104,7 +96,7 @@ def _open_store(config: Config) -> Store:
 
 
 def _fail(exc: CrmsyncError) -> typer.Exit:
-    typer.secho(f"monday refused: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"monday refused: {exc}", fg=typer.colors.RED, err=True)  # (the vendor's answer)
     return typer.Exit(1)
 
 
@@ -126,25 +118,21 @@ def _unreachable(exc: CrmsyncError, base: str, given: bool) -> typer.Exit:
 
 
 def protection_report(config: Config, name: str) -> list[tuple[str, bool]]:
-    """What ``crmsync check --connect`` says of a monday connection's webhooks: ``(line, warning)``.
+    """What ``crmsync check --connect`` says of a connection's webhooks: ``(line, warning)``.
 
     Which protection is in force, what in the settings does not fit it, and, for signed webhooks,
-    any subscription on the flows' boards that an app did not create (monday does not sign its
-    deliveries, so each would be refused).
+    any subscription on the flows' objects that is not signed (each delivery would be refused).
     """
-    conn = config.connections[name]
-    assert isinstance(conn, MondayConnection)
-    auth = webhook_auth(_secret(conn, "app_token"), _secret(conn, "signing_secret"))
-    lines = [(f"webhooks: {auth.describe()}", False)]
-    lines += [(warning, True) for warning in auth.warnings]
-    if auth.protection != "signed":
-        return lines
-    connector = _connector(config, name, for_webhooks=True)
+    connector, source = _connector(config, name)
     try:
-        for named in monday_boards(config).get(name, []):
-            board = connector.board_id(named)
-            signed = {s.id for s in list_webhooks(connector.client, board, app_only=True)}
-            unsigned = [s for s in list_webhooks(connector.client, board) if s.id not in signed]
+        protection = source.protection()
+        lines = [(f"webhooks: {protection.description}", False)]
+        lines += [(warning, True) for warning in protection.warnings]
+        if protection.kind != "signed":
+            return lines
+        for named in receiving_objects(config).get(name, []):
+            signed = {s.id for s in source.list_subscriptions(named, signed_only=True)}
+            unsigned = [s for s in source.list_subscriptions(named) if s.id not in signed]
             if unsigned:
                 events = ", ".join(sorted({s.event for s in unsigned}))
                 lines.append(
@@ -164,40 +152,39 @@ def protection_report(config: Config, name: str) -> list[tuple[str, bool]]:
 def ensure(config: Path = CONFIG_OPTION, url: str | None = URL_OPTION) -> None:
     """Create the webhooks the flows need and are missing (never a duplicate)."""
     cfg = load_or_exit(config)
-    boards = monday_boards(cfg)
+    boards = receiving_objects(cfg)
     if not boards:
-        typer.echo("no flow reads or writes a monday board: nothing to do")
+        typer.echo("no flow reads or writes an object that receives webhooks: nothing to do")
         return
     base = url or default_base_url(cfg)
     attempt = uuid.uuid4().hex  # this run's requests are new ones, never a replay of a failed run
     table = Table("connection", "board", "event", "webhook", "status")
     store = _open_store(cfg)
     try:
-        for name, board_ids in boards.items():
-            conn = cfg.connections[name]
-            assert isinstance(conn, MondayConnection)
-            auth = webhook_auth(_secret(conn, "app_token"), _secret(conn, "signing_secret"))
-            for warning in auth.warnings:
-                typer.secho(f"{name}: {warning}", fg=typer.colors.YELLOW, err=True)
-            secret = receivers.receiver(store, name).url_secret if auth.protection == "secret_url" else None
-            target = receiver_url(base, name, secret)
-            receivers.set_callback_url(store, name, target)
-            connector = _connector(cfg, name, for_webhooks=True)
+        for name, names in boards.items():
+            connector, source = _connector(cfg, name)
             try:
-                for named in board_ids:
-                    board = connector.board_id(named)
-                    result = ensure_webhooks(connector.client, board, target, attempt=attempt)
+                protection = source.protection()
+                for warning in protection.warnings:
+                    typer.secho(f"{name}: {warning}", fg=typer.colors.YELLOW, err=True)
+                secret = (
+                    receivers.receiver(store, name).url_secret if protection.kind == "secret_url" else None
+                )
+                target = source.receiver_url(base, secret)
+                receivers.set_callback_url(store, name, target)
+                for named in names:
+                    result = source.ensure_subscriptions(named, target, attempt=attempt)
                     for sub in result.created:
-                        table.add_row(name, board, sub.event, sub.id, "created")
+                        table.add_row(name, sub.object_id, sub.event, sub.id, "created")
                     for sub in result.existing:
-                        table.add_row(name, board, sub.event, sub.id, "present")
+                        table.add_row(name, sub.object_id, sub.event, sub.id, "present")
             except CrmsyncError as exc:
                 if UNREACHABLE.lower() in str(exc).lower():
                     raise _unreachable(exc, base, url is not None) from exc
                 raise _fail(exc) from exc
             finally:
                 connector.close()
-            typer.echo(f"{name}: {auth.describe()}")
+            typer.echo(f"{name}: {protection.description}")
     finally:
         store.dispose()
     Console().print(table)
@@ -205,16 +192,15 @@ def ensure(config: Path = CONFIG_OPTION, url: str | None = URL_OPTION) -> None:
 
 @webhooks_app.command("list")
 def list_(config: Path = CONFIG_OPTION) -> None:
-    """List the webhooks of every monday board the flows use."""
+    """List the webhooks of every object the flows use that receives webhooks."""
     cfg = load_or_exit(config)
     table = Table("connection", "board", "event", "webhook", "config")
-    for name, board_ids in monday_boards(cfg).items():
-        connector = _connector(cfg, name, for_webhooks=True)
+    for name, names in receiving_objects(cfg).items():
+        connector, source = _connector(cfg, name)
         try:
-            for named in board_ids:
-                board = connector.board_id(named)
-                for sub in list_webhooks(connector.client, board):
-                    table.add_row(name, board, sub.event, sub.id, str(sub.config or ""))
+            for named in names:
+                for sub in source.list_subscriptions(named):
+                    table.add_row(name, sub.object_id, sub.event, sub.id, str(sub.config or ""))
         except CrmsyncError as exc:
             raise _fail(exc) from exc
         finally:

@@ -9,11 +9,10 @@ a file can be reported at once with its line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -22,29 +21,16 @@ from pydantic import (
     field_validator,
 )
 
+from crmsync.connectors import registry
+from crmsync.connectors.app.settings import AppConnection
+from crmsync.connectors.monday.settings import MondayConnection
+from crmsync.connectors.salesforce.settings import REQUIRED_BY_AUTH, SalesforceConnection
+from crmsync.connectors.settings import ConnectionSettings, Model
 from crmsync.redact import MASK, redact_url
 
 REDACTED = MASK
-
-
-def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _number_to_text(value: Any) -> Any:
-    # `api_version: 66.0` written without quotes is a float in YAML; it means the text "66.0"
-    return f"{value:.1f}" if isinstance(value, float) else value
-
-
-OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
-OptionalPath = Annotated[Path | None, BeforeValidator(_blank_to_none)]
-
-
-class Model(BaseModel):
-    """Base of every section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: the built-in connections' models, importable from here as before
+__all__ = ["REQUIRED_BY_AUTH", "AppConnection", "MondayConnection", "SalesforceConnection"]
 
 
 # ---------------------------------------------------------------- store, web, worker
@@ -129,121 +115,13 @@ class AlertsConfig(Model):
 # ---------------------------------------------------------------- connections
 
 
-class SalesforceConnection(Model):
-    type: Literal["salesforce"] = Field(description="Connection type: a Salesforce org.")
-    auth: Literal["jwt", "client_credentials", "password", "refresh_token"] = Field(
-        "jwt", description="OAuth flow used to log in."
-    )
-    login_url: str = Field(
-        "https://login.salesforce.com",
-        description="Where to log in (https://test.salesforce.com for sandboxes, or My Domain).",
-    )
-    instance_url: OptionalText = Field(
-        None, description="The org's instance URL; learnt from the login answer when not set."
-    )
-    client_id: OptionalText = Field(None, description="Consumer key of the connected app.")
-    client_secret: OptionalSecret = Field(None, description="Consumer secret of the connected app.")
-    username: OptionalText = Field(None, description="Integration user (jwt and password flows).")
-    password: OptionalSecret = Field(
-        None, description="Password, with the security token appended if the org needs one (password flow)."
-    )
-    private_key_file: OptionalPath = Field(
-        None, description="PEM private key signing the JWT (jwt flow); relative to the config file."
-    )
-    refresh_token: OptionalSecret = Field(None, description="OAuth refresh token (refresh_token flow).")
-    ca_file: OptionalPath = Field(
-        None, description="Extra CA bundle to trust (the sandbox's); relative to the config file."
-    )
-    api_version: Annotated[str, BeforeValidator(_number_to_text)] = Field(
-        "66.0", pattern=r"^\d+\.\d$", description='REST API version, e.g. "66.0".'
-    )
-    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every HTTP call.")
-    client_name: str = Field(
-        "crmsync",
-        min_length=1,
-        description="Client id sent in Sforce-Call-Options; the engine's own writes are recognised by it.",
-    )
-    daily_limit_guard: float = Field(
-        0.9, ge=0, le=1, description="Pause non-urgent work past this share of the daily API limit."
-    )
-    lookback_seconds: float = Field(
-        300.0,
-        ge=0,
-        description="Changes that become visible up to this long after their SystemModstamp (a transaction "
-        "committing late) are still caught: a periodic sweep re-reads that far back (0: no sweep).",
-    )
-    sweep_every_seconds: float = Field(
-        60.0, gt=0, description="How often the lookback sweep runs (its query rides in a polling call)."
-    )
-
-    @field_validator("private_key_file", "ca_file")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base_dir")
-        if value is None or value.is_absolute() or base is None:
-            return value
-        return Path(base) / value
-
-    @field_validator("lookback_seconds")
-    @classmethod
-    def _longer_than_the_overlap(cls, value: float) -> float:
-        if 0 < value <= 2:
-            raise ValueError("must be 0 (no sweep) or longer than the poller's 2 s overlap")
-        return value
-
-
-#: the keys each Salesforce ``auth`` flow needs (checked by :mod:`crmsync.config.checks`)
-REQUIRED_BY_AUTH: dict[str, tuple[str, ...]] = {
-    "jwt": ("client_id", "username", "private_key_file"),
-    "client_credentials": ("client_id", "client_secret"),
-    "password": ("client_id", "client_secret", "username", "password"),
-    "refresh_token": ("client_id", "refresh_token"),
-}
-
-
-class AppConnection(Model):
-    type: Literal["app"] = Field(
-        description="Connection type: an application submitting records through the ingest API."
-    )
-
-
-class MondayConnection(Model):
-    type: Literal["monday"] = Field(description="Connection type: a monday.com account (GraphQL API v2).")
-    api_url: str = Field(
-        "https://api.monday.com/v2",
-        pattern=r"^https?://",
-        description="The GraphQL endpoint (the sandbox's MONDAY_API_URL when testing).",
-    )
-    token: SecretStr = Field(description="API token: a personal token, or an app's (OAuth) token.")
-    app_token: OptionalSecret = Field(
-        None,
-        description=(
-            "An app's (OAuth) token that creates the webhooks, so monday signs their deliveries "
-            "(with signing_secret); unset: `token` creates them and a secret in their URL protects them."
-        ),
-    )
-    signing_secret: OptionalSecret = Field(
-        None,
-        description="The app's Signing Secret: verifies the signed deliveries of webhooks made with app_token.",
-    )
-    api_version: str = Field(
-        "2026-10",
-        pattern=r"^\d{4}-(01|04|07|10)$",
-        description="API-Version header sent on every request (YYYY-MM, a quarter's month), pinned.",
-    )
-    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every HTTP call.")
-    complexity_per_minute: int = Field(
-        10_000_000,
-        gt=0,
-        description=(
-            "Complexity points crmsync may spend per minute on this token, shared by all its "
-            "processes (personal tokens: 10M on paid plans, 1M on trial/free)."
-        ),
-    )
-
-
-Connection = Annotated[SalesforceConnection | AppConnection | MondayConnection, Field(discriminator="type")]
-CONNECTION_TYPES = ("app", "monday", "salesforce")
+# Each connector declares its settings model in its own folder (``connectors/<kind>/settings.py``);
+# the union of connections is built from the registry, so adding a connector touches no model here.
+if TYPE_CHECKING:
+    Connection = ConnectionSettings
+else:
+    Connection = Annotated[Union[tuple(registry.settings_models())], Field(discriminator="type")]  # noqa: UP007
+CONNECTION_TYPES = tuple(registry.kinds())
 
 
 # ---------------------------------------------------------------- flows

@@ -1,19 +1,21 @@
-"""The one interface every connector implements.
+"""The base every connector derives from, and the values that cross the seam.
 
-A connector talks to one system for one configured connection. The engine asks it for four
-things only: write a batch, read records, read changes since a watermark, and (for systems that
-push) verify and parse a webhook. Each connector knows its vendor's limits and sorts every
-vendor error into the classes of :mod:`crmsync.errors` (retry later / fix the data / fatal).
+A connector talks to one system for one configured connection. The base holds what every
+connector has (a name, a check of its credentials, the budget the vendor reports, close); what it
+can *do* — write, read, be a change source, answer queries, … — it declares by deriving from the
+capability protocols of :mod:`crmsync.connectors.capabilities`, which the engine asks for. Each
+connector knows its vendor's limits and sorts every vendor error into the classes of
+:mod:`crmsync.errors` (retry later / fix the data / fatal).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from crmsync.errors import CrmsyncError, Fatal
+from crmsync.errors import CrmsyncError
 
 Operation = Literal["create", "update", "upsert", "delete"]
 
@@ -76,34 +78,30 @@ class ApiUsage:
 
 
 class Connector(abc.ABC):
-    """Base of every connector. Subclasses register under ``kind`` (see :mod:`.registry`)."""
+    """Base of every connector; :mod:`.registry` maps its ``kind`` to it and its settings model."""
 
     kind: ClassVar[str]
 
     def __init__(self, name: str) -> None:
         self.name = name
 
+    @classmethod
+    def from_config(cls, name: str, settings: Any) -> Self:
+        """Build from a connection's validated settings model (the registry's one factory)."""
+        return cls(name)
+
     @abc.abstractmethod
     def check(self) -> None:
         """Try the credentials with one cheap call; raise :class:`crmsync.errors.Fatal` if refused."""
 
-    @abc.abstractmethod
-    def write_batch(self, object_name: str, writes: Sequence[Write]) -> list[WriteResult]:
-        """Apply ``writes`` with as few calls as the vendor allows; one result per write, in order.
-
-        A refused record is a result with ``ok=False`` and its error; a failure of the whole call
-        (network, 5xx, budget, credentials) raises.
-        """
-
-    def read_records(self, object_name: str, ids: Sequence[str]) -> Iterator[Record]:
-        raise Fatal(f"a {self.kind} connection cannot read records (asked for {object_name})")
-
-    def read_changes(self, object_name: str, watermark: str | None) -> ChangeBatch:
-        raise Fatal(f"a {self.kind} connection cannot be polled for changes (asked for {object_name})")
-
     def api_usage(self) -> ApiUsage | None:
         """The vendor's last reported budget use, if it reports one."""
         return None
+
+    @property
+    def calls_made(self) -> int:
+        """API calls made so far by this connector (for ``/metrics`` and summaries)."""
+        return 0
 
     def close(self) -> None:
         """Release connections."""

@@ -1,8 +1,10 @@
-"""What creating a source record on the target writes: one pure function for every path.
+"""What syncing a source record does: one pure, typed decision for every path.
 
-The worker (a webhook's change), ``crmsync preview`` and ``crmsync sync`` all compute a new
-record's values here, so they cannot drift apart: the same source record gives the same target
-fields and the same related records, whichever path saw it.
+The worker (a webhook's or a poll's change), ``crmsync preview`` and ``crmsync sync`` all decide
+here (:func:`decide`: create / update / skip with a reason; :func:`winner`: a conflict settled by
+the flow's policy) and compute a new record's values here (:func:`creation`), so they cannot
+drift apart: the same source record gives the same target fields and the same related records,
+whichever path saw it.
 
 A field the source did not send is empty, not absent: a transform that fills an empty value
 (``date`` with ``default_days``) is applied whether the record came from a webhook carrying some
@@ -13,8 +15,9 @@ record that it must read the rest before creating it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
 
 from crmsync.engine.flows import FlowRuntime
 
@@ -57,3 +60,64 @@ def creation(flow: FlowRuntime, key: str, record: Mapping[str, Any]) -> Creation
             for rel in flow.related
         ),
     )
+
+
+# -- the decision ----------------------------------------------------------------------------------------
+Side = Literal["source", "target"]
+Action = Literal["create", "update", "skip"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What syncing one source record does to the target: a typed value, never text to parse.
+
+    - ``create``: ``creation`` holds the record and its related records;
+    - ``update``: ``fields`` holds the target's fields that change;
+    - ``skip``: ``reason`` says why (``when`` not matched, no news).
+    """
+
+    action: Action
+    reason: str = ""
+    creation: Creation | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(
+    flow: FlowRuntime,
+    key: str,
+    record: Mapping[str, Any],
+    *,
+    linked: bool,
+    news: Mapping[str, Any] | None = None,
+) -> Decision:
+    """The one decision the worker, ``crmsync preview`` and ``crmsync sync`` share (pure).
+
+    ``record``: the source record as known (whole, or completed by a read); ``linked``: it has a
+    counterpart on the target; ``news``: the fields that changed since the last sync (None: all of
+    ``record``) — after echo suppression and conflicts (:func:`winner`).
+    """
+    if not linked:
+        if not flow.matches_when(record):
+            name = flow.when.field if flow.when is not None else ""
+            return Decision("skip", f"{name} is {record.get(name)!r}: does not match the flow's when")
+        return Decision("create", creation=creation(flow, key, record))
+    changed = dict(record) if news is None else dict(news)
+    if not changed:
+        return Decision("skip", "no news (echo or unchanged)")
+    return Decision("update", fields=flow.to_target(key, changed, owned=False))
+
+
+def winner(policy: str, owned_by_source: bool, side: Side, at: datetime, their_at: datetime) -> Side:
+    """Who wins a field both sides changed: ``side`` changed it at ``at``, the other at ``their_at``.
+
+    ``owner_wins`` (the field's owner), ``source_wins``, ``target_wins``, ``newest_wins`` (a tie
+    goes to ``side``, the change being applied).
+    """
+    if policy == "source_wins":
+        return "source"
+    if policy == "target_wins":
+        return "target"
+    if policy == "owner_wins":
+        return "source" if owned_by_source else "target"
+    other: Side = "target" if side == "source" else "source"
+    return side if at >= their_at else other

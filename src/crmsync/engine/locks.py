@@ -5,7 +5,8 @@ W3's rule "usage entries are locked once their contract is Fulfilled" is a flow'
 before accepting a change (and answers 409), and the worker asks again before writing, because a
 change accepted while the target could not be asked must still obey the rule.
 
-One query answers for many parents (``WHERE Id IN :ids AND (<when>)``); answers are cached for
+The target answers for many parents at once (:meth:`~crmsync.connectors.capabilities.Queryable.matching`:
+the condition is the target's own query language, kept in its connector); answers are cached for
 the lock rule's ``cache_seconds`` so that a burst of entries for one contract costs one API call,
 not one each.
 """
@@ -15,15 +16,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import Any, Protocol
 
+from crmsync.connectors.capabilities import Queryable
 from crmsync.engine.flows import FlowRuntime
 
-
-class Queryable(Protocol):
-    """A connector that answers SOQL-like views (``:name`` parameters bound by the connector)."""
-
-    def query_view(self, soql_template: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
+__all__ = ["LockChecker", "Queryable"]
 
 
 def _same_id(record_id: str) -> str:
@@ -68,14 +65,8 @@ class LockChecker:
                 else:
                     unknown.append(pid)
         if unknown:
-            matched: set[str] = set()
-            ids = sorted(unknown)
-            for start in range(0, len(ids), 100):  # SOQL's WHERE clause is limited to 4,000 characters
-                rows = target.query_view(
-                    f"SELECT Id FROM {flow.lock.object} WHERE Id IN :ids AND ({flow.lock.when})",
-                    {"ids": ids[start : start + 100]},
-                )
-                matched.update(_same_id(str(r["Id"])) for r in rows)
+            found = target.matching(flow.lock.object, sorted(unknown), flow.lock.when)
+            matched = {_same_id(str(i)) for i in found}
             with self._lock:
                 for pid in unknown:
                     is_locked = _same_id(pid) in matched

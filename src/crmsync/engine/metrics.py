@@ -65,7 +65,7 @@ class _LiveCollector(Collector):
             if usage is not None:
                 used.add_metric([name], usage.used)
                 limit.add_metric([name], usage.limit)
-            calls.add_metric([name], float(getattr(connector, "calls_made", 0)))
+            calls.add_metric([name], float(connector.calls_made))
         yield used
         yield limit
         yield calls

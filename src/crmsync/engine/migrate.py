@@ -47,9 +47,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.connectors.base import Write, WriteResult
 from crmsync.connectors.monday.client import COMPLEXITY_FIELD, SMALL_QUERY_COST, raise_first
+from crmsync.connectors.stamps import try_stamp as parse_stamp
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.runtime import Runtime
-from crmsync.engine.twoway import parse_stamp
 from crmsync.errors import ConfigError, CrmsyncError, Fatal, FixTheData, RetryLater
 from crmsync.store import schema as t
 from crmsync.store.db import upsert_many
@@ -254,7 +254,7 @@ class Migration:
         self._before = {name: self._calls(name) for name in connections}
 
     def _calls(self, name: str) -> int:
-        return int(getattr(self.rt.connector(name), "calls_made", 0))
+        return self.rt.connector(name).calls_made
 
     def _run(self) -> None:
         size = self.batch_size()

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
+from crmsync.connectors import registry
 from crmsync.connectors.base import Connector, Record
-from crmsync.connectors.registry import connector_class
-from crmsync.engine.decide import creation
+from crmsync.connectors.capabilities import NamedObjects, Queryable, Readable, require
+from crmsync.engine.decide import decide
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import UNFINISHED, fold
 from crmsync.errors import ConfigError, CrmsyncError, FixTheData
@@ -155,11 +156,10 @@ def compare_two_way(
     """
     obj = flow.object_name
     if target_id is None:
-        if not flow.matches_when(source):
-            field_name = flow.when.field if flow.when is not None else ""
-            reason = f"{field_name} is {source.get(field_name)!r}: does not match the flow's when"
-            return RecordPreview(key, "skipped", obj, label, reason=reason)
-        plan = creation(flow, key, source)  # what the worker writes (one function for both)
+        decision = decide(flow, key, source, linked=False)  # what the worker decides (one function)
+        if decision.creation is None:
+            return RecordPreview(key, "skipped", obj, label, reason=decision.reason)
+        plan = decision.creation
         new = tuple(FieldChange(f, None, v) for f, v in plan.fields.items())
         rel = tuple(
             RelatedPreview(
@@ -237,9 +237,7 @@ class Preview:
         if conn is None:
             valid = ", ".join(sorted(self.rt.config.connections))
             raise ConfigError(f"unknown connection {name!r}; valid: {valid}")
-        cls: Any = connector_class(conn.type)
-        made: Connector = cls.from_config(name, conn)
-        return made
+        return registry.create(name, conn)
 
     def connector(self, name: str) -> Connector:
         if name not in self._connectors:
@@ -269,12 +267,10 @@ class Preview:
         name = flow.source_object
         if name is None:
             raise ConfigError(f"flow {flow.name!r} names no source_object (the board to read)")
-        if name.strip().isdigit():
-            return name.strip()
-        source: Any = self.connector(flow.source)
-        if not hasattr(source, "board_id"):
+        source = self.connector(flow.source)
+        if not isinstance(source, NamedObjects):
             return name
-        return str(source.board_id(name))
+        return source.object_id(name)
 
     def two_way(self, flow: FlowRuntime, *, limit: int | None = None) -> FlowPreview:
         board, limited = self.board_records(flow, limit=limit)
@@ -282,12 +278,10 @@ class Preview:
 
     def board_records(self, flow: FlowRuntime, *, limit: int | None = None) -> tuple[list[Record], bool]:
         """The items of the flow's board (at most ``limit``), and whether there were more."""
-        source: Any = self.connector(flow.source)
-        if not hasattr(source, "items"):
-            raise ConfigError(f"connection {flow.source!r} cannot list its records for a preview")
+        source = require(self.connector(flow.source), Readable, f"the preview of flow {flow.name!r}")
         board = self._board(flow)
         records: list[Record] = []
-        for record in source.items(board):
+        for record in source.scan(board):
             if limit is not None and len(records) >= limit:
                 return records, True
             records.append(record)
@@ -360,7 +354,8 @@ class Preview:
         if not ids:
             return {}
         found: dict[str, Mapping[str, Any]] = {}
-        for record in self.connector(connection).read_records(object_name, list(ids)):
+        target = require(self.connector(connection), Readable, f"a preview reading {object_name}")
+        for record in target.read_records(object_name, list(ids)):
             found[record.id] = record.fields
             found[record.id[:15]] = record.fields
         return {i: found[i] if i in found else found[i[:15]] for i in ids if i in found or i[:15] in found}
@@ -438,7 +433,7 @@ class Preview:
         if not parents:
             return previews
         try:
-            target: Any = self.connector(flow.target)
+            target = require(self.connector(flow.target), Queryable, f"the lock rule of flow {flow.name!r}")
             locked = self.rt.locks.locked(flow, target, set(parents.values()))
         except CrmsyncError as exc:
             note = f"lock rule not asked ({exc}): the worker asks before writing"

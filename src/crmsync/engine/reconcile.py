@@ -18,10 +18,11 @@ import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from crmsync.connectors.capabilities import PolledSource, require
+from crmsync.connectors.stamps import try_stamp as parse_stamp
 from crmsync.engine.queue import NewChange
-from crmsync.engine.twoway import parse_stamp
 from crmsync.errors import CrmsyncError
 from crmsync.store import shadow, watermarks
 
@@ -53,7 +54,7 @@ class BoardReconciler:
 
     def reconcile_once(self) -> int:
         """One pass over every board; returns how many changes were queued (before de-duplication)."""
-        connector: Any = self.rt.connector(self.connection)
+        connector = require(self.rt.connector(self.connection), PolledSource, "reconciling")
         queued = 0
         for name in self.flows:
             flow = self.rt.flows[name]

@@ -8,26 +8,32 @@ and the metrics. Nothing here starts a thread or a server: :mod:`crmsync.engine.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from crmsync.alerts import Alerter
 from crmsync.config.models import Config
+from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
-from crmsync.connectors.registry import connector_class
+from crmsync.connectors.capabilities import (
+    Budgeted,
+    IngestSource,
+    NamedObjects,
+    PolledSource,
+    Queryable,
+    WebhookSource,
+    offers,
+    require,
+)
 from crmsync.engine.backoff import Backoff
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.health import Health
 from crmsync.engine.ledger import Ledger
-from crmsync.engine.locks import LockChecker, Queryable
+from crmsync.engine.locks import LockChecker
 from crmsync.engine.metrics import Metrics
 from crmsync.engine.poll_plan import PollTarget
 from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.twoway import TwoWay
 from crmsync.errors import ConfigError
 from crmsync.store.db import Store
-
-#: values per ``IN (...)`` list, to stay well inside SOQL's 4,000-character WHERE clause
-IN_CHUNK = 100
 
 
 class Runtime:
@@ -70,79 +76,82 @@ class Runtime:
                 if conn is None:
                     valid = ", ".join(sorted(self.config.connections))
                     raise ConfigError(f"unknown connection {name!r}; valid: {valid}")
-                cls: Any = connector_class(conn.type)
-                found = cls.from_config(name, conn)
-                if hasattr(found, "attach_store"):  # API budgets shared by every process
+                found = registry.create(name, conn)
+                if isinstance(found, Budgeted):  # API budgets shared by every process
                     found.attach_store(self.store)
                 self._connectors[name] = found
             return found
 
-    def queryable(self, name: str) -> Queryable:
-        connector: Any = self.connector(name)
-        if not hasattr(connector, "query_view"):
-            raise ConfigError(f"connection {name!r} ({connector.kind}) cannot answer queries")
-        return connector  # type: ignore[no-any-return]
+    def connector_type(self, name: str) -> type[Connector]:
+        """The connector class of a connection (nothing is built or connected)."""
+        conn = self.config.connections.get(name)
+        if conn is None:
+            valid = ", ".join(sorted(self.config.connections))
+            raise ConfigError(f"unknown connection {name!r}; valid: {valid}")
+        return registry.connector_class(conn.type)
+
+    def queryable(self, name: str, where: str | None = None) -> Queryable:
+        return require(self.connector(name), Queryable, where)
 
     def is_two_way(self, flow: FlowRuntime) -> bool:
-        """A flow between two systems (not fed by an application): changes come from both sides."""
+        """A flow between two systems (not fed by an application): records are named by their ids
+        on each side, linked, and changes may come from both sides (:mod:`.twoway`)."""
         return not self.is_app_source(flow)
 
     def board_of(self, flow: FlowRuntime, connection: str) -> str | None:
-        """The id of what ``flow`` reads or writes on ``connection`` (a board's name is looked up once)."""
+        """The id of what ``flow`` reads or writes on ``connection`` (a name is looked up once, on
+        connectors whose objects have names: a monday board's)."""
         name = flow.source_object if connection == flow.source else flow.object_name
-        if name is None or name.isdigit():
-            return name
+        if name is None or name.isdigit() or not offers(self.connector_type(connection), NamedObjects):
+            return name  # (a number is an id already)
         with self._guard:
             found = self._boards.get((connection, name))
         if found is None:
-            connector: Any = self.connector(connection)
-            found = str(connector.board_id(name))
+            found = require(self.connector(connection), NamedObjects).object_id(name)
             with self._guard:
                 self._boards[(connection, name)] = found
         return found
 
     def poll_targets(self) -> dict[str, list[PollTarget]]:
-        """What the Salesforce poller reads, per connection: the two-way fields of each flow."""
+        """What the polled change sources read, per connection: for each flow side whose changes
+        travel and whose connector is polled (and not told by webhooks), the fields that travel."""
         targets: dict[str, list[PollTarget]] = {}
         for flow in self.flows.values():
-            conn = self.config.connections.get(flow.target)
             back = sorted({r.target for r in flow.rules if r.to_source})
-            if not self.is_two_way(flow) or conn is None or conn.type != "salesforce" or not back:
-                continue
-            target = PollTarget(flow.name, flow.target, flow.object_name, (*back, "SystemModstamp"))
-            targets.setdefault(flow.target, []).append(target)
+            if back and self.is_two_way(flow) and self._polled_only(flow.target):
+                target = PollTarget(flow.name, flow.target, flow.object_name, (*back, "SystemModstamp"))
+                targets.setdefault(flow.target, []).append(target)
+            forward = sorted({r.source for r in flow.rules if r.to_target} | {flow.key_field})
+            if flow.source_object and self._polled_only(flow.source) and flow.source != flow.target:
+                target = PollTarget(flow.name, flow.source, flow.source_object, tuple(forward))
+                targets.setdefault(flow.source, []).append(target)
         return targets
 
+    def _polled_only(self, connection: str) -> bool:
+        cls = self.connector_type(connection)
+        return offers(cls, PolledSource) and not offers(cls, WebhookSource)
+
     def reconcile_targets(self) -> dict[str, list[str]]:
-        """The two-way flows reading each Monday.com connection's boards (for the reconciler)."""
+        """The flows reading each webhook-fed connection (read again now and then, by polling, so a
+        lost delivery is caught)."""
         targets: dict[str, list[str]] = {}
         for flow in self.flows.values():
-            conn = self.config.connections.get(flow.source)
-            if self.is_two_way(flow) and conn is not None and conn.type == "monday":
+            cls = self.connector_type(flow.source)
+            if offers(cls, WebhookSource) and offers(cls, PolledSource):
                 targets.setdefault(flow.source, []).append(flow.name)
         return targets
 
     def is_app_source(self, flow: FlowRuntime) -> bool:
-        conn = self.config.connections.get(flow.source)
-        return conn is not None and conn.type == "app"
-
-    def active_flows(self) -> list[str] | None:
-        """Flows the workers may claim for (None: all); a paused flow's changes wait."""
-        return self.health.active_flows()
+        """Is the flow fed by an application (records pushed through the ingest API)?"""
+        return offers(self.connector_type(flow.source), IngestSource)
 
     def find_by_external_ids(self, flow: FlowRuntime, keys: list[str]) -> dict[str, str]:
         """The target's ids of the records whose match field holds one of ``keys``."""
         if flow.match_field is None or not keys:
             return {}
-        target = self.queryable(flow.target)
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), IN_CHUNK):  # SOQL's WHERE clause is limited to 4,000 characters
-            rows = target.query_view(
-                f"SELECT Id, {flow.match_field} FROM {flow.object_name} WHERE {flow.match_field} IN :keys",
-                {"keys": keys[start : start + IN_CHUNK]},
-            )
-            found.update({str(r[flow.match_field]): str(r["Id"]) for r in rows})
-        return found
+        target = self.queryable(flow.target, f"flow {flow.name!r} (match)")
+        found = target.find_by_field(flow.object_name, flow.match_field, keys)
+        return {key: ids[0] for key, ids in found.items() if ids}
 
     def close(self) -> None:
         with self._guard:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
+from crmsync.connectors.capabilities import Readable, require
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.preview import Preview, RecordPreview
 from crmsync.engine.queue import NewChange
@@ -168,7 +169,11 @@ class InitialSync:
         targets = {
             r.id: dict(r.fields)
             for r in (
-                self.rt.connector(flow.target).read_records(flow.object_name, back_ids) if back_ids else []
+                require(self.rt.connector(flow.target), Readable, f"sync of {flow.name!r}").read_records(
+                    flow.object_name, back_ids
+                )
+                if back_ids
+                else []
             )
         }
         targets |= {key[:15]: fields for key, fields in targets.items()}

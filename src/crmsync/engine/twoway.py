@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from crmsync.connectors.base import Write
-from crmsync.engine.decide import creation, needs_full_read
+from crmsync.connectors.base import Connector, Write
+from crmsync.connectors.capabilities import Readable, RelatedCreator, Writable, require
+from crmsync.connectors.stamps import try_stamp as parse_stamp
+from crmsync.engine.decide import Creation, Side, decide, needs_full_read, winner
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
 from crmsync.errors import CrmsyncError, FixTheData
@@ -38,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Side = Literal["source", "target"]
 #: fields a trigger adds to tell when the change happened at its origin (not synced)
 STAMPS = ("_at", "SystemModstamp")
 #: Salesforce stamps whole seconds: a change stamped so may have happened up to a second later
@@ -47,18 +49,20 @@ CLOCK_SLACK = timedelta(seconds=1)
 RECENT = 4
 
 
-def parse_stamp(value: Any) -> datetime | None:
-    """A vendor's timestamp (ISO, ``Z`` or Salesforce's ``+0000``) as an aware datetime, or None."""
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":  # Salesforce's +0000
-        text = text[:-2] + ":" + text[-2:]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+@dataclass(frozen=True)
+class Applied:
+    """What applying one change did: typed, with the sync log's line."""
+
+    action: Literal["created", "matched", "updated", "deleted", "skipped"]
+    message: str
+
+    @property
+    def skipped(self) -> bool:
+        return self.action == "skipped"
+
+    @classmethod
+    def skip(cls, reason: str) -> Applied:
+        return cls("skipped", f"skipped: {reason}")
 
 
 class TwoWay:
@@ -66,7 +70,7 @@ class TwoWay:
         self.rt = runtime
 
     # -- entry ---------------------------------------------------------------------------------------
-    def apply(self, flow: FlowRuntime, change: ClaimedChange) -> str:
+    def apply(self, flow: FlowRuntime, change: ClaimedChange) -> Applied:
         """Apply one record's net change; returns what happened (for the sync log). Raises on failure."""
         side: Side = "source" if change.source == flow.source else "target"
         at = (
@@ -79,18 +83,20 @@ class TwoWay:
         return self._reverse(flow, change, fields, at)
 
     # -- source → target -------------------------------------------------------------------------------
-    def _forward(self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime) -> str:
+    def _forward(
+        self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime
+    ) -> Applied:
         key = change.record_key
         link = links.get_link(self.rt.store, flow.name, flow.source, key)
         target = self.rt.connector(flow.target)
         if change.operation == "delete":
             if link is None or flow.on_delete == "ignore":
-                return "skipped: nothing linked to delete" if link is None else "skipped: on_delete is ignore"
+                return Applied.skip("nothing linked to delete" if link is None else "on_delete is ignore")
             self._write(
                 target, flow.object_name, Write(key=key, operation="delete", target_id=link.target_id)
             )
             self._forget(flow, key, link.target_id)
-            return f"deleted {flow.object_name} {link.target_id}"
+            return Applied("deleted", f"deleted {flow.object_name} {link.target_id}")
         known = self._shadow(flow, "source", key)
         edits = self._news(flow, "source", key, known, fields, at)
         if link is None:
@@ -98,13 +104,15 @@ class TwoWay:
             if needs_full_read(flow, record):  # e.g. a create webhook carries only the filled columns
                 record = self._read_source(flow, key) | fields
             self.remember(flow, "source", key, record, at)
-            if not flow.matches_when(record):
-                return f"skipped: {flow.when.field if flow.when else ''} does not match the flow's when"
-            return self._create(flow, key, record, at)
+            decision = decide(flow, key, record, linked=False)
+            if decision.creation is None:
+                return Applied.skip(decision.reason)
+            return self._create(flow, key, record, decision.creation, at)
         edits = self._settle(flow, "source", key, link.target_id, edits, at)
-        if not edits:
-            return "skipped: no news (echo or unchanged)"
-        mapped = flow.to_target(key, edits, owned=False)
+        decision = decide(flow, key, fields, linked=True, news=edits)
+        if decision.action == "skip":
+            return Applied.skip(decision.reason)
+        mapped = decision.fields
         record = {k: v[0] for k, v in known.items()} | fields
         wrote = []
         main = {f: v for f, v in mapped.items() if f in self._target_fields(flow)}
@@ -132,12 +140,15 @@ class TwoWay:
                 wrote.append(rel.object_name)
         self.remember(flow, "source", key, edits, at)
         self.remember(flow, "target", link.target_id, main, at)
-        return f"updated {', '.join(wrote)}" if wrote else "skipped: nothing to write"
+        return (
+            Applied("updated", f"updated {', '.join(wrote)}") if wrote else Applied.skip("nothing to write")
+        )
 
-    def _create(self, flow: FlowRuntime, key: str, record: Mapping[str, Any], at: datetime) -> str:
-        target: Any = self.rt.connector(flow.target)
-        plan = creation(flow, key, record)  # the values `crmsync preview` shows
-        main = plan.fields
+    def _create(
+        self, flow: FlowRuntime, key: str, record: Mapping[str, Any], plan: Creation, at: datetime
+    ) -> Applied:
+        target = self.rt.connector(flow.target)
+        main = plan.fields  # the values `crmsync preview` shows
         related = [(r.object_name, r.fields, r.refs) for r in plan.related]
         existing = self._find_match(flow, record)
         if existing is not None:  # the counterpart exists already (e.g. the same e-mail): adopt it
@@ -146,11 +157,15 @@ class TwoWay:
             ids = {flow.object_name: existing}
             if related:  # its related records are still made, together: the last one refers to the others
                 *first, (last_obj, last_fields, last_refs) = related
-                ids |= target.create_related(last_obj, last_fields, first, refs=last_refs)
+                creator = require(target, RelatedCreator, f"flow {flow.name!r} (related)")
+                ids |= creator.create_related(last_obj, last_fields, first, refs=last_refs)
         elif related:
-            ids = target.create_related(flow.object_name, main, related)
+            creator = require(target, RelatedCreator, f"flow {flow.name!r} (related)")
+            ids = creator.create_related(flow.object_name, main, related)
         else:
-            [result] = target.write_batch(flow.object_name, [Write(key=key, operation="create", fields=main)])
+            [result] = require(target, Writable, f"flow {flow.name!r}").write_batch(
+                flow.object_name, [Write(key=key, operation="create", fields=main)]
+            )
             if not result.ok:
                 raise result.error or FixTheData("create refused")
             ids = {flow.object_name: str(result.target_id)}
@@ -171,10 +186,12 @@ class TwoWay:
             self._write_back(flow, key, back)
         made = ", ".join(f"{obj} {rid}" for obj, rid in ids.items() if rid != existing)
         if existing is not None:
-            return f"matched {flow.object_name} {existing} by {flow.match_field}" + (
-                f"; created {made}" if made else ""
+            return Applied(
+                "matched",
+                f"matched {flow.object_name} {existing} by {flow.match_field}"
+                + (f"; created {made}" if made else ""),
             )
-        return f"created {made}"
+        return Applied("created", f"created {made}")
 
     def _write_back(self, flow: FlowRuntime, key: str, back: Mapping[str, Any]) -> None:
         source = self.rt.connector(flow.source)
@@ -187,34 +204,35 @@ class TwoWay:
         match = flow.flow.match
         if match is None or match.source is None or record.get(match.source) in (None, ""):
             return None
-        rows = self.rt.queryable(flow.target).query_view(
-            f"SELECT Id FROM {flow.object_name} WHERE {match.field} = :value LIMIT 2",
-            {"value": record[match.source]},
-        )
+        target = self.rt.queryable(flow.target, f"flow {flow.name!r} (match)")
+        value = str(record[match.source])
+        rows = target.find_by_field(flow.object_name, match.field, [value]).get(value, [])
         if len(rows) > 1:
             raise FixTheData(
                 f"several {flow.object_name} records have {match.field} = {record[match.source]!r}: "
                 "crmsync will not guess which one is this record",
                 object_name=flow.object_name,
             )
-        return str(rows[0]["Id"]) if rows else None
+        return rows[0] if rows else None
 
     # -- target → source ---------------------------------------------------------------------------------
-    def _reverse(self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime) -> str:
+    def _reverse(
+        self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime
+    ) -> Applied:
         target_id = change.record_key
         link = links.find_by_target(self.rt.store, flow.name, flow.target, target_id)
         if link is None:
-            return "skipped: not linked to a source record"
+            return Applied.skip("not linked to a source record")
         source = self.rt.connector(flow.source)
         board = self.rt.board_of(flow, flow.source) or ""
         if change.operation == "delete":
             if flow.on_delete == "ignore":
-                return "skipped: on_delete is ignore"
+                return Applied.skip("on_delete is ignore")
             self._write(
                 source, board, Write(key=link.source_key, operation="delete", target_id=link.source_key)
             )
             self._forget(flow, link.source_key, target_id)
-            return f"deleted source record {link.source_key}"
+            return Applied("deleted", f"deleted source record {link.source_key}")
         known = self._shadow(flow, "target", target_id)
         back_fields = {r.target for r in flow.rules if r.to_source}
         edits = self._news(
@@ -222,7 +240,7 @@ class TwoWay:
         )
         edits = self._settle(flow, "target", target_id, link.source_key, edits, at)
         if not edits:
-            return "skipped: no news (echo or unchanged)"
+            return Applied.skip("no news (echo or unchanged)")
         mapped = flow.to_source(target_id, edits)
         self._write(
             source,
@@ -231,7 +249,7 @@ class TwoWay:
         )
         self.remember(flow, "target", target_id, edits, at)
         self.remember(flow, "source", link.source_key, mapped, at)
-        return f"updated source record {link.source_key}"
+        return Applied("updated", f"updated source record {link.source_key}")
 
     # -- shadow and conflicts -----------------------------------------------------------------------------
     def _shadow(self, flow: FlowRuntime, side: Side, record_id: str) -> dict[str, list[Any]]:
@@ -324,30 +342,16 @@ class TwoWay:
             for payload, created in pending:
                 if theirs in payload and (other_known.get(theirs) or [None])[0] != payload[theirs]:
                     their_at = parse_stamp(payload.get("_at") or payload.get("SystemModstamp")) or created
-                    winner = self._winner(flow, rule.owned_by_source, side, at, their_at)
+                    won = winner(flow.conflict_policy, rule.owned_by_source, side, at, their_at)
                     message = (
                         f"conflict on {rule.source}/{rule.target}: both sides changed it; "
-                        f"{flow.conflict_policy} → the {winner} wins"
+                        f"{flow.conflict_policy} → the {won} wins"
                     )
                     self._log(flow, record_id, message, outcome="conflict")
-                    if winner != side:
+                    if won != side:
                         kept.pop(mine)
                     break
         return kept
-
-    @staticmethod
-    def _winner(
-        flow: FlowRuntime, owned_by_source: bool, side: Side, at: datetime, their_at: datetime
-    ) -> Side:
-        other: Side = "target" if side == "source" else "source"
-        policy = flow.conflict_policy
-        if policy == "source_wins":
-            return "source"
-        if policy == "target_wins":
-            return "target"
-        if policy == "owner_wins":
-            return "source" if owned_by_source else "target"
-        return side if at >= their_at else other
 
     def _pending(
         self, flow: FlowRuntime, system: str, record_key: str
@@ -370,12 +374,13 @@ class TwoWay:
 
     def _read_source(self, flow: FlowRuntime, key: str) -> dict[str, Any]:
         board = self.rt.board_of(flow, flow.source) or ""
-        for record in self.rt.connector(flow.source).read_records(board, [key]):
+        source = require(self.rt.connector(flow.source), Readable, f"flow {flow.name!r} (source)")
+        for record in source.read_records(board, [key]):
             return dict(record.fields)
         raise FixTheData(f"source record {key} is gone", object_name=board, record=key)
 
-    def _write(self, connector: Any, object_name: str, write: Write) -> None:
-        [result] = connector.write_batch(object_name, [write])
+    def _write(self, connector: Connector, object_name: str, write: Write) -> None:
+        [result] = require(connector, Writable, f"a write to {object_name}").write_batch(object_name, [write])
         if not result.ok:
             raise result.error or FixTheData(
                 f"{write.operation} refused", object_name=object_name, record=write.key

@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.alerts import dead_letter_alert
 from crmsync.connectors.base import Connector, Write, WriteResult
+from crmsync.connectors.capabilities import Budgeted, Writable, require
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ChangeQueue, ClaimedChange
 from crmsync.errors import (
@@ -197,8 +198,9 @@ class Worker:
         if self.rt.is_two_way(flow):
             return self._two_way(flow, changes)
         outcome = BatchOutcome()
-        target = self.rt.connector(flow.target)
         try:
+            connector = self.rt.connector(flow.target)
+            target = require(connector, Writable, f"flow {flow.name!r} (target)")
             locked, refused = self._locked(flow, changes)
         except Fatal as exc:
             self._pause(flow, flow.target, changes, exc)
@@ -211,7 +213,7 @@ class Worker:
             outcome.retried = len(changes)
             return outcome
         # after the lock check, which refreshed what the vendor reports of the budget
-        if not flow.urgent and self._over_budget(target):
+        if not flow.urgent and self._over_budget(connector):
             pause = BudgetExhausted(
                 f"{flow.target}'s daily API use is past its guard; {flow.name!r} is not urgent: it waits",
                 retry_after=self.rt.config.worker.backoff.max_seconds,
@@ -282,7 +284,7 @@ class Worker:
             outcome.retried += len(held)
             return outcome
         finally:
-            usage = target.api_usage()
+            usage = connector.api_usage()
             if usage is not None:
                 self.rt.ledger.save_budget(flow.target, usage)
         self.rt.health.working(flow.target)
@@ -345,11 +347,11 @@ class Worker:
                 outcome.retried += 1
                 continue
             self.rt.health.working(written)
-            if what.startswith("skipped"):
-                self.rt.ledger.skipped(flow, change, what)
+            if what.skipped:
+                self.rt.ledger.skipped(flow, change, what.message)
                 outcome.skipped += 1
             else:
-                self.rt.ledger.applied_one(flow, change, what)
+                self.rt.ledger.applied_one(flow, change, what.message)
                 outcome.applied += 1
                 self.rt.metrics.applied(flow.name, 1, [change.created_at])
             self._complete([change])
@@ -366,14 +368,13 @@ class Worker:
             self._settled.update(c.change_ids for c in changes)
 
     def _over_budget(self, target: Connector) -> bool:
-        over_guard = getattr(target, "over_guard", None)
-        if over_guard is None or not over_guard():
+        if not isinstance(target, Budgeted) or not target.over_guard():
             return False
         try:  # what the vendor reported may be stale: ask once more (one cheap call)
             target.check()
         except CrmsyncError as exc:
             log.warning("could not refresh %s's API use: %s", target.name, exc)
-        return bool(over_guard())
+        return target.over_guard()
 
     def _parent_of(self, flow: FlowRuntime, change: ClaimedChange) -> str | None:
         if flow.lock is None:
@@ -392,7 +393,7 @@ class Worker:
         if flow.lock is None:
             return set(), {}
         parents = {p for p in (self._parent_of(flow, c) for c in changes) if p is not None}
-        target = self.rt.queryable(flow.target)
+        target = self.rt.queryable(flow.target, f"flow {flow.name!r} (lock)")
         try:
             return self.rt.locks.locked(flow, target, parents), {}
         except FixTheData:

@@ -1,15 +1,16 @@
 """The ASGI app: routes, authentication, error replies.
 
-==========================================  =========================================
+===========================================  =========================================
 ``POST /api/v1/flows/{flow}/records``       ingest (bearer token) — :mod:`.ingest`
 ``GET  /api/v1/views/{name}``               read-through views (bearer token) — :mod:`.views`
 ``GET  /api/v1/openapi.json``               this table as OpenAPI 3.1 (bearer token) — :mod:`.openapi`
-``POST /webhooks/monday/{connection}``      Monday.com events, signed (JWT) — :mod:`.webhooks`
-``POST /webhooks/monday/{connection}/{s}``  Monday.com events, a secret in the URL — :mod:`.webhooks`
+``POST /webhooks/{connection}``             a webhook source's events, signed — :mod:`.webhooks`
+``POST /webhooks/{connection}/{s}``         the same, a secret in the URL — :mod:`.webhooks`
+``POST /webhooks/monday/{connection}[/{s}]`` the same (where monday's webhooks are registered)
 ``GET  /healthz``                           the process is up
 ``GET  /readyz``                            ready to work (503 and why otherwise)
 ``GET  /metrics``                           Prometheus metrics (503 if the store fails)
-==========================================  =========================================
+===========================================  =========================================
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from crmsync.web.errors import ApiError
 from crmsync.web.ingest import Ingestor
 from crmsync.web.openapi import OpenApi
 from crmsync.web.views import Views
-from crmsync.web.webhooks import MondayWebhooks
+from crmsync.web.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,14 @@ def create_app(runtime: Runtime) -> Starlette:
         yield
         ingestor.close()
 
-    monday = MondayWebhooks(runtime)
+    receive = Webhooks(runtime)
 
-    async def monday_webhook(request: Request) -> Response:
+    async def webhook(request: Request) -> Response:
         try:
-            return await monday(request)
+            return await receive(request)
         except ApiError as exc:
             return exc.response()
-        except SQLAlchemyError as exc:  # not acknowledged: monday retries the delivery
+        except SQLAlchemyError as exc:  # not acknowledged: the vendor retries the delivery
             log.warning("store unavailable: %s", exc)
             return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
 
@@ -108,8 +109,10 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/api/v1/flows/{flow}/records", _api(ingestor, 202), methods=["POST"]),
             Route("/api/v1/views/{name}", _api(views, 200), methods=["GET"]),
             Route("/api/v1/openapi.json", _api(openapi, 200), methods=["GET"]),
-            Route("/webhooks/monday/{connection}", monday_webhook, methods=["POST"]),
-            Route("/webhooks/monday/{connection}/{secret}", monday_webhook, methods=["POST"]),
+            Route("/webhooks/monday/{connection}", webhook, methods=["POST"]),
+            Route("/webhooks/monday/{connection}/{secret}", webhook, methods=["POST"]),
+            Route("/webhooks/{connection}", webhook, methods=["POST"]),
+            Route("/webhooks/{connection}/{secret}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -155,6 +155,31 @@ OTHER_ROUTES: list[Route] = [
         request="MondayDelivery",
         responses=_MONDAY_RESPONSES,
     ),
+    Route(
+        "post",
+        "/webhooks/{connection}",
+        "Receive a signed webhook delivery for a connection",
+        "webhooks",
+        "Any connection whose connector receives webhooks; its connector authenticates the delivery "
+        "(for monday.com: as on /webhooks/monday/{connection}).",
+        parameters=[_path_param("connection", "The connection's name in the configuration.")],
+        request="MondayDelivery",
+        responses=_MONDAY_RESPONSES,
+    ),
+    Route(
+        "post",
+        "/webhooks/{connection}/{secret}",
+        "Receive a webhook delivery to a connection's secret URL",
+        "webhooks",
+        "Unsigned deliveries: the URL carries the connection's unguessable secret, compared in "
+        "constant time.",
+        parameters=[
+            _path_param("connection", "The connection's name in the configuration."),
+            _path_param("secret", "The connection's webhook URL secret."),
+        ],
+        request="MondayDelivery",
+        responses=_MONDAY_RESPONSES,
+    ),
     Route("get", "/healthz", "The process is up", "operations", responses={200: ("Up.", "Health")}),
     Route(
         "get",

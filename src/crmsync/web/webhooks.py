@@ -1,47 +1,47 @@
-"""``POST /webhooks/monday/{connection}[/{secret}]``: Monday.com tells crmsync what changed on a board.
+"""``POST /webhooks/{connection}[/{secret}]``: a vendor tells crmsync what changed.
 
-A delivery is authenticated before its body is parsed, in one of two ways (``crmsync webhooks
-ensure`` registers the URL that fits the connection, and ``crmsync check --connect`` says which):
+One route for every connection whose connector is a
+:class:`~crmsync.connectors.capabilities.WebhookSource` (``/webhooks/monday/{connection}[/{secret}]``
+answers too: monday's webhooks are registered there). The connector knows its vendor; this module
+knows the order of things, the same for every vendor:
 
-- **signed** (webhooks created with an app's token, ``/webhooks/monday/{connection}``): the
-  ``Authorization`` JWT must verify with the connection's ``signing_secret``, name this endpoint's
-  URL as its audience, not be expired, and not have come before with another body (monday's
-  signature does not cover the body: a captured token is bound to the first body it came with);
-- **secret URL** (webhooks created with a personal token, which monday does not sign,
-  ``/webhooks/monday/{connection}/{secret}``): the secret must be the connection's, compared in
-  constant time.
-
-A refused delivery is answered 401, counted (``crmsync status``, ``/metrics``), alerted once and
-stores nothing. Then the body is parsed, bounded in size and depth; anything malformed is a 400.
-The challenge handshake is answered; every other event becomes one change row per flow that reads
-that board, de-duplicated on monday's ``triggerUuid`` — written before the reply, so an
-acknowledged event is never lost. A field's value older (by monday's ``changedAt``) than one
-already received for it is dropped, so deliveries arriving out of order never roll a value back.
+1. **authenticate** before the body is parsed (``WebhookSource.authenticate``: for monday a
+   signed JWT — checked with ``signing_secret``, naming this endpoint or the registered URL as its
+   audience, unexpired — or the connection's secret in the URL, compared in constant time); a
+   signed delivery's token is bound to the first body it came with (used once). A refused
+   delivery is answered 401, counted (``crmsync status``, ``/metrics``), alerted once and stores
+   nothing;
+2. **parse**, bounded in size and depth; anything malformed is a 400; the vendor's URL check
+   (``handshake``) is answered;
+3. **queue** each event as one change row per flow that reads or writes that object, de-duplicated
+   on the vendor's event id — written before the reply, so an acknowledged event is never lost. A
+   field's value older (by the event's time) than one already received for it is dropped, so
+   deliveries arriving out of order never roll a value back; one record's deliveries are compared
+   and queued one at a time in this process.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from crmsync.alerts import webhook_ok, webhook_problem
-from crmsync.connectors.monday.webhooks import (
-    MalformedEvent,
-    MondayEvent,
+from crmsync.connectors.capabilities import (
+    Delivery,
+    MalformedDelivery,
+    Receiver,
+    SourceEvent,
     WebhookRefused,
-    bearer,
-    challenge_reply,
-    digest,
-    parse_event,
-    secret_matches,
-    verify_token,
+    WebhookSource,
+    offers,
+    require,
 )
 from crmsync.engine.queue import NewChange
 from crmsync.engine.runtime import Runtime
@@ -52,56 +52,54 @@ from crmsync.web.ingest import read_body
 log = logging.getLogger(__name__)
 
 
-def changes_for(runtime: Runtime, connection: str, event: MondayEvent) -> list[NewChange]:
-    """One change per flow that reads or writes this board."""
-    operation: Literal["upsert", "delete"] = "delete" if event.kind in ("delete", "archive") else "upsert"
-    fields = dict(event.fields)
-    if event.group_id is not None and event.kind == "move":
-        fields.setdefault("group", event.group_id)
+def changes_for(runtime: Runtime, connection: str, event: SourceEvent) -> list[NewChange]:
+    """One change per flow that reads or writes this object."""
     changes = []
     for flow in runtime.flows.values():
         if connection not in (flow.source, flow.target):
             continue
-        board = runtime.board_of(flow, connection)
-        if board != event.board_id:
+        if runtime.board_of(flow, connection) != event.object_id:
             continue
         changes.append(
             NewChange(
                 source=connection,
                 flow=flow.name,
-                record_key=event.item_id,
-                operation=operation,
-                fields={**fields, "_at": event.at.isoformat() if event.at else None},
-                delivery_id=f"{event.trigger_uuid}:{flow.name}",
+                record_key=event.record_id,
+                operation=event.operation,
+                fields={**event.fields, "_at": event.at.isoformat() if event.at else None},
+                delivery_id=f"{event.delivery_id}:{flow.name}",
             )
         )
     return changes
 
 
-def _audiences(request: Request, registered: str | None) -> list[str]:
-    """The URLs a signed delivery may name as its audience: the one registered with monday (which
-    may be a proxy's) and this endpoint's URL as requested."""
-    here = str(request.url.replace(query=""))
-    return [u for u in dict.fromkeys([registered, here]) if u]
-
-
-class MondayWebhooks:
+class Webhooks:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._troubled: set[str] = set()  # connections with a refused delivery (alert open)
         self._secrets: dict[str, receivers.Receiver] = {}
-        # one item's deliveries are compared and queued one at a time in this process, so the newer
-        # of two simultaneous deliveries is also the later change row
+        # one record's deliveries are compared and queued one at a time in this process, so the
+        # newer of two simultaneous deliveries is also the later change row
         self._item_locks = [threading.Lock() for _ in range(64)]
+
+    def _source(self, connection: str) -> WebhookSource:
+        conn = self.rt.config.connections.get(connection)
+        if conn is None or not offers(self.rt.connector_type(connection), WebhookSource):
+            raise ApiError(404, "unknown_connection", f"no connection {connection!r} receives webhooks")
+        return require(self.rt.connector(connection), WebhookSource)
 
     async def __call__(self, request: Request) -> Response:
         connection = request.path_params["connection"]
-        conn = self.rt.config.connections.get(connection)
-        if conn is None or conn.type != "monday":
-            raise ApiError(404, "unknown_connection", f"no monday connection {connection!r}")
+        source = await anyio.to_thread.run_sync(self._source, connection)
         body = await read_body(request, self.rt.max_body_bytes)
+        delivery = Delivery(
+            headers=dict(request.headers),
+            body=body,
+            url=str(request.url.replace(query="")),
+            path_secret=request.path_params.get("secret"),
+        )
         try:
-            await self._authenticate(request, connection, body)
+            await self._authenticate(source, connection, delivery)
         except WebhookRefused as exc:
             await self._refused(connection, str(exc))
             raise ApiError(401, "bad_signature", str(exc)) from exc
@@ -110,41 +108,34 @@ class MondayWebhooks:
             await anyio.to_thread.run_sync(webhook_ok, self.rt.alerter, connection)
         try:
             # parsing is bounded, but a megabyte still takes a moment: off the event loop
-            challenge, event = await anyio.to_thread.run_sync(self._parse, body)
-        except MalformedEvent as exc:
+            challenge, events = await anyio.to_thread.run_sync(self._parse, source, body)
+        except MalformedDelivery as exc:
             raise ApiError(400, "malformed_event", str(exc)) from exc
         if challenge is not None:
-            return JSONResponse(challenge)
-        if event is None:
+            return JSONResponse(dict(challenge))
+        if not events:
             return JSONResponse({"ignored": True})
-        result = await anyio.to_thread.run_sync(self._enqueue, connection, event)
+        result: dict[str, Any] = {"accepted": 0, "duplicates": 0}
+        for event in events:
+            one = await anyio.to_thread.run_sync(self._enqueue, connection, event)
+            if len(events) == 1:
+                return JSONResponse(one)
+            result["accepted"] += one.get("accepted", 0)
+            result["duplicates"] += one.get("duplicates", 0)
         return JSONResponse(result)
 
     @staticmethod
-    def _parse(body: bytes) -> tuple[dict[str, Any] | None, MondayEvent | None]:
-        challenge = challenge_reply(body)
-        return (challenge, None) if challenge is not None else (None, parse_event(body))
+    def _parse(source: WebhookSource, body: bytes) -> tuple[Mapping[str, Any] | None, list[SourceEvent]]:
+        challenge = source.handshake(body)
+        return (challenge, []) if challenge is not None else (None, source.parse(body))
 
-    async def _authenticate(self, request: Request, connection: str, body: bytes) -> None:
-        conn: Any = self.rt.config.connections[connection]
-        given = request.path_params.get("secret")
-        if given is not None:  # the secret URL of personal-token webhooks
-            held = await self._receiver(connection)
-            if not secret_matches(given, held.url_secret):
-                raise WebhookRefused("the callback URL's secret is not this connection's")
-            return
-        secret = conn.signing_secret.get_secret_value() if conn.signing_secret else None
-        if not secret:
-            raise WebhookRefused(
-                "no signing_secret is configured for this connection, so deliveries must come to the "
-                "callback URL with a secret that `crmsync webhooks ensure` registers"
-            )
+    async def _authenticate(self, source: WebhookSource, connection: str, delivery: Delivery) -> None:
         held = await self._receiver(connection)
-        token = bearer(request.headers)
-        claims = verify_token(token, secret, _audiences(request, held.callback_url))
-        expires = dt.datetime.fromtimestamp(float(claims["exp"]), dt.UTC)
+        token = source.authenticate(delivery, Receiver(held.url_secret, held.callback_url))
+        if token is None:
+            return
         fresh = await anyio.to_thread.run_sync(
-            receivers.use_token, self.rt.store, digest(token), digest(body), expires
+            receivers.use_token, self.rt.store, token.token_digest, token.body_digest, token.expires
         )
         if not fresh:
             raise WebhookRefused("the delivery's token was already used for another delivery")
@@ -157,7 +148,7 @@ class MondayWebhooks:
         return held
 
     async def _refused(self, connection: str, reason: str) -> None:
-        log.warning("monday webhook on %s refused: %s", connection, reason)
+        log.warning("webhook on %s refused: %s", connection, reason)
         self.rt.metrics.webhook_refused(connection)
         self._troubled.add(connection)
 
@@ -167,38 +158,31 @@ class MondayWebhooks:
 
         await anyio.to_thread.run_sync(record)
 
-    def _enqueue(self, connection: str, event: MondayEvent) -> dict[str, Any]:
-        with self._item_locks[hash((connection, event.item_id)) % len(self._item_locks)]:
+    def _enqueue(self, connection: str, event: SourceEvent) -> dict[str, Any]:
+        with self._item_locks[hash((connection, event.record_id)) % len(self._item_locks)]:
             return self._enqueue_in_order(connection, event)
 
-    def _enqueue_in_order(self, connection: str, event: MondayEvent) -> dict[str, Any]:
-        if event.kind == "delete":
-            receivers.forget_item(self.rt.store, connection, event.item_id)
+    def _enqueue_in_order(self, connection: str, event: SourceEvent) -> dict[str, Any]:
+        if event.gone:
+            receivers.forget_item(self.rt.store, connection, event.record_id)
         elif event.at is not None and event.fields:
             times = dict.fromkeys(event.fields, event.at)
-            newer = receivers.newer_fields(self.rt.store, connection, event.item_id, times)
+            newer = receivers.newer_fields(self.rt.store, connection, event.record_id, times)
             stale = set(event.fields) - newer
             if stale:
                 log.info(
-                    "monday item %s: older values of %s than already received dropped",
-                    event.item_id,
+                    "record %s of %s: older values of %s than already received dropped",
+                    event.record_id,
+                    connection,
                     ", ".join(sorted(stale)),
                 )
-                if not newer and event.kind != "create":
+                if not newer and not event.created:
                     return {"accepted": 0, "duplicates": 0, "stale": sorted(stale)}
-                event = _without(event, stale)
+                event = replace(event, fields={k: v for k, v in event.fields.items() if k not in stale})
         accepted = duplicates = 0
-        for change in changes_for(self.rt, connection, event):  # usually one flow reads a board
+        for change in changes_for(self.rt, connection, event):  # usually one flow reads an object
             result = self.rt.queue.enqueue([change])
             self.rt.metrics.received(change.flow, result.accepted, result.duplicates)
             accepted += result.accepted
             duplicates += result.duplicates
         return {"accepted": accepted, "duplicates": duplicates}
-
-
-def _without(event: MondayEvent, stale: set[str]) -> MondayEvent:
-    return replace(
-        event,
-        fields={k: v for k, v in event.fields.items() if k not in stale},
-        previous={k: v for k, v in event.previous.items() if k not in stale},
-    )

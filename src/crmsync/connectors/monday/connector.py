@@ -20,14 +20,21 @@ name), one plain value per column id (:mod:`.columns`), and :data:`GROUP` (the i
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
+from crmsync.connectors.capabilities import (
+    Budgeted,
+    NamedObjects,
+    PolledSource,
+    Readable,
+    WebhookSource,
+    Writable,
+)
 from crmsync.connectors.monday import columns as codec
 from crmsync.connectors.monday.budget import StoreBook
 from crmsync.connectors.monday.client import (
@@ -42,16 +49,17 @@ from crmsync.connectors.monday.client import (
     raise_first,
 )
 from crmsync.connectors.monday.errors import ITEM_GONE, VendorError, make_error
+from crmsync.connectors.monday.fields import ARCHIVE, GROUP, NAME
+from crmsync.connectors.monday.receiver import MondayReceiver
 from crmsync.connectors.monday.settings import MondaySettings
-from crmsync.connectors.registry import register
+from crmsync.connectors.stamps import parse_stamp
 from crmsync.errors import ConfigError, CrmsyncError, FixTheData
-from crmsync.store.db import Store
 
-#: pseudo-field: the item's group id (read), the group to create in or move to (write)
-GROUP = "__group__"
-#: pseudo-field of an update: archive the item
-ARCHIVE = "__archive__"
-NAME = "name"
+if TYPE_CHECKING:
+    from crmsync.store.db import Store
+
+__all__ = ["ARCHIVE", "GROUP", "NAME", "MondayConnector"]
+
 #: most writes in one request, whatever the budget
 MAX_WRITES_PER_REQUEST = 100
 #: items per page when reading
@@ -106,9 +114,12 @@ class _Plan:
     create: bool
 
 
-@register("monday")
-class MondayConnector(Connector):
-    """One monday.com account, for one configured connection."""
+class MondayConnector(
+    MondayReceiver, Connector, Writable, Readable, PolledSource, WebhookSource, Budgeted, NamedObjects
+):
+    """One monday.com account, for one configured connection (webhooks: :class:`.MondayReceiver`)."""
+
+    kind = "monday"
 
     def __init__(
         self,
@@ -126,14 +137,18 @@ class MondayConnector(Connector):
             self.attach_store(store)
 
     @classmethod
-    def from_config(cls, name: str, conn: Any, *, store: Store | None = None) -> MondayConnector:
-        """Build from the config model of a ``monday`` connection; ``store`` shares the budget."""
-        return cls(name, settings=MondaySettings.from_object(conn), store=store)
+    def from_config(cls, name: str, settings: Any) -> MondayConnector:
+        """Build from a ``monday`` connection's settings model."""
+        return cls(name, settings=MondaySettings.from_object(settings))
 
     def attach_store(self, store: Store) -> None:
         """Keep the complexity budget in ``store``, shared with every other process using it."""
         pacer = self.client.pacer
         pacer.book = StoreBook(store, self.name, pacer.per_minute)
+
+    def over_guard(self) -> bool:
+        """Never: the complexity budget is per minute and paced, not a daily allowance to keep."""
+        return False
 
     def __repr__(self) -> str:
         return f"MondayConnector({self.name!r}, api_url={self.settings.api_url!r})"
@@ -149,6 +164,9 @@ class MondayConnector(Connector):
     @property
     def calls_made(self) -> int:
         return self.client.calls_made
+
+    def max_batch_size(self, object_name: str) -> int:
+        return MAX_WRITES_PER_REQUEST
 
     def writes_per_request(self) -> int:
         """How many mutations one request may carry within the per-minute budget."""
@@ -202,6 +220,8 @@ class MondayConnector(Connector):
             if operation == "upsert":
                 target = found.get(str(w.external_id))
                 operation = "update" if target else "create"
+                if not target:  # the new item holds its external id: the same upsert again finds it
+                    w = replace(w, fields={**w.fields, str(w.external_id_field): w.external_id})
             try:
                 plans.append(self._plan(index, w, operation, target, board, types))
             except (TypeError, ValueError) as exc:
@@ -434,13 +454,23 @@ class MondayConnector(Connector):
             raise_first(reply)
             page = reply.data.get("next_items_page") or {}
 
-    def read_changes(self, object_name: str, watermark: str | None) -> ChangeBatch:
+    def scan(self, object_name: str, *, since: str | None = None) -> Iterator[Record]:
+        """Every active item of the board (``since``: updated at or after it, oldest first)."""
+        if since is None:
+            yield from self.items(object_name)
+        else:
+            yield from self.read_changes(object_name, since).records
+
+    def read_changes(
+        self, object_name: str, watermark: str | None, fields: Sequence[str] | None = None
+    ) -> ChangeBatch:
         """Items updated at or after ``watermark`` (all items when it is None), oldest first.
 
         Items at exactly the watermark are read again (monday's stamps have whole seconds, so a
         later change in the same second must not be missed); each item appears once. The new
         watermark is the newest ``updated_at`` seen. An expired cursor restarts from there.
-        Deleted items are not listed by monday's pages: deletions arrive by webhook.
+        Deleted items are not listed by monday's pages: deletions arrive by webhook. Items are read
+        whole (``fields`` is not needed: a page's cost does not depend on it).
         """
         by_id: dict[str, Record] = {}
         since = watermark
@@ -460,7 +490,9 @@ class MondayConnector(Connector):
                 for record in self.items(object_name, query_params=params):
                     by_id.pop(record.id, None)
                     by_id[record.id] = record
-                    if record.modified and (newest is None or _stamp(record.modified) > _stamp(newest)):
+                    if record.modified and (
+                        newest is None or parse_stamp(record.modified) > parse_stamp(newest)
+                    ):
                         newest = record.modified
                 break
             except CrmsyncError as exc:
@@ -484,6 +516,9 @@ class MondayConnector(Connector):
             deleted=item.get("state") not in (None, "active"),
         )
 
+    def object_id(self, name: str) -> str:
+        return self.board_id(name)
+
     def board_id(self, name: str) -> str:
         """The id of the board called ``name`` (a configuration may name boards instead of numbering them)."""
         if name.strip().isdigit():
@@ -500,16 +535,12 @@ class MondayConnector(Connector):
         return found[0]
 
     def close(self) -> None:
+        self.close_receiver()
         self.client.close()
 
 
 def _gone(errors: list[VendorError]) -> bool:
     return all(e.code in ITEM_GONE for e in errors)
-
-
-def _stamp(value: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _invalid(w: Write) -> str | None:

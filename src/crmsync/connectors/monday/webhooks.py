@@ -43,8 +43,11 @@ from typing import Any, Literal
 
 import jwt
 
+from crmsync.connectors.capabilities import MalformedDelivery, WebhookRefused
 from crmsync.connectors.monday import columns as codec
-from crmsync.connectors.monday.connector import GROUP, NAME
+from crmsync.connectors.monday.fields import GROUP, NAME
+
+__all__ = ["MalformedEvent", "MondayEvent", "WebhookRefused"]
 
 EventKind = Literal["create", "update", "rename", "delete", "archive", "move"]
 
@@ -77,11 +80,7 @@ EARLIEST_CHANGE = 946_684_800.0
 LATEST_CHANGE = 4_102_444_800.0
 
 
-class WebhookRefused(Exception):
-    """A delivery that fails the signature check: answer 401 and store nothing."""
-
-
-class MalformedEvent(ValueError):
+class MalformedEvent(MalformedDelivery):
     """A delivery whose body is not a monday event crmsync can read."""
 
 

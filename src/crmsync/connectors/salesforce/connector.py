@@ -2,10 +2,16 @@
 
 - :meth:`~SalesforceConnector.write_batch` groups writes by kind (creates, upserts per external-id
   field, updates, deletes) and sends each group as sObject Collections, 200 records a call;
-- :meth:`~SalesforceConnector.read_records` reads by id through Collections retrieve;
-- :meth:`~SalesforceConnector.read_changes` polls ``SystemModstamp`` (deleted rows included);
-- :meth:`~SalesforceConnector.query_view` and :meth:`~SalesforceConnector.record_matches` run SOQL
-  with bound, escaped parameters, for the read-through API and the lock rules.
+- :meth:`~SalesforceConnector.read_records` reads by id through Collections retrieve,
+  :meth:`~SalesforceConnector.scan` a whole object (``Readable``);
+- :meth:`~SalesforceConnector.read_changes` polls ``SystemModstamp`` (deleted rows included;
+  ``PolledSource``);
+- :meth:`~SalesforceConnector.query_view`, :meth:`~SalesforceConnector.find_by_field` and
+  :meth:`~SalesforceConnector.matching` run SOQL with bound, escaped parameters, for the
+  read-through API, match keys and the lock rules (``Queryable``): no SOQL outside this folder's
+  modules (and the engine's poll plan, which is Salesforce's batched poller);
+- :meth:`~SalesforceConnector.create_related`: all-or-none Composite (``RelatedCreator``);
+- :meth:`~SalesforceConnector.over_guard`: the daily API budget (``Budgeted``).
 """
 
 from __future__ import annotations
@@ -13,15 +19,28 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
-from crmsync.connectors.registry import register
+from crmsync.connectors.capabilities import (
+    Budgeted,
+    PolledSource,
+    Queryable,
+    Readable,
+    RelatedCreator,
+    Writable,
+)
 from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, SalesforceClient, subrequest_error
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_save_result
 from crmsync.connectors.salesforce.settings import SalesforceSettings
 from crmsync.connectors.salesforce.soql import format_soql
+from crmsync.connectors.stamps import parse_stamp
 from crmsync.errors import ConfigError, CrmsyncError, FixTheData
+
+if TYPE_CHECKING:
+    from crmsync.store.db import Store
+
+__all__ = ["SalesforceConnector", "parse_stamp"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 #: describe field types that cannot be read as plain columns (their parts are separate fields)
@@ -30,20 +49,16 @@ _COMPOUND_TYPES = frozenset({"address", "location"})
 ROLLED_BACK = frozenset({"PROCESSING_HALTED", "ALL_OR_NONE_OPERATION_ROLLED_BACK"})
 #: how far back each poll looks before the watermark: transactions commit after they stamp
 DEFAULT_CHANGE_OVERLAP = dt.timedelta(seconds=2)
+#: values per ``IN (...)`` list, to stay well inside SOQL's 4,000-character WHERE clause
+IN_CHUNK = 100
+#: records per sObject Collections call
+COLLECTION_SIZE = 200
 
 
 def _identifier(name: str, what: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise ConfigError(f"{name!r} is not a valid Salesforce {what} name")
     return name
-
-
-def parse_stamp(value: str) -> dt.datetime:
-    """A Salesforce datetime (``2024-05-01T10:30:00.000+0000``, or ISO with ``Z``) as aware UTC."""
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def _plain(value: Any) -> Any:
@@ -55,9 +70,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@register("salesforce")
-class SalesforceConnector(Connector):
+class SalesforceConnector(Connector, Writable, Readable, PolledSource, Queryable, RelatedCreator, Budgeted):
     """One Salesforce org, for one configured connection."""
+
+    kind = "salesforce"
 
     def __init__(
         self,
@@ -73,9 +89,9 @@ class SalesforceConnector(Connector):
         self.change_overlap = change_overlap
 
     @classmethod
-    def from_config(cls, name: str, conn: Any) -> SalesforceConnector:
-        """Build from the config model of a ``salesforce`` connection (its attributes are read)."""
-        return cls(name, settings=SalesforceSettings.from_object(conn))
+    def from_config(cls, name: str, settings: Any) -> SalesforceConnector:
+        """Build from a ``salesforce`` connection's settings model (its attributes are read)."""
+        return cls(name, settings=SalesforceSettings.from_object(settings))
 
     def __repr__(self) -> str:
         s = self.settings
@@ -90,6 +106,9 @@ class SalesforceConnector(Connector):
     def api_usage(self) -> ApiUsage | None:
         return self.client.api_usage()
 
+    def attach_store(self, store: Store) -> None:
+        """Nothing to keep: Salesforce reports the org's daily use in every reply (shared by nature)."""
+
     def over_guard(self) -> bool:
         """True when the org's daily API use reached ``daily_limit_guard``: non-urgent work waits."""
         return self.client.over_guard()
@@ -99,6 +118,9 @@ class SalesforceConnector(Connector):
         return self.client.calls_made
 
     # -- writes --------------------------------------------------------------------------------
+    def max_batch_size(self, object_name: str) -> int:
+        return COLLECTION_SIZE
+
     def write_batch(self, object_name: str, writes: Sequence[Write]) -> list[WriteResult]:
         """Apply ``writes`` with sObject Collections (allOrNone=false); results in input order.
 
@@ -203,19 +225,34 @@ class SalesforceConnector(Connector):
             if row is not None:
                 yield self._record(object_name, row)
 
-    def read_changes(self, object_name: str, watermark: str | None) -> ChangeBatch:
+    def scan(self, object_name: str, *, since: str | None = None) -> Iterator[Record]:
+        """Every record of the object (``since``: those stamped at or after it), by ``SystemModstamp``."""
+        fields = self.readable_fields(object_name)
+        select = f"SELECT {', '.join(fields)} FROM {object_name}"
+        if since:
+            soql = format_soql(select + " WHERE SystemModstamp >= :since", since=parse_stamp(since))
+        else:
+            soql = select
+        for row in self.client.query_iter(soql + " ORDER BY SystemModstamp, Id"):
+            yield self._record(object_name, row)
+
+    def read_changes(
+        self, object_name: str, watermark: str | None, fields: Sequence[str] | None = None
+    ) -> ChangeBatch:
         """Records whose ``SystemModstamp`` is after ``watermark`` (all records when it is None).
 
         Deleted rows are included (``queryAll``; ``deleted=True``). Each poll looks back
         ``change_overlap`` before the watermark, because a transaction can commit after a later one
         stamped; records seen again are harmless to the engine (nothing changed) and each record
-        appears once per batch. The new watermark is the newest ``SystemModstamp`` seen.
+        appears once per batch. The new watermark is the newest ``SystemModstamp`` seen. ``fields``:
+        the fields to read (default: every readable one).
         """
-        fields = self.readable_fields(object_name)
+        _identifier(object_name, "object")
+        names = [_identifier(f, "field") for f in fields] if fields else self.readable_fields(object_name)
         for needed in ("Id", "SystemModstamp", "IsDeleted"):
-            if needed not in fields:
-                fields.append(needed)
-        select = f"SELECT {', '.join(fields)} FROM {object_name}"
+            if needed not in names:
+                names.append(needed)
+        select = f"SELECT {', '.join(names)} FROM {object_name}"
         order = " ORDER BY SystemModstamp, Id"
         if watermark:
             since = (parse_stamp(watermark) - self.change_overlap).replace(microsecond=0)
@@ -288,12 +325,37 @@ class SalesforceConnector(Connector):
         soql = format_soql(soql_template, **params)
         return [_plain(row) for row in self.client.query_iter(soql)]
 
+    def find_by_field(self, object_name: str, field_name: str, values: Sequence[str]) -> dict[str, list[str]]:
+        """Value → ids of the records whose ``field_name`` holds it (``IN`` lists of :data:`IN_CHUNK`)."""
+        obj, name = _identifier(object_name, "object"), _identifier(field_name, "field")
+        found: dict[str, list[str]] = {}
+        wanted = list(dict.fromkeys(str(v) for v in values))
+        for start in range(0, len(wanted), IN_CHUNK):
+            soql = format_soql(
+                f"SELECT Id, {name} FROM {obj} WHERE {name} IN :values",
+                values=wanted[start : start + IN_CHUNK],
+            )
+            for row in self.client.query_iter(soql):
+                found.setdefault(str(row[name]), []).append(str(row["Id"]))
+        return found
+
     def record_matches(self, object_name: str, record_id: str, condition_soql: str) -> bool:
         """Does the record satisfy ``condition_soql`` (a trusted WHERE fragment from the config)?"""
         head = format_soql(
             f"SELECT Id FROM {_identifier(object_name, 'object')} WHERE Id = :id", id=record_id
         )
         return bool(self.client.query(f"{head} AND ({condition_soql}) LIMIT 1"))
+
+    def matching(self, object_name: str, ids: Sequence[str], condition: str) -> set[str]:
+        """Those of ``ids`` whose record satisfies ``condition`` (a trusted WHERE fragment from the
+        config, e.g. a lock rule's ``Status = 'Fulfilled'``); ids as Salesforce answers them."""
+        obj = _identifier(object_name, "object")
+        matched: set[str] = set()
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), IN_CHUNK):
+            head = format_soql(f"SELECT Id FROM {obj} WHERE Id IN :ids", ids=wanted[start : start + IN_CHUNK])
+            matched.update(str(row["Id"]) for row in self.client.query_iter(f"{head} AND ({condition})"))
+        return matched
 
     def close(self) -> None:
         self.client.close()

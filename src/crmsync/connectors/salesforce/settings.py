@@ -1,11 +1,24 @@
-"""The settings of one Salesforce connection, as a frozen value (secrets redacted in its repr)."""
+"""The settings of a Salesforce connection: :class:`SalesforceConnection` declares its YAML keys
+(types, defaults, descriptions, validation — the one declaration), and :class:`SalesforceSettings`
+is the client's frozen view of it (plain values, secrets redacted in its repr), built by
+:meth:`SalesforceSettings.from_object`; a test checks that every field of the view is a key of
+the model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+
+from crmsync.connectors.settings import (
+    Model,
+    OptionalPath,
+    OptionalSecret,
+    OptionalText,
+    number_to_text,
+)
 from crmsync.errors import ConfigError
 
 AuthFlow = Literal["jwt", "client_credentials", "password", "refresh_token"]
@@ -18,6 +31,9 @@ _REQUIRED: dict[AuthFlow, tuple[str, ...]] = {
     "password": ("client_id", "client_secret", "username", "password"),
     "refresh_token": ("client_id", "refresh_token"),
 }
+
+#: the keys each ``auth`` flow needs (checked by :mod:`crmsync.config.checks`, with their lines)
+REQUIRED_BY_AUTH: dict[str, tuple[str, ...]] = {str(flow): needs for flow, needs in _REQUIRED.items()}
 
 SECRET_FIELDS = frozenset({"client_secret", "password", "refresh_token"})
 
@@ -96,3 +112,73 @@ class SalesforceSettings:
         if not values.get("client_id"):
             values["client_id"] = ""
         return cls(**values)
+
+
+class SalesforceConnection(Model):
+    type: Literal["salesforce"] = Field(description="Connection type: a Salesforce org.")
+    auth: Literal["jwt", "client_credentials", "password", "refresh_token"] = Field(
+        "jwt", description="OAuth flow used to log in."
+    )
+    login_url: str = Field(
+        "https://login.salesforce.com",
+        description="Where to log in (https://test.salesforce.com for sandboxes, or My Domain).",
+    )
+    instance_url: OptionalText = Field(
+        None, description="The org's instance URL; learnt from the login answer when not set."
+    )
+    client_id: OptionalText = Field(None, description="Consumer key of the connected app.")
+    client_secret: OptionalSecret = Field(None, description="Consumer secret of the connected app.")
+    username: OptionalText = Field(None, description="Integration user (jwt and password flows).")
+    password: OptionalSecret = Field(
+        None, description="Password, with the security token appended if the org needs one (password flow)."
+    )
+    private_key_file: OptionalPath = Field(
+        None, description="PEM private key signing the JWT (jwt flow); relative to the config file."
+    )
+    refresh_token: OptionalSecret = Field(None, description="OAuth refresh token (refresh_token flow).")
+    ca_file: OptionalPath = Field(
+        None, description="Extra CA bundle to trust (the sandbox's); relative to the config file."
+    )
+    api_version: Annotated[str, BeforeValidator(number_to_text)] = Field(
+        "66.0", pattern=r"^\d+\.\d$", description='REST API version, e.g. "66.0".'
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every HTTP call.")
+    client_name: str = Field(
+        "crmsync",
+        min_length=1,
+        description="Client id sent in Sforce-Call-Options; the engine's own writes are recognised by it.",
+    )
+    daily_limit_guard: float = Field(
+        0.9, ge=0, le=1, description="Pause non-urgent work past this share of the daily API limit."
+    )
+    jwt_audience: OptionalText = Field(
+        None,
+        description=(
+            "The JWT's aud claim (jwt flow); unset: derived from login_url (login/test.salesforce.com, "
+            "else the My Domain URL itself)."
+        ),
+    )
+    lookback_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Changes that become visible up to this long after their SystemModstamp (a transaction "
+        "committing late) are still caught: a periodic sweep re-reads that far back (0: no sweep).",
+    )
+    sweep_every_seconds: float = Field(
+        60.0, gt=0, description="How often the lookback sweep runs (its query rides in a polling call)."
+    )
+
+    @field_validator("private_key_file", "ca_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is None or value.is_absolute() or base is None:
+            return value
+        return Path(base) / value
+
+    @field_validator("lookback_seconds")
+    @classmethod
+    def _longer_than_the_overlap(cls, value: float) -> float:
+        if 0 < value <= 2:
+            raise ValueError("must be 0 (no sweep) or longer than the poller's 2 s overlap")
+        return value
