@@ -33,6 +33,10 @@ _BUILTIN: dict[str, tuple[str, str]] = {
         "crmsync.connectors.monday.settings:MondayConnection",
         "crmsync.connectors.monday.connector:MondayConnector",
     ),
+    "memory": (
+        "crmsync.connectors.memory.settings:MemoryConnection",
+        "crmsync.connectors.memory.connector:MemoryConnector",
+    ),
 }
 
 

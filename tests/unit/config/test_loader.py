@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 
 from crmsync.config import AppConnection, Config, SalesforceConnection, load_config
+from crmsync.connectors import registry
 from crmsync.errors import ConfigError
+
+#: every registered connection type, as a refused type's message lists them
+VALID_TYPES = ", ".join(registry.kinds())
 
 VALID = """\
 version: 1
@@ -159,7 +163,7 @@ def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> 
         "4: web.hots: unknown key; valid: host, port, max_body_bytes, max_batch, header_timeout_seconds, "
         "body_timeout_seconds (did you mean 'host'?)",
         "8: connections.sf.auth: Input should be 'jwt', 'client_credentials', 'password' or 'refresh_token'",
-        "11: connections.board.type: unknown connection type 'trello'; valid: app, monday, salesforce",
+        f"11: connections.board.type: unknown connection type 'trello'; valid: {VALID_TYPES}",
         "14: flows.usage.source: unknown connection 'ap'; valid: board, sf",
         "17: flows.usage.key: 'ad_id' is not a mapped source field; mapped: None, id",
         "18: flows.usage.match.field: 'Ad_Id__c' is not a mapped target field; mapped: Id__c, Other__c",
@@ -237,7 +241,7 @@ def test_a_missing_type_and_missing_required_keys(tmp_path: Path) -> None:
       f: {source: x}
     """
     assert problems(tmp_path, text) == [
-        "2: connections.x.type: required key is missing; valid: app, monday, salesforce",
+        f"2: connections.x.type: required key is missing; valid: {VALID_TYPES}",
         "4: flows.f.target: required key is missing",
         "4: flows.f.object: required key is missing",
         "4: flows.f.key: required key is missing",
