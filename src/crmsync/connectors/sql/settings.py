@@ -43,7 +43,8 @@ class DatabaseUrl(SecretStr):
 class SqlConnection(BaseModel):
     """A reporting database crmsync writes current-state, event-history and snapshot tables into."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # inputs stay out of error messages: a refused URL carries its password
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True)
 
     type: Literal["sql"] = Field(
         description="Connection type: a SQL reporting database (MySQL/MariaDB, PostgreSQL, SQLite)."
