@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from crmsync.connectors.settings import Model
 from crmsync.redact import redact_url
 
 #: the column types a reporting column can have (see :mod:`.tables`)
@@ -40,7 +41,7 @@ class DatabaseUrl(SecretStr):
         return redact_url(self.get_secret_value(), database=True)
 
 
-class SqlConnection(BaseModel):
+class SqlConnection(Model):
     """A reporting database crmsync writes current-state, event-history and snapshot tables into."""
 
     # inputs stay out of error messages: a refused URL carries its password
