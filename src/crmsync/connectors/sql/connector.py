@@ -6,11 +6,10 @@ change is also appended to ``<prefix>events`` in the same transaction (:mod:`.ta
 - :meth:`~SqlConnector.write_batch` upserts by the source's id (``target_id``, else
   ``external_id``, else the write's key); a delete sets ``deleted_at`` (rows are never removed).
   A write changes only the columns it carries and records one event with the old and new values
-  of what changed. The event's action, actor, time and delivery id come from the pseudo-fields
-  :data:`ACTION`, :data:`WHO`, :data:`AT` and :data:`DELIVERY_ID` (defaults: the operation,
-  nobody, now, none). Applying a write twice changes nothing: a delivery id already recorded is
-  skipped, and a write that changes no value records no event (unless it carries a new delivery
-  id: a comment or a no-op action still happened). One transaction per batch; when the database
+  of what changed. The event's action, actor, time and delivery id come from pseudo-fields of
+  the write (:mod:`.changes`). Applying a write twice changes nothing: a delivery id already
+  recorded is skipped, and a write that changes no value records no event (unless it carries a
+  new delivery id: a comment or a no-op action still happened). One transaction per batch; when the database
   refuses it for one record's data, each record is retried in its own transaction so that only
   the bad one fails.
 - :meth:`~SqlConnector.append_events` records events that change no table (a comment);
@@ -23,73 +22,28 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import StaticPool
 
 from crmsync.connectors.base import Connector, Record, Write, WriteResult
 from crmsync.connectors.capabilities import Readable, Writable
 from crmsync.connectors.sql import tables as schema
+from crmsync.connectors.sql.changes import Event, PendingWrite, SnapshotRow, apply, pending_write, recorded
+from crmsync.connectors.sql.engine import create_engine
 from crmsync.connectors.sql.errors import classify
 from crmsync.connectors.sql.settings import SqlConnection
-from crmsync.connectors.sql.values import coerce, jsonable, utc_naive
-from crmsync.errors import ConfigError, CrmsyncError, Fatal, FixTheData
+from crmsync.connectors.sql.values import jsonable, utc_naive
+from crmsync.errors import ConfigError, CrmsyncError, FixTheData
 
 T = TypeVar("T")
 
-#: pseudo-fields of a write: the event's action type, who did it, when, and the source's delivery id
-ACTION = "__action__"
-WHO = "__who__"
-AT = "__at__"
-DELIVERY_ID = "__delivery_id__"
-META_FIELDS = frozenset({ACTION, WHO, AT, DELIVERY_ID})
 MAX_BATCH = 500
 PAGE_SIZE = 1000
-SQLITE_BUSY_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of the history table, for changes that touch no current-state row (a comment)."""
-
-    object_name: str
-    source_id: str
-    action: str
-    at: dt.datetime | str | None = None
-    who: str | None = None
-    old_values: Mapping[str, Any] | None = None
-    new_values: Mapping[str, Any] | None = None
-    delivery_id: str | None = None
-
-
-@dataclass(frozen=True)
-class SnapshotRow:
-    """Cards in one list, of one member (None: nobody), in one status, on the snapshot's day."""
-
-    list_name: str
-    member: str | None
-    status: str | None
-    count: int
-
-
-@dataclass
-class _Op:
-    index: int
-    key: str
-    source_id: str
-    delete: bool
-    values: dict[str, Any]
-    at: dt.datetime
-    who: str | None
-    #: None: create, update or delete, as the write turns out
-    action: str | None
-    delivery_id: str | None
 
 
 class SqlConnector(Connector, Writable, Readable):
@@ -107,7 +61,7 @@ class SqlConnector(Connector, Writable, Readable):
     ) -> None:
         super().__init__(name)
         self.settings = settings
-        self.engine: Engine = _create_engine(settings)
+        self.engine: Engine = create_engine(settings)
         self.server_version: str | None = None
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._specs: dict[str, schema.ObjectSpec] = {}
@@ -204,16 +158,20 @@ class SqlConnector(Connector, Writable, Readable):
         table = self.table(object_name)
         spec = tables.specs[object_name]
         results: list[WriteResult | None] = [None] * len(writes)
-        ops: list[_Op] = []
+        check_length = self.settings.backend == "sqlite"  # the servers enforce lengths themselves
+        ops: list[PendingWrite] = []
         for index, w in enumerate(writes):
             try:
-                ops.append(self._op(spec, index, w))
+                ops.append(pending_write(spec, index, w, now=self._now(), check_length=check_length))
             except CrmsyncError as exc:
                 results[index] = WriteResult(w.key, False, error=exc)
         if ops:
             done: list[tuple[int, WriteResult]] = []
             try:
-                done = self._run(lambda conn: self._apply(conn, table, spec, ops), object_name=object_name)
+                done = self._run(
+                    lambda conn: apply(conn, table, tables.events, spec, ops, now=self._now()),
+                    object_name=object_name,
+                )
             except FixTheData as exc:
                 if len(ops) == 1:
                     op = ops[0]
@@ -225,134 +183,17 @@ class SqlConnector(Connector, Writable, Readable):
         return [r or WriteResult(w.key, False) for r, w in zip(results, writes, strict=True)]
 
     def _apply_alone(
-        self, table: sa.Table, spec: schema.ObjectSpec, op: _Op
+        self, table: sa.Table, spec: schema.ObjectSpec, op: PendingWrite
     ) -> list[tuple[int, WriteResult]]:
         """One write in its own transaction: after the database refused a batch for one record."""
         try:
             return self._run(
-                lambda conn: self._apply(conn, table, spec, [op]), object_name=spec.name, record=op.source_id
+                lambda conn: apply(conn, table, self._tables.events, spec, [op], now=self._now()),
+                object_name=spec.name,
+                record=op.source_id,
             )
         except CrmsyncError as exc:
             return [(op.index, WriteResult(op.key, False, target_id=op.source_id, error=exc))]
-
-    def _op(self, spec: schema.ObjectSpec, index: int, w: Write) -> _Op:
-        source_id = str(w.target_id or w.external_id or w.key or "")
-        if not source_id or len(source_id) > schema.ID_LENGTH:
-            raise FixTheData(
-                f"a record needs a source id of 1 to {schema.ID_LENGTH} characters", object_name=spec.name
-            )
-        values: dict[str, Any] = {}
-        for name, value in w.fields.items():
-            if name in META_FIELDS:
-                continue
-            column = spec.column(name)
-            if column is None:
-                known = ", ".join(c.name for c in spec.columns)
-                raise Fatal(
-                    f"field {name!r} has no column in the reporting table of {spec.name} (columns: {known}); "
-                    "declare it with the flow's field map",
-                    object_name=spec.name,
-                    record=source_id,
-                )
-            try:
-                values[name] = coerce(column, value, check_length=self.settings.backend == "sqlite")
-            except ValueError as exc:
-                raise FixTheData(f"column {name}: {exc}", object_name=spec.name, record=source_id) from None
-        fields = w.fields
-        try:
-            at = utc_naive(fields[AT]) if fields.get(AT) else self._now()
-        except ValueError as exc:
-            raise FixTheData(f"{AT}: {exc}", object_name=spec.name, record=source_id) from None
-        delete = w.operation == "delete"
-        return _Op(
-            index=index,
-            key=w.key,
-            source_id=source_id,
-            delete=delete,
-            values=values,
-            at=at,
-            who=str(fields[WHO]) if fields.get(WHO) is not None else None,
-            action=str(fields[ACTION]) if fields.get(ACTION) else None,
-            delivery_id=str(fields[DELIVERY_ID]) if fields.get(DELIVERY_ID) else None,
-        )
-
-    def _apply(
-        self, conn: Connection, table: sa.Table, spec: schema.ObjectSpec, ops: Sequence[_Op]
-    ) -> list[tuple[int, WriteResult]]:
-        ids = sorted({op.source_id for op in ops})  # one lock order for every writer: no deadlocks
-        query = sa.select(table).where(table.c.source_id.in_(ids)).order_by(table.c.source_id)
-        state: dict[str, dict[str, Any]] = {
-            row["source_id"]: dict(row) for row in conn.execute(query.with_for_update()).mappings()
-        }
-        seen = self._recorded(conn, [op.delivery_id for op in ops if op.delivery_id])
-        inserted: set[str] = set()
-        changed_rows: dict[str, dict[str, Any]] = {}
-        events: list[dict[str, Any]] = []
-        done: list[tuple[int, WriteResult]] = []
-        recorded_at = self._now()
-        for op in ops:
-            if op.delivery_id in seen:
-                done.append((op.index, WriteResult(op.key, True, target_id=op.source_id, created=False)))
-                continue
-            if op.delivery_id:
-                seen.add(op.delivery_id)
-            current = state.get(op.source_id)
-            created = current is None and not op.delete
-            wanted: dict[str, Any]
-            if op.delete:
-                wanted = (
-                    {"deleted_at": op.at} if current is not None and current["deleted_at"] is None else {}
-                )
-            else:
-                wanted = dict(op.values)
-                if current is not None and current["deleted_at"] is not None:
-                    wanted["deleted_at"] = None  # written again after a delete: it exists again
-            before = dict(current) if current is not None else {}
-            changes = {c: v for c, v in wanted.items() if created or before.get(c) != v}
-            if created:
-                row: dict[str, Any] = {c.name: None for c in table.columns}
-                row.update(source_id=op.source_id, source_system=spec.source_system, **changes)
-                row["updated_at"] = op.at
-                state[op.source_id] = row
-                inserted.add(op.source_id)
-            elif changes and current is not None:
-                current.update(changes)
-                current["updated_at"] = max(current["updated_at"], op.at)
-                pending = changed_rows.setdefault(op.source_id, {})
-                pending.update(changes, updated_at=current["updated_at"])
-            if changes or op.delivery_id:
-                events.append(
-                    {
-                        "at": op.at,
-                        "who": op.who,
-                        "action": op.action or ("create" if created else "delete" if op.delete else "update"),
-                        "object_name": spec.name,
-                        "source_id": op.source_id,
-                        "old_values": {c: jsonable(before.get(c)) for c in changes if not created},
-                        "new_values": {
-                            c: jsonable(v) for c, v in changes.items() if v is not None or not created
-                        },
-                        "delivery_id": op.delivery_id,
-                        "recorded_at": recorded_at,
-                    }
-                )
-            done.append((op.index, WriteResult(op.key, True, target_id=op.source_id, created=created)))
-        if inserted:
-            conn.execute(sa.insert(table), [state[i] for i in sorted(inserted)])
-        for source_id, values in changed_rows.items():
-            if source_id not in inserted:
-                conn.execute(sa.update(table).where(table.c.source_id == source_id).values(**values))
-        if events:
-            conn.execute(sa.insert(self._tables.events), events)
-        return done
-
-    def _recorded(self, conn: Connection, delivery_ids: Sequence[str | None]) -> set[str]:
-        wanted = sorted({d for d in delivery_ids if d})
-        if not wanted:
-            return set()
-        events = self._tables.events
-        query = sa.select(events.c.delivery_id).where(events.c.delivery_id.in_(wanted))
-        return {str(d) for d in conn.execute(query).scalars()}
 
     def append_events(self, events: Sequence[Event]) -> int:
         """Record ``events`` (those whose delivery id is already recorded are skipped); how many were new."""
@@ -381,7 +222,7 @@ class SqlConnector(Connector, Writable, Readable):
             )
 
         def work(conn: Connection) -> int:
-            seen = self._recorded(conn, [r["delivery_id"] for r in rows])
+            seen = recorded(conn, self._tables.events, [r["delivery_id"] for r in rows])
             new = []
             for row in rows:
                 if row["delivery_id"] not in seen:
@@ -497,43 +338,3 @@ class SqlConnector(Connector, Writable, Readable):
 def _sort_key(item: tuple[tuple[str, str | None, str | None], int]) -> tuple[str, str, str]:
     (list_name, member, status), _ = item
     return (list_name, member or "", status or "")
-
-
-def _create_engine(settings: SqlConnection) -> Engine:
-    url = settings.sqlalchemy_url()
-    if settings.backend != "sqlite":
-        if settings.backend == "mysql" and "charset" not in url.query:
-            url = url.update_query_dict({"charset": "utf8mb4"})
-        return sa.create_engine(
-            url,
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
-            pool_timeout=settings.pool_timeout_seconds,
-            pool_recycle=int(settings.pool_recycle_seconds),
-            pool_pre_ping=True,
-            isolation_level="READ COMMITTED",
-            connect_args={"connect_timeout": settings.connect_timeout_seconds},
-        )
-    memory = url.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}}
-    if memory:
-        kwargs["poolclass"] = StaticPool  # one shared connection: every thread sees one database
-    engine = sa.create_engine(url, **kwargs)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        dbapi_connection.isolation_level = None  # transactions begin in _on_begin
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            if not memory:
-                cursor.execute("PRAGMA journal_mode = WAL")  # BI tools read while crmsync writes
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # writers queue at the start of their transaction instead of failing half-way
-        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'IMMEDIATE')}")
-
-    return engine

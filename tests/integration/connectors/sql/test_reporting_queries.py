@@ -13,8 +13,17 @@ import pytest
 import sqlalchemy as sa
 
 from crmsync.connectors.base import Write
-from crmsync.connectors.sql import ColumnSpec, Event, ObjectSpec, SnapshotRow, SqlConnector
-from crmsync.connectors.sql.connector import ACTION, AT, DELIVERY_ID, WHO
+from crmsync.connectors.sql import (
+    ACTION,
+    AT,
+    DELIVERY_ID,
+    WHO,
+    ColumnSpec,
+    Event,
+    ObjectSpec,
+    SnapshotRow,
+    SqlConnector,
+)
 
 Make = Callable[..., SqlConnector]
 DOC = Path(__file__).resolve().parents[4] / "docs" / "reporting.md"

@@ -10,8 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from crmsync.connectors.base import Write, WriteResult
-from crmsync.connectors.sql import ColumnSpec, Event, ObjectSpec, SqlConnector
-from crmsync.connectors.sql.connector import ACTION, AT, DELIVERY_ID, WHO
+from crmsync.connectors.sql import ACTION, AT, DELIVERY_ID, WHO, ColumnSpec, Event, ObjectSpec, SqlConnector
 from crmsync.errors import FixTheData
 
 Make = Callable[..., SqlConnector]
