@@ -82,10 +82,6 @@ class FlowRuntime:
         }
         self._functions = {name: transforms.get(name) for name in names if name}
 
-    @property
-    def writable_fields(self) -> frozenset[str]:
-        return frozenset(self._writable)
-
     def refuse_fields(self, fields: Mapping[str, Any]) -> list[str]:
         """Why the source may not send ``fields`` (empty when it may)."""
         problems = []
