@@ -325,7 +325,9 @@ class TwoWay:
         edits: dict[str, Any],
         at: datetime,
     ) -> dict[str, Any]:
-        """Drop the edits that lose a conflict with a change of the other side still in the queue."""
+        """Drop the edits that lose a conflict with a change of the other side still in the queue;
+        when this side wins, the other side's losing values are remembered as superseded there (the
+        winner's write follows), so the losing change, applied later, writes nothing."""
         if not edits:
             return edits
         other_side: Side = "target" if side == "source" else "source"
@@ -335,6 +337,7 @@ class TwoWay:
             return edits
         other_known = self._shadow(flow, other_side, other_id)
         kept = dict(edits)
+        lost: dict[str, tuple[Any, datetime]] = {}
         for rule in flow.rules:
             mine, theirs = (rule.source, rule.target) if side == "source" else (rule.target, rule.source)
             if mine not in kept:
@@ -350,7 +353,13 @@ class TwoWay:
                     self._log(flow, record_id, message, outcome="conflict")
                     if won != side:
                         kept.pop(mine)
+                    else:
+                        lost[theirs] = (payload[theirs], their_at)
                     break
+        for name, (value, their_at) in lost.items():
+            # the losing change is still queued: its value, remembered as the one the other side held
+            # until the winner's write, arrives as no news and is never written back
+            self.remember(flow, other_side, other_id, {name: value}, their_at)
         return kept
 
     def _pending(

@@ -210,3 +210,8 @@ def test_a_conflict_is_settled_by_the_flow_policy(two_way: tuple[Flows, Worker],
     assert records(flows.helpdesk, "Customer")[0]["Email"] == expected
     conflicts = synclog.query(flows.runtime.store, "customers", outcome="conflict")
     assert conflicts and f"the {'source' if winner == 'crm' else 'target'} wins" in str(conflicts[0].message)
+    # the winner's value is written once on the loser's side; the loser's value is never written
+    if winner == "crm":
+        assert (flows.writes(flows.helpdesk, "helpdesk"), flows.writes(flows.crm, "crm")) == (2, 0)
+    else:
+        assert (flows.writes(flows.helpdesk, "helpdesk"), flows.writes(flows.crm, "crm")) == (1, 1)
