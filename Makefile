@@ -20,10 +20,11 @@ demo: install  ## the workflows against the built-in sandbox; PORT=N, DEMO_ARGS=
 test: install  ## the whole test suite (needs the PostgreSQL and MariaDB test servers)
 	$(PY) -m pytest
 
-check: install  ## format check, lint, types
+check: install  ## format check, lint, types, layers (import-linter: [tool.importlinter] in pyproject.toml)
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format src tests bench

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from crmsync.config import load_config
-from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
 from crmsync.sandbox.tls import Materials, ensure_materials
+from crmsync.service.process import Process
 from crmsync.store import tokens
 from crmsync.store.db import Store
 

@@ -32,10 +32,10 @@ from crmsync.cli.demo_leads import run_leads_demo, serving, wait
 from crmsync.cli.sandbox import load_sandbox
 from crmsync.client import Client
 from crmsync.config import load_config
-from crmsync.engine.process import Process
 from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError, LockedRecord
+from crmsync.service.process import Process
 from crmsync.store import tokens
 from crmsync.store.db import Store
 

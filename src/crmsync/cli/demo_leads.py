@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crmsync.config import load_config
-from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
+from crmsync.service.process import Process
 from crmsync.store.db import Store
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""``crmsync run | serve | worker | status``: the processes, and what they are doing."""
+"""``crmsync run | serve | worker | scheduler | status``: the processes, and what they are doing."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from crmsync.alerts.checks import AUTH
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
 from crmsync.cli.store_errors import reports_store_errors
 from crmsync.cli.text import printable
-from crmsync.engine.process import Process
 from crmsync.engine.queue import QueueStats
 from crmsync.engine.readiness import Readiness, blockers
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.sync import initial_syncs
+from crmsync.service.process import Process
 from crmsync.store import webhooks as webhook_receivers
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(reports_store_errors(run))
     app.command("serve")(reports_store_errors(serve))
     app.command("worker")(reports_store_errors(worker))
+    app.command("scheduler")(reports_store_errors(scheduler))
     app.command("status")(reports_store_errors(status))
 
 
@@ -113,12 +114,33 @@ def serve(
 def worker(
     config: Path = CONFIG_OPTION,
     concurrency: int | None = typer.Option(None, help="Worker threads (default: worker.concurrency)."),
+    with_scheduler: bool = typer.Option(
+        True,
+        "--scheduler/--no-scheduler",
+        help="Also fire the cron jobs (off when `crmsync scheduler` runs them).",
+    ),
 ) -> None:
-    """Run only workers: they claim queued changes and apply them. Stops cleanly on SIGTERM."""
+    """Run only workers, with the pollers, reconcilers and alert checks: they claim queued changes and
+    apply them. Run as many as needed against one store. Stops cleanly on SIGTERM."""
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
-    proc = Process(runtime, web=False, workers=concurrency or cfg.worker.concurrency)
+    proc = Process(
+        runtime, web=False, workers=concurrency or cfg.worker.concurrency, scheduler=with_scheduler
+    )
     typer.echo(f"crmsync worker: {proc.workers} thread(s) on {runtime.store.shown_url}", err=True)
+    try:
+        proc.run()
+    finally:
+        runtime.close()
+
+
+def scheduler(config: Path = CONFIG_OPTION) -> None:
+    """Run only the scheduler: fire the configured cron jobs. Run as many as needed against one store:
+    each occurrence of a job fires once. Stops cleanly on SIGTERM."""
+    cfg = load_or_exit(config)
+    runtime = Runtime(cfg)
+    proc = Process(runtime, web=False, workers=0, scheduler=True)
+    typer.echo(f"crmsync scheduler: {len(cfg.jobs)} job(s) on {runtime.store.shown_url}", err=True)
     try:
         proc.run()
     finally:

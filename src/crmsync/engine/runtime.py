@@ -2,15 +2,15 @@
 
 The web app, the workers and the scheduler of a process share one :class:`Runtime`: the store,
 the change queue, the connectors (created on first use), the flows, the lock checker, the ledger
-and the metrics. Nothing here starts a thread or a server: :mod:`crmsync.engine.process` does.
+and the metrics. Nothing here starts a thread or a server: :mod:`crmsync.service.process` does.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from crmsync.alerts import Alerter
-from crmsync.config.models import Config
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
 from crmsync.connectors.capabilities import (
@@ -34,6 +34,9 @@ from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.twoway import TwoWay
 from crmsync.errors import ConfigError
 from crmsync.store.db import Store
+
+if TYPE_CHECKING:  # the engine is handed a configuration; it does not read one
+    from crmsync.config.models import Config
 
 
 class Runtime:

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from crmsync.cli import preview as preview_cmd
 from crmsync.config import load_config
-from crmsync.engine.process import Process
 from crmsync.engine.queue import NewChange
 from crmsync.engine.runtime import Runtime
 from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
+from crmsync.service.process import Process
 from crmsync.store import schema as t
 from crmsync.store.db import Store
 

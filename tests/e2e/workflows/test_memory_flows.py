@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from crmsync.cli.main import app as cli
 from crmsync.config import load_config
 from crmsync.connectors.memory import MemorySystem
-from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
+from crmsync.service.process import Process
 from crmsync.store import synclog
 
 from ..conftest import wait_until

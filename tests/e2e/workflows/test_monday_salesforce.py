@@ -17,7 +17,6 @@ import pytest
 
 from crmsync.config import load_config
 from crmsync.engine.poller import SalesforcePoller
-from crmsync.engine.process import Process
 from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
@@ -25,6 +24,7 @@ from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.monday.store import iso_now
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
+from crmsync.service.process import Process
 from crmsync.store.db import Store
 
 from ..conftest import ROOT, wait_until

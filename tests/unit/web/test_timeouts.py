@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from crmsync.config import load_config
-from crmsync.engine.process import Process
 from crmsync.engine.runtime import Runtime
+from crmsync.service.process import Process
 
 CONFIG = """
 version: 1

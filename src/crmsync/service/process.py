@@ -1,10 +1,21 @@
-"""Run a process's parts: the web app, workers, the Salesforce poller and the scheduler.
+"""Run a process's parts: the web app, workers, pollers, reconcilers, the watchdog and the scheduler.
 
 ``crmsync run`` runs all of them in one process (the embedded default); ``crmsync serve`` only
-the web app and ``crmsync worker`` workers, the poller and the scheduler — as many processes as
+the web app, ``crmsync worker`` workers with the pollers, reconcilers and watchdog (and the
+scheduler, unless told not to), ``crmsync scheduler`` only the scheduler — each as many times as
 needed against one store (store leases make one poller per connection and one firing per job
 occurrence, whatever the number of processes).
 SIGTERM or Ctrl-C stops taking new work; each worker finishes the batch it holds, then exits.
+
+::
+
+    Process(runtime, web=…, workers=…, scheduler=…)
+      ├─ web app (uvicorn, one listening socket)        web
+      ├─ workers (N)  ─► engine.worker.Worker            workers > 0
+      ├─ pollers, one per polled connection             workers > 0 (a store lease each)
+      ├─ reconcilers, one per webhook connection        workers > 0 (a store lease each)
+      ├─ watchdog (queue lag, dead letters)             workers > 0
+      └─ scheduler (cron jobs)                          scheduler (default: workers > 0)
 """
 
 from __future__ import annotations
