@@ -167,6 +167,10 @@ class Condition(Model):
     one_of: list[Any] | None = Field(
         None, alias="in", description="The record matches when the field holds one of these."
     )
+    starts_with: str | None = Field(
+        None,
+        description="The record matches when the field holds text starting with this (a subject prefix).",
+    )
 
 
 class RelatedObject(Model):

@@ -11,6 +11,7 @@ connector knows its vendor's limits and sorts every vendor error into the classe
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
@@ -21,12 +22,55 @@ Operation = Literal["create", "update", "upsert", "delete"]
 
 
 @dataclass(frozen=True)
+class EventMeta:
+    """What a change's source says of the event behind it, beside the record's fields: when it
+    happened, who did it, the vendor's action type and its id for the change (a Trello action id),
+    and what the event says that is no field of the record (a comment's text).
+
+    It travels with the change through the queue to the target's :class:`Write`; a target that
+    keeps a history (the SQL reporting connector) records it, others may ignore it.
+    """
+
+    at: dt.datetime | None = None
+    who: str | None = None
+    action: str | None = None
+    delivery_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (times as ISO text); :meth:`from_dict` reads it back."""
+        return {
+            "at": self.at.isoformat() if self.at is not None else None,
+            "who": self.who,
+            "action": self.action,
+            "delivery_id": self.delivery_id,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> EventMeta | None:
+        if not data:
+            return None
+        from crmsync.connectors.stamps import try_stamp
+
+        return cls(
+            at=try_stamp(data.get("at")),
+            who=data.get("who"),
+            action=data.get("action"),
+            delivery_id=data.get("delivery_id"),
+            details=dict(data.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True)
 class Write:
     """One record to write. ``key`` identifies it in the results (the change's record key).
 
     - ``create``: ``fields`` only;
     - ``update`` / ``delete``: ``target_id`` (the record's id in the target system);
     - ``upsert``: ``external_id_field`` and ``external_id`` (the match key in the target).
+
+    ``meta``: when, who, what action and which delivery the write comes from (never in ``fields``).
     """
 
     key: str
@@ -35,6 +79,8 @@ class Write:
     target_id: str | None = None
     external_id_field: str | None = None
     external_id: str | None = None
+    #: the event behind this write, when its source told one (see :class:`EventMeta`)
+    meta: EventMeta | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,11 @@ question for a connector *class*, without connecting (``crmsync check``)::
                       and hold back non-urgent work
     NamedObjects      turn an object's name (a board's) into       object_id
                       its id
+    Describes         an object's fields and their types           describe
+    PreparesSchema    shape a target's storage (tables) from the   prepare_schema
+                      flows that write to it
+    KeepsHistory      hand a target every event, even one that     keeps_history
+                      changes no field it holds (with its meta)
 
 A *change source* is any of :class:`PolledSource`, :class:`WebhookSource` or
 :class:`IngestSource`: a side of a flow whose changes travel needs one (:data:`CHANGE_SOURCES`).
@@ -49,7 +54,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from crmsync.connectors.base import ChangeBatch, Connector, Record, Write, WriteResult
+from crmsync.connectors.base import ChangeBatch, Connector, EventMeta, Record, Write, WriteResult
 from crmsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -156,6 +161,18 @@ class SourceEvent:
     created: bool = False
     #: the record is gone for good (what is remembered of it may be forgotten)
     gone: bool = False
+    #: who made the change (the vendor's member or user id), when the vendor says
+    who: str | None = None
+    #: the vendor's type of the event (``updateCard``, ``commentCard``, ...)
+    action: str | None = None
+    #: what the event says that is no field of the record (a comment's text)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def meta(self) -> EventMeta:
+        """The event's metadata, as it travels with its change to the target's write."""
+        return EventMeta(
+            at=self.at, who=self.who, action=self.action, delivery_id=self.delivery_id, details=self.details
+        )
 
 
 @dataclass(frozen=True)
@@ -286,6 +303,47 @@ class NamedObjects(Protocol):
         ...
 
 
+@runtime_checkable
+class Describes(Protocol):
+    """An object's fields and their types can be read (a Salesforce describe, a board's columns)."""
+
+    def describe(self, object_name: str) -> Mapping[str, Any]:
+        """``{"fields": [{"name", "type", "length"?}, ...]}`` (types in the vendor's words)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TargetShape:
+    """What one flow writes into one object of a target: the target fields it maps (each from a
+    source field), and the source's describe of what it reads, when the source offers one."""
+
+    flow: str
+    object_name: str
+    #: target field → the source field it comes from
+    fields: Mapping[str, str]
+    source: str
+    describe: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class PreparesSchema(Protocol):
+    """A target whose storage is shaped by the flows writing to it (a reporting database's tables)."""
+
+    def prepare_schema(self, shapes: Sequence[TargetShape], *, apply: bool = True) -> list[str]:
+        """Declare what the flows write and, with ``apply``, create or migrate the storage for it;
+        what was (or would be) changed, in words. A change the target refuses to make (one that could
+        lose data) raises :class:`~crmsync.errors.ConfigError` listing each."""
+        ...
+
+
+@runtime_checkable
+class KeepsHistory(Protocol):
+    """A target that records every event of a record (its history), even one that changes none of
+    the fields it holds (a comment): the engine hands it such events as writes with their ``meta``."""
+
+    def keeps_history(self) -> bool: ...
+
+
 #: every capability, by the name the messages use
 CAPABILITIES: dict[str, type] = {
     "Writable": Writable,
@@ -297,6 +355,9 @@ CAPABILITIES: dict[str, type] = {
     "RelatedCreator": RelatedCreator,
     "Budgeted": Budgeted,
     "NamedObjects": NamedObjects,
+    "Describes": Describes,
+    "PreparesSchema": PreparesSchema,
+    "KeepsHistory": KeepsHistory,
 }
 
 #: what each capability lets a connection do, for messages
@@ -310,6 +371,9 @@ _WHAT = {
     "RelatedCreator": "cannot create related records together",
     "Budgeted": "has no shared API budget",
     "NamedObjects": "cannot look objects up by name",
+    "Describes": "cannot describe its objects",
+    "PreparesSchema": "has no schema to prepare",
+    "KeepsHistory": "keeps no history",
 }
 
 C = TypeVar("C")

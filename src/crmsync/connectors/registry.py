@@ -37,6 +37,14 @@ _BUILTIN: dict[str, tuple[str, str]] = {
         "crmsync.connectors.memory.settings:MemoryConnection",
         "crmsync.connectors.memory.connector:MemoryConnector",
     ),
+    "trello": (
+        "crmsync.connectors.trello.settings:TrelloConnection",
+        "crmsync.connectors.trello.connector:TrelloConnector",
+    ),
+    "sql": (
+        "crmsync.connectors.sql.settings:SqlConnection",
+        "crmsync.connectors.sql.connector:SqlConnector",
+    ),
 }
 
 

@@ -3,14 +3,17 @@
 Built once from the flow's configuration (:class:`crmsync.config.models.Flow`); the ingest API
 uses :meth:`FlowRuntime.refuse_fields` to turn away what the source does not own, and the worker
 uses :meth:`FlowRuntime.to_target` to map the net fields of a change through the transforms.
+:func:`target_shapes` tells a target whose storage follows its flows
+(:class:`~crmsync.connectors.capabilities.PreparesSchema`) what they write into it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from crmsync.connectors.capabilities import TargetShape
 from crmsync.engine import transforms
 from crmsync.errors import CrmsyncError, FixTheData
 
@@ -139,6 +142,9 @@ class FlowRuntime:
         if self.when is None:
             return True
         value = record.get(self.when.field)
+        starts_with = getattr(self.when, "starts_with", None)
+        if starts_with is not None:
+            return isinstance(value, str) and value.startswith(starts_with)
         if self.when.one_of is not None:
             return value in self.when.one_of
         return bool(value == self.when.equals)
@@ -184,3 +190,29 @@ class FlowRuntime:
             return template.format(**values)
         except (KeyError, IndexError, ValueError):
             return template
+
+
+def target_shapes(
+    flows: Iterable[FlowRuntime],
+    target: str,
+    describe: Callable[[str, str], Mapping[str, Any] | None],
+) -> list[TargetShape]:
+    """What the flows writing to ``target`` write into it: per flow, its object and the target fields
+    it maps to (each from its source field, typed by ``describe(source connection, source object)``;
+    None when the source cannot say)."""
+    shapes = []
+    for flow in flows:
+        if flow.target != target:
+            continue
+        fields = {r.target: r.source for r in flow.rules if r.to_target}
+        source_object = flow.source_object or flow.object_name
+        shapes.append(
+            TargetShape(
+                flow=flow.name,
+                object_name=flow.object_name,
+                fields=fields,
+                source=flow.source,
+                describe=describe(flow.source, source_object),
+            )
+        )
+    return shapes

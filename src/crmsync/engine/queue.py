@@ -25,6 +25,9 @@ Promises, on SQLite, PostgreSQL and MySQL/MariaDB alike:
   changes nothing. Owners must be unique per claimer (e.g. ``host:pid:thread``).
 - *Back of the line*: a retried change becomes available after an exponential back-off, so it
   never blocks other records; later changes of the same record wait behind it.
+- *Events stay whole*: a change carrying its source's event metadata (``meta``: when, who, the
+  action, the delivery id) is claimed on its own, never folded with the record's other changes,
+  so a target keeping a history sees each event as it happened.
 
 While a row is leased its ``available_at`` holds the lease expiry, so one index,
 ``(state, available_at, id)``, finds both pending work and expired leases in claim order. Claims
@@ -47,6 +50,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from crmsync.connectors.base import EventMeta
 from crmsync.engine.backoff import Backoff
 from crmsync.errors import CrmsyncError
 from crmsync.store.db import Store
@@ -71,6 +75,8 @@ class NewChange:
     operation: Operation
     fields: Mapping[str, Any]
     delivery_id: str | None = None
+    #: what the source said of the event behind the change (travels to the target's write)
+    meta: EventMeta | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,8 @@ class ClaimedChange:
     attempts: int
     created_at: datetime
     lease_owner: str
+    #: the event behind the change (a change with one is never folded with others)
+    meta: EventMeta | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,7 @@ class ChangeQueue:
             "created_at": now,
             "updated_at": now,
             "last_error": None,
+            "meta": change.meta.to_dict() if change.meta is not None else None,
         }
 
     # -- claim ----------------------------------------------------------------------------------
@@ -304,7 +313,7 @@ class ChangeQueue:
         for flow, chunk in batches:
             query = (
                 sa.select(c.id, c.source, c.flow, c.record_key, c.operation, c.payload, c.state)
-                .add_columns(c.available_at, c.attempts, c.created_at)
+                .add_columns(c.available_at, c.attempts, c.created_at, c.meta)
                 .where(c.flow == flow, c.record_key.in_(chunk), c.state.in_(UNFINISHED))
                 .order_by(c.id)
             )
@@ -317,6 +326,9 @@ class ChangeQueue:
                 live_elsewhere = row.id != head_ids[key] and row.state == "leased" and row.available_at > now
                 if live_elsewhere or len(members[key]) >= self.max_fold:
                     stopped.add(key)  # fold nothing past a gap: order must hold
+                    continue
+                if members[key] and (row.meta or members[key][0].meta):
+                    stopped.add(key)  # an event is applied on its own
                     continue
                 members[key].append(row)
         claimed: list[ClaimedChange] = []
@@ -339,6 +351,7 @@ class ChangeQueue:
                     attempts=rows[0].attempts,
                     created_at=rows[0].created_at,
                     lease_owner=owner,
+                    meta=EventMeta.from_dict(rows[0].meta) if len(rows) == 1 else None,
                 )
             )
         values = {

@@ -8,28 +8,32 @@ and the metrics. Nothing here starts a thread or a server: :mod:`crmsync.service
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from crmsync.alerts import Alerter
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
+from crmsync.connectors.polling import PollTarget
 from crmsync.connectors.capabilities import (
     Budgeted,
+    Describes,
     IngestSource,
     NamedObjects,
     PolledSource,
+    PreparesSchema,
     Queryable,
+    TargetShape,
     WebhookSource,
     offers,
     require,
 )
 from crmsync.engine.backoff import Backoff
-from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.flows import FlowRuntime, target_shapes
 from crmsync.engine.health import Health
 from crmsync.engine.ledger import Ledger
 from crmsync.engine.locks import LockChecker
 from crmsync.engine.metrics import Metrics
-from crmsync.engine.poll_plan import PollTarget
 from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.twoway import TwoWay
 from crmsync.errors import ConfigError
@@ -43,7 +47,7 @@ class Runtime:
     def __init__(self, config: Config, *, store: Store | None = None, upgrade: bool | None = None) -> None:
         self.config = config
         self._connectors: dict[str, Connector] = {}
-        self._guard = threading.Lock()
+        self._guard = threading.RLock()  # a target's schema is prepared from its sources' describes
         self._boards: dict[tuple[str, str], str] = {}
         self.store = store if store is not None else Store(config.store.url)
         if upgrade or (upgrade is None and self.store.dialect == "sqlite"):
@@ -82,8 +86,24 @@ class Runtime:
                 found = registry.create(name, conn)
                 if isinstance(found, Budgeted):  # API budgets shared by every process
                     found.attach_store(self.store)
+                if isinstance(found, PreparesSchema):  # e.g. reporting tables, from the flows
+                    try:
+                        found.prepare_schema(self.target_shapes(name))
+                    except BaseException:
+                        found.close()
+                        raise
                 self._connectors[name] = found
             return found
+
+    def target_shapes(self, target: str) -> list[TargetShape]:
+        """What the flows writing to ``target`` write there, typed by their sources' describes."""
+        return target_shapes(self.flows.values(), target, self.describe)
+
+    def describe(self, connection: str, object_name: str) -> Mapping[str, Any] | None:
+        """The connection's describe of an object, when its connector offers one."""
+        if not offers(self.connector_type(connection), Describes):
+            return None
+        return require(self.connector(connection), Describes).describe(object_name)
 
     def connector_type(self, name: str) -> type[Connector]:
         """The connector class of a connection (nothing is built or connected)."""
@@ -122,7 +142,7 @@ class Runtime:
         for flow in self.flows.values():
             back = sorted({r.target for r in flow.rules if r.to_source})
             if back and self.is_two_way(flow) and self._polled_only(flow.target):
-                target = PollTarget(flow.name, flow.target, flow.object_name, (*back, "SystemModstamp"))
+                target = PollTarget(flow.name, flow.target, flow.object_name, tuple(back), stamped=True)
                 targets.setdefault(flow.target, []).append(target)
             forward = sorted({r.source for r in flow.rules if r.to_target} | {flow.key_field})
             if flow.source_object and self._polled_only(flow.source) and flow.source != flow.target:

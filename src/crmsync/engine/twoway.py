@@ -13,6 +13,10 @@ side, the value and time of every field as last synced (the shadow):
 
 The first forward change of a record that matches the flow's ``when`` creates the target record
 — with its related objects, all or none, in one call — and writes the new ids back to the source.
+
+A change carrying its source's event (``meta``: when, who, action, delivery id) hands it to the
+target's write; a target that keeps a history (:class:`~crmsync.connectors.capabilities.KeepsHistory`)
+is also written an event that changes none of its fields (a comment), so it can record it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from crmsync.connectors.base import Connector, Write
-from crmsync.connectors.capabilities import Readable, RelatedCreator, Writable, require
+from crmsync.connectors.capabilities import KeepsHistory, Readable, RelatedCreator, Writable, require
 from crmsync.connectors.stamps import try_stamp as parse_stamp
 from crmsync.engine.decide import Creation, Side, decide, needs_full_read, winner
 from crmsync.engine.flows import FlowRuntime
@@ -93,7 +97,9 @@ class TwoWay:
             if link is None or flow.on_delete == "ignore":
                 return Applied.skip("nothing linked to delete" if link is None else "on_delete is ignore")
             self._write(
-                target, flow.object_name, Write(key=key, operation="delete", target_id=link.target_id)
+                target,
+                flow.object_name,
+                Write(key=key, operation="delete", target_id=link.target_id, meta=change.meta),
             )
             self._forget(flow, key, link.target_id)
             return Applied("deleted", f"deleted {flow.object_name} {link.target_id}")
@@ -107,10 +113,14 @@ class TwoWay:
             decision = decide(flow, key, record, linked=False)
             if decision.creation is None:
                 return Applied.skip(decision.reason)
-            return self._create(flow, key, record, decision.creation, at)
+            return self._create(flow, key, record, decision.creation, at, change)
         edits = self._settle(flow, "source", key, link.target_id, edits, at)
         decision = decide(flow, key, fields, linked=True, news=edits)
         if decision.action == "skip":
+            if change.meta is not None and isinstance(target, KeepsHistory) and target.keeps_history():
+                event = Write(key=key, operation="update", target_id=link.target_id, meta=change.meta)
+                self._write(target, flow.object_name, event)
+                return Applied("updated", f"recorded {change.meta.action or 'the event'} (no field changed)")
             return Applied.skip(decision.reason)
         mapped = decision.fields
         record = {k: v[0] for k, v in known.items()} | fields
@@ -120,7 +130,7 @@ class TwoWay:
             self._write(
                 target,
                 flow.object_name,
-                Write(key=key, operation="update", fields=main, target_id=link.target_id),
+                Write(key=key, operation="update", fields=main, target_id=link.target_id, meta=change.meta),
             )
             wrote.append(flow.object_name)
         for rel in flow.related:
@@ -145,7 +155,13 @@ class TwoWay:
         )
 
     def _create(
-        self, flow: FlowRuntime, key: str, record: Mapping[str, Any], plan: Creation, at: datetime
+        self,
+        flow: FlowRuntime,
+        key: str,
+        record: Mapping[str, Any],
+        plan: Creation,
+        at: datetime,
+        change: ClaimedChange | None = None,
     ) -> Applied:
         target = self.rt.connector(flow.target)
         main = plan.fields  # the values `crmsync preview` shows
@@ -163,8 +179,9 @@ class TwoWay:
             creator = require(target, RelatedCreator, f"flow {flow.name!r} (related)")
             ids = creator.create_related(flow.object_name, main, related)
         else:
+            meta = change.meta if change is not None else None
             [result] = require(target, Writable, f"flow {flow.name!r}").write_batch(
-                flow.object_name, [Write(key=key, operation="create", fields=main)]
+                flow.object_name, [Write(key=key, operation="create", fields=main, meta=meta)]
             )
             if not result.ok:
                 raise result.error or FixTheData("create refused")

@@ -428,14 +428,21 @@ class Worker:
             if flow.match_field is None:
                 target_id = self.rt.ledger.target_id(flow, change.record_key)
                 if target_id is None:
-                    return Write(key=change.record_key, operation="create", fields=fields)
-                return Write(key=change.record_key, operation="update", fields=fields, target_id=target_id)
+                    return Write(key=change.record_key, operation="create", fields=fields, meta=change.meta)
+                return Write(
+                    key=change.record_key,
+                    operation="update",
+                    fields=fields,
+                    target_id=target_id,
+                    meta=change.meta,
+                )
             return Write(
                 key=change.record_key,
                 operation="upsert",
                 fields=fields,
                 external_id_field=flow.match_field,
                 external_id=change.record_key,
+                meta=change.meta,
             )
         if flow.on_delete != "delete":  # ignore; archive leaves Salesforce records in place
             return None
@@ -445,6 +452,7 @@ class Worker:
             target_id=self.rt.ledger.target_id(flow, change.record_key),
             external_id_field=flow.match_field,
             external_id=change.record_key,
+            meta=change.meta,
         )
 
     def _resolve_deletes(self, flow: FlowRuntime, writes: list[Write]) -> list[Write]:
@@ -460,7 +468,7 @@ class Worker:
             if w.operation == "delete" and w.target_id is None:
                 if w.key not in found:
                     continue
-                w = Write(key=w.key, operation="delete", target_id=found[w.key])
+                w = Write(key=w.key, operation="delete", target_id=found[w.key], meta=w.meta)
             out.append(w)
         return out
 

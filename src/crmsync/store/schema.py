@@ -105,6 +105,7 @@ changes = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("last_error", JSONText(), nullable=True),
+    sa.Column("meta", JSONText(), nullable=True),
     _check_in("operation", CHANGE_OPERATIONS, "ck_changes_operation"),
     _check_in("state", CHANGE_STATES, "ck_changes_state"),
     sa.UniqueConstraint("source", "delivery_id", name="uq_changes_delivery"),

@@ -111,7 +111,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/api/v1/openapi.json", _api(openapi, 200), methods=["GET"]),
             Route("/webhooks/monday/{connection}", webhook, methods=["POST"]),
             Route("/webhooks/monday/{connection}/{secret}", webhook, methods=["POST"]),
-            Route("/webhooks/{connection}", webhook, methods=["POST"]),
+            Route("/webhooks/{connection}", webhook, methods=["POST", "HEAD"]),
             Route("/webhooks/{connection}/{secret}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -5,6 +5,8 @@ One route for every connection whose connector is a
 answers too: monday's webhooks are registered there). The connector knows its vendor; this module
 knows the order of things, the same for every vendor:
 
+0. a ``HEAD`` request (Trello checks a callback URL so when a webhook is created) is answered
+   200 for a connection that receives webhooks, 404 otherwise; it carries nothing to store;
 1. **authenticate** before the body is parsed (``WebhookSource.authenticate``: for monday a
    signed JWT — checked with ``signing_secret``, naming this endpoint or the registered URL as its
    audience, unexpired — or the connection's secret in the URL, compared in constant time); a
@@ -14,9 +16,11 @@ knows the order of things, the same for every vendor:
 2. **parse**, bounded in size and depth; anything malformed is a 400; the vendor's URL check
    (``handshake``) is answered;
 3. **queue** each event as one change row per flow that reads or writes that object, de-duplicated
-   on the vendor's event id — written before the reply, so an acknowledged event is never lost. A
+   on the vendor's event id — written before the reply, so an acknowledged event is never lost —
+   with the event's metadata (when, who, action, delivery id: ``NewChange.meta``). A
    field's value older (by the event's time) than one already received for it is dropped, so
-   deliveries arriving out of order never roll a value back; one record's deliveries are compared
+   deliveries arriving out of order never roll a value back (an event naming its action is still
+   queued, without those values, for the targets keeping a history); one record's deliveries are compared
    and queued one at a time in this process.
 """
 
@@ -68,6 +72,7 @@ def changes_for(runtime: Runtime, connection: str, event: SourceEvent) -> list[N
                 operation=event.operation,
                 fields={**event.fields, "_at": event.at.isoformat() if event.at else None},
                 delivery_id=f"{event.delivery_id}:{flow.name}",
+                meta=event.meta(),
             )
         )
     return changes
@@ -91,6 +96,8 @@ class Webhooks:
     async def __call__(self, request: Request) -> Response:
         connection = request.path_params["connection"]
         source = await anyio.to_thread.run_sync(self._source, connection)
+        if request.method == "HEAD":  # the vendor checks the callback URL
+            return Response(status_code=200)
         body = await read_body(request, self.rt.max_body_bytes)
         delivery = Delivery(
             headers=dict(request.headers),
@@ -176,7 +183,7 @@ class Webhooks:
                     connection,
                     ", ".join(sorted(stale)),
                 )
-                if not newer and not event.created:
+                if not newer and not event.created and not event.action:
                     return {"accepted": 0, "duplicates": 0, "stale": sorted(stale)}
                 event = replace(event, fields={k: v for k, v in event.fields.items() if k not in stale})
         accepted = duplicates = 0

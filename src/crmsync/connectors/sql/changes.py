@@ -1,12 +1,13 @@
 """Writes on their way into a current-state table, with the events that tell them.
 
 A write names its record by the source's id (``target_id``, else ``external_id``, else its key).
-Besides the mapped fields, it may carry pseudo-fields for its event: :data:`ACTION` (the source's
-action type; default create / update / delete), :data:`WHO`, :data:`AT` (when it happened at the
-source; default now) and :data:`DELIVERY_ID` (the source's id of the change: a delivery already
-recorded is skipped). :func:`apply` reads the rows first (locked, in one order for every writer),
-then writes only what changed: one event per write that changed something or carries a new
-delivery id, and nothing at all for a write applied before.
+Its event comes from the write's ``meta`` (:class:`~crmsync.connectors.base.EventMeta`): the
+source's action type (default create / update / delete), who, when it happened at the source
+(default now), the source's id of the change (a delivery already recorded is skipped) and, for an
+event that changes no column, what it says (a comment's text: its ``new_values``).
+:func:`apply` reads the rows first (locked, in one order for every writer), then writes only what
+changed: one event per write that changed something or carries a new delivery id, and nothing at
+all for a write applied before.
 """
 
 from __future__ import annotations
@@ -23,13 +24,6 @@ from crmsync.connectors.base import Write, WriteResult
 from crmsync.connectors.sql.tables import ID_LENGTH, ObjectSpec
 from crmsync.connectors.sql.values import coerce, jsonable, utc_naive
 from crmsync.errors import Fatal, FixTheData
-
-#: pseudo-fields of a write: the event's action type, who did it, when, and the source's delivery id
-ACTION = "__action__"
-WHO = "__who__"
-AT = "__at__"
-DELIVERY_ID = "__delivery_id__"
-META_FIELDS = frozenset({ACTION, WHO, AT, DELIVERY_ID})
 
 
 @dataclass(frozen=True)
@@ -70,6 +64,8 @@ class PendingWrite:
     #: None: create, update or delete, as the write turns out
     action: str | None
     delivery_id: str | None
+    #: what the event says when it changes no column (a comment's text)
+    details: dict[str, Any]
 
 
 def pending_write(
@@ -81,8 +77,6 @@ def pending_write(
         raise FixTheData(f"a record needs a source id of 1 to {ID_LENGTH} characters", object_name=spec.name)
     values: dict[str, Any] = {}
     for name, value in w.fields.items():
-        if name in META_FIELDS:
-            continue
         column = spec.column(name)
         if column is None:
             known = ", ".join(c.name for c in spec.columns)
@@ -96,11 +90,11 @@ def pending_write(
             values[name] = coerce(column, value, check_length=check_length)
         except ValueError as exc:
             raise FixTheData(f"column {name}: {exc}", object_name=spec.name, record=source_id) from None
-    fields = w.fields
+    meta = w.meta
     try:
-        at = utc_naive(fields[AT]) if fields.get(AT) else now
+        at = utc_naive(meta.at) if meta is not None and meta.at is not None else now
     except ValueError as exc:
-        raise FixTheData(f"{AT}: {exc}", object_name=spec.name, record=source_id) from None
+        raise FixTheData(f"event time: {exc}", object_name=spec.name, record=source_id) from None
     delete = w.operation == "delete"
     return PendingWrite(
         index=index,
@@ -109,9 +103,10 @@ def pending_write(
         delete=delete,
         values=values,
         at=at,
-        who=str(fields[WHO]) if fields.get(WHO) is not None else None,
-        action=str(fields[ACTION]) if fields.get(ACTION) else None,
-        delivery_id=str(fields[DELIVERY_ID]) if fields.get(DELIVERY_ID) else None,
+        who=str(meta.who) if meta is not None and meta.who is not None else None,
+        action=str(meta.action) if meta is not None and meta.action else None,
+        delivery_id=str(meta.delivery_id) if meta is not None and meta.delivery_id else None,
+        details={k: jsonable(v) for k, v in (meta.details if meta is not None else {}).items()},
     )
 
 
@@ -175,9 +170,8 @@ def apply(
                     "object_name": spec.name,
                     "source_id": op.source_id,
                     "old_values": {c: jsonable(before.get(c)) for c in changes if not created},
-                    "new_values": {
-                        c: jsonable(v) for c, v in changes.items() if v is not None or not created
-                    },
+                    "new_values": {c: jsonable(v) for c, v in changes.items() if v is not None or not created}
+                    or op.details,
                     "delivery_id": op.delivery_id,
                     "recorded_at": recorded_at,
                 }

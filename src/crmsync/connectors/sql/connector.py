@@ -15,7 +15,12 @@ change is also appended to ``<prefix>events`` in the same transaction (:mod:`.ta
 - :meth:`~SqlConnector.append_events` records events that change no table (a comment);
   :meth:`~SqlConnector.write_snapshot` replaces one day's workload snapshot.
 - Tables are created and migrated by :meth:`~SqlConnector.prepare` (additive changes only), on
-  first use at the latest.
+  first use at the latest. As a :class:`~crmsync.connectors.capabilities.PreparesSchema`, the
+  engine declares them from the flows that write here (:meth:`~SqlConnector.prepare_schema`: the
+  flow's field map names the columns, the source's describe types them) when it builds the
+  connector and in ``crmsync check --connect``.
+- As a :class:`~crmsync.connectors.capabilities.KeepsHistory`, it is handed every event of a
+  record, even one that changes no column (a comment): it becomes a history row of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.connectors.base import Connector, Record, Write, WriteResult
-from crmsync.connectors.capabilities import Readable, Writable
+from crmsync.connectors.capabilities import KeepsHistory, PreparesSchema, Readable, TargetShape, Writable
 from crmsync.connectors.sql import tables as schema
 from crmsync.connectors.sql.changes import Event, PendingWrite, SnapshotRow, apply, pending_write, recorded
 from crmsync.connectors.sql.engine import create_engine
@@ -46,7 +51,7 @@ MAX_BATCH = 500
 PAGE_SIZE = 1000
 
 
-class SqlConnector(Connector, Writable, Readable):
+class SqlConnector(Connector, Writable, Readable, PreparesSchema, KeepsHistory):
     """One reporting database, for one configured connection."""
 
     kind: ClassVar[str] = "sql"
@@ -96,6 +101,38 @@ class SqlConnector(Connector, Writable, Readable):
                 list(self._specs.values()), self.settings.table_prefix, self.settings.db_schema
             )
             self._prepared = False
+
+    def prepare_schema(self, shapes: Sequence[TargetShape], *, apply: bool = True) -> list[str]:
+        """Declare a table per object the flows write (columns from their field maps, typed by their
+        sources' describes) and, with ``apply``, create or migrate them; what changed, in words.
+        :class:`.tables.SchemaRefused` (a ConfigError listing each refused change) else."""
+        merged: dict[str, tuple[dict[str, str], dict[str, Any], str]] = {}
+        for shape in shapes:
+            fields, described, _ = merged.setdefault(shape.object_name, ({}, {"fields": []}, shape.source))
+            fields.update(shape.fields)
+            described["fields"].extend((shape.describe or {}).get("fields", []))
+        self.declare(
+            schema.spec_from_describe(
+                name,
+                fields,
+                described,
+                source_system=source,
+            )
+            for name, (fields, described, source) in merged.items()
+        )
+        if apply:
+            return [str(change) for change in self.prepare().changes]
+        planned = self.plan()
+        if planned.problems:
+            raise schema.SchemaRefused(
+                f"the reporting tables need {len(planned.problems)} destructive change(s) crmsync will "
+                "not make: " + "; ".join(planned.problems),
+                problems=planned.problems,
+            )
+        return [str(change) for change in planned.changes]
+
+    def keeps_history(self) -> bool:
+        return True
 
     def plan(self) -> schema.Plan:
         """The changes :meth:`prepare` would make, and the destructive ones it would refuse."""

@@ -24,6 +24,7 @@ from typing import Any
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
 from crmsync.connectors.capabilities import (
     Budgeted,
+    Describes,
     NamedObjects,
     PolledSource,
     Readable,
@@ -54,7 +55,15 @@ _BOARD_EXPANSIONS = {
 
 
 class TrelloConnector(
-    TrelloReceiver, Connector, Writable, Readable, PolledSource, WebhookSource, Budgeted, NamedObjects
+    TrelloReceiver,
+    Connector,
+    Writable,
+    Readable,
+    PolledSource,
+    WebhookSource,
+    Budgeted,
+    NamedObjects,
+    Describes,
 ):
     """One Trello board, for one configured connection (webhooks: :class:`.TrelloReceiver`)."""
 
@@ -96,10 +105,34 @@ class TrelloConnector(
         return 50
 
     def object_id(self, name: str) -> str:
-        """The board's id: the configured one (by id, shortLink or name), or ``name`` when it is one."""
-        if name in (self.settings.board, self.board_id()):
+        """The board's id: for the configured board (by id, shortLink or name) and for any object a
+        flow names on this connection (``Card``, ...: they live on its board); else the board ``name``."""
+        if name in OBJECTS or name in (self.settings.board, self.board_id()):
             return self.board_id()
         return str(self.client.board(name, fields="id")["id"])
+
+    def _object(self, name: str) -> str:
+        """An object name; the board's id (how the engine names what a flow reads here) means cards."""
+        if name not in OBJECTS and name in (self.settings.board, self.board_id()):
+            return "Card"
+        return name
+
+    def describe(self, object_name: str) -> dict[str, Any]:
+        """A card's fields and their types (Trello's own, then the board's custom fields)."""
+        if self._object(object_name) != "Card":
+            return {"fields": [{"name": "name", "type": "string"}]}
+        types = {
+            "due": "datetime", "start": "datetime", "dateLastActivity": "datetime", "dueComplete": "boolean",
+            "closed": "boolean", "pos": "double", "idMembers": "json", "idLabels": "json",
+            codec.LABELS: "json", codec.MEMBERS: "json", "desc": "textarea",
+        }  # fmt: skip
+        fields = [{"name": n, "type": types.get(n, "string")} for n in (*codec.READ_FIELDS, codec.LIST)]
+        fields += [{"name": n, "type": types[n]} for n in (codec.LABELS, codec.MEMBERS)]
+        fields += [
+            {"name": str(d.get("name")), "type": str(d.get("type"))}
+            for d in self.info().custom_fields.values()
+        ]
+        return {"fields": fields}
 
     def __repr__(self) -> str:
         return f"TrelloConnector({self.name!r}, board={self.settings.board!r})"
@@ -145,6 +178,7 @@ class TrelloConnector(
     # -- writes ------------------------------------------------------------------------------------
     def write_batch(self, object_name: str, writes: Sequence[Write]) -> list[WriteResult]:
         """Apply ``writes``; one result per write, in order (see the module's docstring)."""
+        object_name = self._object(object_name)
         if object_name not in OBJECTS or object_name == "Member":
             raise Fatal(
                 f"a Trello connection cannot write {object_name!r}; it writes {', '.join(OBJECTS[:-1])}"
@@ -344,6 +378,7 @@ class TrelloConnector(
     # -- reads -------------------------------------------------------------------------------------
     def read_records(self, object_name: str, ids: Sequence[str]) -> Iterator[Record]:
         """The records with these ids; cards that no longer exist come back ``deleted``."""
+        object_name = self._object(object_name)
         if object_name == "Card":
             yield from self._read_cards(ids)
             return
@@ -398,6 +433,7 @@ class TrelloConnector(
 
     def scan(self, object_name: str, *, since: str | None = None) -> Iterator[Record]:
         """Every record of the object (cards ``since`` an action id: those changed after it)."""
+        object_name = self._object(object_name)
         if since is None or object_name != "Card":
             yield from self.records(object_name)
         else:
@@ -407,6 +443,7 @@ class TrelloConnector(
         self, object_name: str, watermark: str | None, fields: Sequence[str] | None = None
     ) -> ChangeBatch:
         """Cards changed after the watermark (the id of the last action read); all cards when None."""
+        object_name = self._object(object_name)
         if object_name != "Card":
             raise Fatal(f"a Trello connection is polled for cards, not {object_name!r}")
         board = self.board_id()

@@ -9,7 +9,11 @@ for Trello this mixin of :class:`.connector.TrelloConnector`:
 - :meth:`~TrelloReceiver.handshake`: none in a POST body (Trello checks the URL with a HEAD
   request, which the receiver answers 200);
 - :meth:`~TrelloReceiver.parse`: the action as :class:`SourceEvent` values, one per card it
-  touches, keyed by ``action.id`` (repeated deliveries carry the same id);
+  touches, keyed by ``action.id`` (repeated deliveries carry the same id), with who did it and
+  the action's type; what the action says that is no card field (a comment's text, the member or
+  label added) is its ``details``. An action naming a member or label added or removed does not
+  say which the card holds now, so the card's ``members`` and ``labels`` are read (one request);
+  the fields of an action that changes none (a comment, a checklist item) are empty;
 - subscriptions: one board webhook per connection (:mod:`.subscriptions`).
 """
 
@@ -31,6 +35,8 @@ from crmsync.connectors.capabilities import (
 )
 from crmsync.connectors.trello import subscriptions as subs
 from crmsync.connectors.trello import webhooks as hooks
+from crmsync.connectors.trello.cards import LABELS, MEMBERS
+from crmsync.errors import CrmsyncError, FixTheData
 
 if TYPE_CHECKING:
     from crmsync.connectors.trello.client import TrelloClient
@@ -79,31 +85,76 @@ class TrelloReceiver:
         if change is None or change.card_id is None or change.board_id is None:
             return []
         deleted = change.kind == "delete"
+        fields: dict[str, Any] = {}
+        details: dict[str, Any] = {}
+        if change.kind in _NOT_FIELDS:
+            details = {**change.fields, **{f"old_{k}": v for k, v in change.previous.items()}}
+            if change.kind in ("members", "labels"):
+                fields = self._card_sets(change.card_id)
+        elif not deleted:
+            fields = dict(change.fields)
         return [
             SourceEvent(
                 object_id=change.board_id,
                 record_id=change.card_id,
                 delivery_id=change.action_id,
                 operation="delete" if deleted else "upsert",
-                fields={} if deleted else dict(change.fields),
+                fields=fields,
                 at=change.at,
                 created=change.kind == "create",
                 gone=deleted and change.action_type == "deleteCard",
+                who=self._member_name(change.member_id),
+                action=change.action_type,
+                details=details,
             )
         ]
+
+    def _member_name(self, member_id: str | None) -> str | None:
+        """The username of a board member (the id when it is not one of the board's)."""
+        info = getattr(self, "info", None)
+        if member_id is None or info is None:
+            return member_id
+        try:
+            return str(info().members.get(member_id) or member_id)
+        except CrmsyncError:
+            return member_id
+
+    def _card_sets(self, card_id: str) -> dict[str, Any]:
+        """The card's members and labels now (empty when it cannot be read: it is gone)."""
+        read = getattr(self, "read_records", None)
+        if read is None:
+            return {}
+        try:
+            for record in read("Card", [card_id]):
+                if record.deleted:
+                    return {}
+                return {name: record.fields.get(name) for name in (LABELS, MEMBERS, "idLabels", "idMembers")}
+        except FixTheData:
+            return {}
+        return {}
 
     def receiver_url(self, base_url: str, secret: str | None) -> str:
         return subs.receiver_url(base_url, self.name)
 
+    def _board_of(self, object_id: str) -> str:
+        resolve = getattr(self, "object_id", None)
+        return str(resolve(object_id)) if resolve is not None else object_id
+
     def ensure_subscriptions(self, object_id: str, url: str, *, attempt: str) -> SubscriptionReport:
-        result = subs.ensure_webhook(self.client, object_id, url, description=f"crmsync {self.name}")
+        board = self._board_of(object_id)
+        result = subs.ensure_webhook(self.client, board, url, description=f"crmsync {self.name}")
         report = SubscriptionReport()
         if result.webhook is not None:
             (report.created if result.created else report.existing).append(_generic(result.webhook))
         return report
 
     def list_subscriptions(self, object_id: str, *, signed_only: bool = False) -> list[Subscription]:
-        return [_generic(w) for w in subs.list_webhooks(self.client) if w.id_model == object_id]
+        board = self._board_of(object_id)
+        return [_generic(w) for w in subs.list_webhooks(self.client) if w.id_model == board]
+
+
+#: kinds of actions whose values are no card field: they go to the event's details
+_NOT_FIELDS = ("members", "labels", "comment", "attachment", "checklist", "list")
 
 
 def _generic(hook: subs.Webhook) -> Subscription:

@@ -12,18 +12,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from crmsync.connectors.base import Write
+from crmsync.connectors.base import EventMeta, Write
 from crmsync.connectors.sql import (
-    ACTION,
-    AT,
-    DELIVERY_ID,
-    WHO,
     ColumnSpec,
     Event,
     ObjectSpec,
     SnapshotRow,
     SqlConnector,
 )
+from crmsync.connectors.stamps import parse_stamp
 
 Make = Callable[..., SqlConnector]
 DOC = Path(__file__).resolve().parents[4] / "docs" / "reporting.md"
@@ -67,8 +64,8 @@ def run(connector: SqlConnector, name: str) -> list[tuple[Any, ...]]:
 
 def move(n: int, card: str, when: str, **fields: Any) -> Write:
     kind = "deleteCard" if not fields else "updateCard"
-    meta = {ACTION: kind, WHO: "ann", AT: when, DELIVERY_ID: f"a{n}"}
-    return Write(f"k{n}", "delete" if not fields else "upsert", {**fields, **meta}, external_id=card)
+    meta = EventMeta(at=parse_stamp(when), who="ann", action=kind, delivery_id=f"a{n}")
+    return Write(f"k{n}", "delete" if not fields else "upsert", fields, external_id=card, meta=meta)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmsync.connectors.base import Write, WriteResult
-from crmsync.connectors.sql import ACTION, AT, DELIVERY_ID, WHO, ColumnSpec, Event, ObjectSpec, SqlConnector
+from crmsync.connectors.base import EventMeta, Write, WriteResult
+from crmsync.connectors.sql import ColumnSpec, Event, ObjectSpec, SqlConnector
 from crmsync.errors import FixTheData
 
 Make = Callable[..., SqlConnector]
@@ -43,8 +43,8 @@ def dump(connector: SqlConnector, table: sa.Table, order: str) -> list[dict[str,
 
 def action(n: int, kind: str, card: str, who: str, **fields: Any) -> Write:
     operation = "delete" if kind == "deleteCard" else "upsert"
-    meta = {ACTION: kind, WHO: who, AT: at(n).isoformat() + "Z", DELIVERY_ID: f"a{n:02}"}
-    return Write(f"k{n}", operation, {**fields, **meta}, external_id=card)
+    meta = EventMeta(at=at(n).replace(tzinfo=dt.UTC), who=who, action=kind, delivery_id=f"a{n:02}")
+    return Write(f"k{n}", operation, fields, external_id=card, meta=meta)
 
 
 #: 30 board actions of every kind (comments, 7 and 18, change no card: they are events only)
@@ -179,7 +179,7 @@ def test_the_same_writes_applied_twice_change_nothing(make_connector: Make) -> N
     batch = [
         Write("k1", "create", {"name": "One", "list_name": "Requests"}),  # no delivery id
         Write("k2", "upsert", {"name": "Two", "amount": "10"}, external_id="c2"),
-        Write("k3", "update", {"stage": "Won", DELIVERY_ID: "d3"}, target_id="c3"),
+        Write("k3", "update", {"stage": "Won"}, target_id="c3", meta=EventMeta(delivery_id="d3")),
         Write("k4", "delete", target_id="c2"),
     ]
     first = connector.write_batch("card", batch)
@@ -217,10 +217,10 @@ def test_one_refused_record_fails_alone(make_connector: Make) -> None:
     results = connector.write_batch(
         "card",
         [
-            Write("k1", "upsert", {"name": "Fine", DELIVERY_ID: "d1"}, external_id="c1"),
-            Write("k2", "upsert", {"name": "N" * 41, DELIVERY_ID: "d2"}, external_id="c2"),
+            Write("k1", "upsert", {"name": "Fine"}, external_id="c1", meta=EventMeta(delivery_id="d1")),
+            Write("k2", "upsert", {"name": "N" * 41}, external_id="c2", meta=EventMeta(delivery_id="d2")),
             Write("k3", "upsert", {"amount": "twelve"}, external_id="c3"),
-            Write("k4", "upsert", {"name": "Also fine", DELIVERY_ID: "d4"}, external_id="c4"),
+            Write("k4", "upsert", {"name": "Also fine"}, external_id="c4", meta=EventMeta(delivery_id="d4")),
         ],
     )
     assert [r.ok for r in results] == [True, False, False, True]
@@ -238,14 +238,29 @@ def test_records_are_read_by_id_and_scanned(make_connector: Make) -> None:
             Write(
                 "k1",
                 "upsert",
-                {"name": "One", "due": "2025-03-10T17:00:00+02:00", AT: at(1)},
+                {"name": "One", "due": "2025-03-10T17:00:00+02:00"},
                 external_id="c1",
+                meta=EventMeta(at=at(1).replace(tzinfo=dt.UTC)),
             ),
-            Write("k2", "upsert", {"name": "Two", "closed": "true", AT: at(2)}, external_id="c2"),
-            Write("k3", "upsert", {"name": "Three", AT: at(3)}, external_id="c3"),
+            Write(
+                "k2",
+                "upsert",
+                {"name": "Two", "closed": "true"},
+                external_id="c2",
+                meta=EventMeta(at=at(2).replace(tzinfo=dt.UTC)),
+            ),
+            Write(
+                "k3",
+                "upsert",
+                {"name": "Three"},
+                external_id="c3",
+                meta=EventMeta(at=at(3).replace(tzinfo=dt.UTC)),
+            ),
         ],
     )
-    connector.write_batch("card", [Write("k3", "delete", {AT: at(4)}, target_id="c3")])
+    connector.write_batch(
+        "card", [Write("k3", "delete", target_id="c3", meta=EventMeta(at=at(4).replace(tzinfo=dt.UTC)))]
+    )
     read = {r.id: r for r in connector.read_records("card", ["c1", "c3", "nope"])}
     assert set(read) == {"c1", "c3"}
     assert read["c1"].fields["due"] == dt.datetime(2025, 3, 10, 15, 0) and not read["c1"].deleted

@@ -1,7 +1,8 @@
 """Hardening: flow pauses (a flow whose connection needs a person stops claiming work until the
 connection's settings change or a probe finds it working again); webhook receivers (the secret in a
 connection's callback URL, refused deliveries), the signed tokens already used (single use) and the
-vendor's change time last received per field (late deliveries never roll a value back).
+vendor's change time last received per field (late deliveries never roll a value back); the event
+metadata a change carries (``changes.meta``).
 
 Revision ID: 0003
 Revises: 0002
@@ -22,9 +23,12 @@ branch_labels = None
 depends_on = None
 
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+JSON_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 def upgrade() -> None:
+    # what a change's source said of the event behind it (when, who, action, delivery id)
+    op.add_column("changes", sa.Column("meta", JSON_TEXT, nullable=True))
     op.create_table(
         "flow_pauses",
         sa.Column("flow", sa.String(100), nullable=False),
@@ -74,6 +78,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("changes") as batch:
+        batch.drop_column("meta")
     op.drop_table("webhook_field_times")
     op.drop_index("ix_webhook_tokens_expires", table_name="webhook_tokens")
     op.drop_table("webhook_tokens")
