@@ -17,7 +17,8 @@ from typing import Any
 
 from crmsync.config.models import SalesforceConnection
 from crmsync.connectors.salesforce import SalesforceConnector, SalesforceSettings
-from crmsync.engine.poller import PollTarget, SalesforcePoller, sweep_settings
+from crmsync.connectors.salesforce.poller import PollTarget, SalesforcePoller, sweep_settings
+from crmsync.engine.poller import QueueSink
 from crmsync.engine.queue import ChangeQueue
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
@@ -57,7 +58,7 @@ def _calls(emu: SalesforceEmulator, workdir: Path, objects: int, seconds: int, s
     options = sweep_settings(defaults.lookback_seconds if sweep else 0, defaults.sweep_every_seconds)
     poller = SalesforcePoller(
         connector,
-        ChangeQueue(store),
+        QueueSink(ChangeQueue(store)),
         store,
         [PollTarget(f"flow-{n}", "sf", n, ("Code__c",)) for n in names],
         clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(seconds=emu.clock_offset),

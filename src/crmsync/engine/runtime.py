@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from crmsync.alerts import Alerter
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
-from crmsync.connectors.polling import PollTarget
 from crmsync.connectors.capabilities import (
     Budgeted,
     Describes,
@@ -28,6 +27,7 @@ from crmsync.connectors.capabilities import (
     offers,
     require,
 )
+from crmsync.connectors.polling import PollTarget
 from crmsync.engine.backoff import Backoff
 from crmsync.engine.flows import FlowRuntime, target_shapes
 from crmsync.engine.health import Health

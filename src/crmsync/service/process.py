@@ -32,7 +32,8 @@ from types import FrameType
 import uvicorn
 
 from crmsync.alerts import check_dead_letters, check_queue_lag
-from crmsync.engine.poller import SalesforcePoller, sweep_settings
+from crmsync.connectors.polling import ChangePoller
+from crmsync.engine.poller import poller_for
 from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
@@ -99,23 +100,19 @@ class Process:
             self._threads.append(thread)
 
     def start_pollers(self, interval: float = 2.0) -> None:
-        """Poll Salesforce for the two-way flows' changes; one process polls a connection at a time
-        (a lease in the store), the others stand by and take over if it stops."""
+        """Poll the connections that are polled for changes and receive no webhooks (whatever their
+        connector: its own cycle, or ``read_changes`` per object); one process polls a connection at
+        a time (a lease in the store), the others stand by and take over if it stops."""
         owner = f"{socket.gethostname()}:{os.getpid()}:poller"
         for connection, targets in self.rt.poll_targets().items():
-            conn = self.rt.config.connections[connection]
-            sweep = sweep_settings(
-                getattr(conn, "lookback_seconds", 0), getattr(conn, "sweep_every_seconds", 60)
-            )
-            connector = self.rt.connector(connection)
-            poller = SalesforcePoller(connector, self.rt.queue, self.rt.store, targets, **sweep)  # type: ignore[arg-type]
+            poller = poller_for(self.rt.connector(connection), targets, self.rt.queue, self.rt.store)
             thread = threading.Thread(
                 target=self._poll, args=(poller, owner, interval), name=f"poller-{connection}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
 
-    def _poll(self, poller: SalesforcePoller, owner: str, interval: float) -> None:
+    def _poll(self, poller: ChangePoller, owner: str, interval: float) -> None:
         lease = f"poller:{poller.connection}"
         while not self.stopping.is_set():
             try:

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from crmsync.connectors.salesforce import SalesforceConnector, SalesforceSettings
 from crmsync.connectors.salesforce.connector import parse_stamp
-from crmsync.engine.poll_plan import format_stamp
-from crmsync.engine.poller import PollTarget, SalesforcePoller
+from crmsync.connectors.salesforce.poll_plan import format_stamp
+from crmsync.connectors.salesforce.poller import PollTarget, SalesforcePoller
+from crmsync.engine.poller import QueueSink
 from crmsync.engine.queue import ChangeQueue
 from crmsync.errors import Fatal
 from crmsync.sandbox.runner import serve
@@ -66,7 +67,7 @@ class Rig:
         connector = SalesforceConnector(CONNECTION, settings=settings_for(self.emu))
         self.connectors.append(connector)
         kw.setdefault("clock", org_clock(self.emu))
-        return SalesforcePoller(connector, self.queue, self.store, targets, **kw)
+        return SalesforcePoller(connector, QueueSink(self.queue), self.store, targets, **kw)
 
     def rows(self) -> list[dict[str, Any]]:
         c = t_changes.c
@@ -248,7 +249,7 @@ def test_a_503_skips_the_cycle_and_loses_nothing(
     assert ops(rig.rows()) == [(a1, "upsert")]
 
     # the loop: three failing cycles log one warning, then one notice when polling resumes
-    caplog.set_level(logging.INFO, logger="crmsync.engine.poller")
+    caplog.set_level(logging.INFO, logger="crmsync.connectors.salesforce.poller")
     caplog.clear()
     salesforce.faults.add(method="POST", path="/composite", error="unavailable", count=3)
     a2 = salesforce.insert("Account", {"Name": "After three failures"})
@@ -342,7 +343,7 @@ def test_deletions_past_the_retention_are_reported(
     poller.poll_once()
     old = parse_stamp(watermarks.get(rig.store, CONNECTION, "Account/deleted") or "") - dt.timedelta(days=20)
     watermarks.put(rig.store, CONNECTION, "Account/deleted", format_stamp(old))
-    caplog.set_level(logging.WARNING, logger="crmsync.engine.poller")
+    caplog.set_level(logging.WARNING, logger="crmsync.connectors.salesforce.poller")
     result = poller.poll_once()
     assert not result.skipped
     assert any(

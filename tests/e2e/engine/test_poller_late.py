@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crmsync.engine.poller import PollResult, PollTarget
+from crmsync.connectors.polling import PollResult, PollTarget
 from crmsync.sandbox.salesforce import SalesforceEmulator
 
 from .test_poller import CONNECTION, Rig

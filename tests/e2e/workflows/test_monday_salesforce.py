@@ -16,7 +16,8 @@ import jwt
 import pytest
 
 from crmsync.config import load_config
-from crmsync.engine.poller import SalesforcePoller
+from crmsync.connectors.salesforce.poller import SalesforcePoller
+from crmsync.engine.poller import QueueSink
 from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
@@ -317,7 +318,9 @@ def test_an_edit_on_both_sides_between_two_syncs_is_settled_by_the_policy_and_lo
     w2 = w2_by_hand
     worker = Worker(w2.runtime, owner="test", batch_size=50)
     [targets] = w2.runtime.poll_targets().values()
-    poller = SalesforcePoller(w2.runtime.connector("salesforce"), w2.runtime.queue, w2.runtime.store, targets)  # type: ignore[arg-type]
+    poller = SalesforcePoller(
+        w2.runtime.connector("salesforce"), QueueSink(w2.runtime.queue), w2.runtime.store, targets
+    )  # type: ignore[arg-type]
 
     def sync() -> None:
         """What the workers and the poller would do, until nothing is left."""

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from crmsync.engine.poller import PollResult, SalesforcePoller
+from crmsync.connectors.polling import PollResult
+from crmsync.connectors.salesforce.poller import SalesforcePoller
+from crmsync.engine.poller import QueueSink
 from crmsync.engine.worker import Worker
 from crmsync.sandbox.salesforce import SalesforceEmulator
 
@@ -33,7 +35,7 @@ def test_late_salesforce_commits_reach_the_board(w2_by_hand: W2) -> None:
     [targets] = w2.runtime.poll_targets().values()
     poller = SalesforcePoller(
         w2.runtime.connector("salesforce"),  # type: ignore[arg-type]
-        w2.runtime.queue,
+        QueueSink(w2.runtime.queue),
         w2.runtime.store,
         targets,
         clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(seconds=sf.clock_offset),

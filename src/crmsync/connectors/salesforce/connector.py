@@ -30,6 +30,7 @@ from crmsync.connectors.capabilities import (
     RelatedCreator,
     Writable,
 )
+from crmsync.connectors.polling import ChangeSink, PollsItself, PollTarget
 from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, SalesforceClient, subrequest_error
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_save_result
 from crmsync.connectors.salesforce.settings import SalesforceSettings
@@ -38,6 +39,7 @@ from crmsync.connectors.stamps import parse_stamp
 from crmsync.errors import ConfigError, CrmsyncError, FixTheData
 
 if TYPE_CHECKING:
+    from crmsync.connectors.salesforce.poller import SalesforcePoller
     from crmsync.store.db import Store
 
 __all__ = ["SalesforceConnector", "parse_stamp"]
@@ -70,7 +72,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class SalesforceConnector(Connector, Writable, Readable, PolledSource, Queryable, RelatedCreator, Budgeted):
+class SalesforceConnector(
+    Connector, Writable, Readable, PolledSource, PollsItself, Queryable, RelatedCreator, Budgeted
+):
     """One Salesforce org, for one configured connection."""
 
     kind = "salesforce"
@@ -82,16 +86,36 @@ class SalesforceConnector(Connector, Writable, Readable, PolledSource, Queryable
         settings: SalesforceSettings,
         client: SalesforceClient | None = None,
         change_overlap: dt.timedelta = DEFAULT_CHANGE_OVERLAP,
+        lookback_seconds: float = 0.0,
+        sweep_every_seconds: float = 60.0,
     ) -> None:
         super().__init__(name)
         self.settings = settings
         self.client = client if client is not None else SalesforceClient(settings)
         self.change_overlap = change_overlap
+        #: the poller's lookback sweep (0: none), from the connection's settings
+        self.lookback_seconds = lookback_seconds
+        self.sweep_every_seconds = sweep_every_seconds
 
     @classmethod
     def from_config(cls, name: str, settings: Any) -> SalesforceConnector:
         """Build from a ``salesforce`` connection's settings model (its attributes are read)."""
-        return cls(name, settings=SalesforceSettings.from_object(settings))
+        return cls(
+            name,
+            settings=SalesforceSettings.from_object(settings),
+            lookback_seconds=float(getattr(settings, "lookback_seconds", 0.0)),
+            sweep_every_seconds=float(getattr(settings, "sweep_every_seconds", 60.0)),
+        )
+
+    def change_poller(
+        self, targets: Sequence[PollTarget], sink: ChangeSink, store: Store
+    ) -> SalesforcePoller:
+        """The polling cycle of this org: one Composite call reads up to five objects, deletions ride
+        along, and a lookback sweep catches rows that commit late (:mod:`.poller`)."""
+        from crmsync.connectors.salesforce.poller import SalesforcePoller, sweep_settings
+
+        sweep = sweep_settings(self.lookback_seconds, self.sweep_every_seconds)
+        return SalesforcePoller(self, sink, store, targets, **sweep)
 
     def __repr__(self) -> str:
         s = self.settings

@@ -1,6 +1,7 @@
 """What one Salesforce polling cycle asks for, and how it fits into Composite calls.
 
-Pure functions and values, no I/O: :mod:`crmsync.engine.poller` runs the plan.
+Pure functions and values, no I/O: :mod:`.poller` runs the plan. The SOQL of polling is written
+here, inside the connector; the engine only names objects and fields (:class:`PollTarget`).
 
 - Targets (flow, object, fields) that read the same object share one *feed*: one query whose
   SELECT list is the union of their fields, fanned out to each flow's changes.
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
+from crmsync.connectors.polling import PollTarget
 from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, sf_datetime
 from crmsync.connectors.salesforce.soql import format_soql
 from crmsync.errors import ConfigError
@@ -53,28 +55,6 @@ SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 _OBJECT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 _MINUTE = dt.timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class PollTarget:
-    """One flow's interest in one Salesforce object."""
-
-    flow: str
-    """the flow the changes belong to"""
-    connection: str
-    """the Salesforce connection name (the changes' ``source``)"""
-    object_name: str
-    """the object to poll, e.g. ``Lead``"""
-    fields: tuple[str, ...]
-    """fields copied into each change (``Account.Name`` reads a parent field); Id and
-    SystemModstamp are always read"""
-
-    def __post_init__(self) -> None:
-        if not _OBJECT.fullmatch(self.object_name):
-            raise ConfigError(f"{self.object_name!r} is not a valid Salesforce object name")
-        bad = [f for f in self.fields if not _FIELD.fullmatch(f)]
-        if bad:
-            raise ConfigError(f"not valid Salesforce field names for {self.object_name}: {', '.join(bad)}")
 
 
 @dataclass(frozen=True)
@@ -97,10 +77,21 @@ class Feed:
         return f"{self.object_name}/deleted"
 
 
+def check_target(target: PollTarget) -> PollTarget:
+    """``target`` if its object and field names are Salesforce names (they are written into SOQL)."""
+    if not _OBJECT.fullmatch(target.object_name):
+        raise ConfigError(f"{target.object_name!r} is not a valid Salesforce object name")
+    bad = [f for f in target.fields if not _FIELD.fullmatch(f)]
+    if bad:
+        raise ConfigError(f"not valid Salesforce field names for {target.object_name}: {', '.join(bad)}")
+    return target
+
+
 def build_feeds(targets: Iterable[PollTarget]) -> list[Feed]:
-    """Group targets by object (names are case-insensitive), in the order objects first appear."""
+    """Group targets by object (names are case-insensitive), in the order objects first appear;
+    :class:`~crmsync.errors.ConfigError` for a name that is not Salesforce's."""
     groups: dict[str, list[PollTarget]] = {}
-    for target in targets:
+    for target in map(check_target, targets):
         groups.setdefault(target.object_name.lower(), []).append(target)
     feeds = []
     for group in groups.values():

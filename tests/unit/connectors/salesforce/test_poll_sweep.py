@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from crmsync.config.models import SalesforceConnection
-from crmsync.engine.poll_plan import PollTarget, build_feeds, query_subrequest, sweep_soql
-from crmsync.engine.poller import sweep_settings
+from crmsync.connectors.polling import PollTarget
+from crmsync.connectors.salesforce.poll_plan import build_feeds, query_subrequest, sweep_soql
+from crmsync.connectors.salesforce.poller import sweep_settings
 
 FEED = build_feeds([PollTarget("f", "sf", "Account", ("Name",))])[0]
 LOW = dt.datetime(2026, 5, 1, 10, 0, tzinfo=dt.UTC)

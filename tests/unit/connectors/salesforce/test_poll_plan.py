@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from crmsync.engine.poll_plan import (
-    PollTarget,
+from crmsync.connectors.polling import PollTarget
+from crmsync.connectors.salesforce.poll_plan import (
     Subrequest,
     build_feeds,
     delete_delivery_id,
@@ -68,7 +68,7 @@ def test_two_targets_of_one_flow_do_not_make_a_feed_shared() -> None:
 )
 def test_names_that_would_change_the_query_are_refused(object_name: str, fields: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError):
-        PollTarget("f", "sf", object_name, fields)
+        build_feeds([PollTarget("f", "sf", object_name, fields)])
 
 
 def test_polling_soql() -> None:
