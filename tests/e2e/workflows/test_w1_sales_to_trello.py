@@ -1,0 +1,172 @@
+"""W1 end to end, in one process against the sandbox: the sales-to-trello recipe with its reporting
+database on SQLite — a "[Delivery]" Task becomes a card with its ids, board actions of several kinds
+land in crm_card and crm_events (one history row per action, comments included), a card move
+reaches the Task, and a forged delivery is refused with nothing stored."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from tests.e2e.conftest import wait_until
+
+from crmsync.config import load_config
+from crmsync.connectors.capabilities import WebhookSource, require
+from crmsync.engine.runtime import Runtime
+from crmsync.sandbox.runner import serve
+from crmsync.sandbox.salesforce import SalesforceEmulator
+from crmsync.sandbox.tls import Materials
+from crmsync.sandbox.trello import TrelloEmulator
+from crmsync.service.process import Process
+from crmsync.store import webhooks as receivers
+from crmsync.store.db import Store
+from crmsync.store.schema import changes
+
+RECIPE = Path(__file__).parents[3] / "examples" / "sales-to-trello" / "crmsync.yaml"
+
+
+@pytest.fixture
+def trello() -> Iterator[TrelloEmulator]:
+    emulator = TrelloEmulator(retry_delays=(0.05, 0.1, 0.15))
+    emulator.seed("demo")
+    with serve(emulator):
+        yield emulator
+
+
+@pytest.fixture
+def sf(materials: Materials) -> Iterator[SalesforceEmulator]:
+    emulator = SalesforceEmulator(materials=materials)
+    emulator.seed("demo")
+    with serve(emulator, materials=materials):
+        yield emulator
+
+
+@pytest.fixture
+def w1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sf: SalesforceEmulator, trello: TrelloEmulator
+) -> Iterator[tuple[Runtime, str]]:
+    for key, value in {**sf.credentials(), **trello.credentials()}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("REPORTING_DB_URL", f"sqlite:///{tmp_path / 'reporting.db'}")
+    text = RECIPE.read_text().replace("sqlite:///crmsync.db", f"sqlite:///{tmp_path / 'crmsync.db'}")
+    text = text.replace(
+        "worker:\n  concurrency: 2\n",
+        "worker:\n  concurrency: 2\n  poll_interval_seconds: 0.05\n  lease_seconds: 5\n",
+    )
+    path = tmp_path / "crmsync.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    runtime = Runtime(cfg, store=Store(cfg.store.url), upgrade=True)
+    proc = Process(runtime, web=True, workers=2, host="127.0.0.1", port=0, poll_interval=0.2)
+    proc.bind()
+    thread = threading.Thread(target=proc.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{proc.bound_port}"
+    wait_until(lambda: _answers(f"{base}/webhooks/trello"), timeout=20)
+    source = require(runtime.connector("trello"), WebhookSource)
+    url = source.receiver_url(base, None)
+    receivers.set_callback_url(runtime.store, "trello", url)
+    source.ensure_subscriptions("Card", url, attempt="test")  # `crmsync webhooks ensure`
+    yield runtime, base
+    proc.stop()
+    thread.join(10)
+    runtime.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.head(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def rows(runtime: Runtime, table: str, order: str) -> list[dict[str, Any]]:
+    url = str(runtime.config.connections["reporting"].url.get_secret_value())  # type: ignore[union-attr]
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
+            return [
+                dict(r) for r in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY {order}")).mappings()
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_board_actions_land_in_the_reporting_tables(w1: tuple[Runtime, str], trello: TrelloEmulator) -> None:
+    runtime, _ = w1
+    board = trello.board_id("Delivery")
+    card = trello.create_card(trello.list_id(board, "Backlog"), "Hooli: kick-off")
+    trello.move_card(card["id"], trello.list_id(board, "In progress"))
+    trello.comment(card["id"], "Called them")
+    trello.update_card(card["id"], name="Hooli: kick-off (v2)")
+    wanted = ["createCard", "updateCard", "commentCard", "updateCard"]
+
+    def landed() -> bool:
+        mine = [e for e in rows(runtime, "crm_events", "id") if e["source_id"] == card["id"]]
+        return [e["action"] for e in mine] == wanted
+
+    wait_until(landed, timeout=20)
+    [current] = [r for r in rows(runtime, "crm_card", "source_id") if r["source_id"] == card["id"]]
+    assert (current["name"], current["list_name"]) == ("Hooli: kick-off (v2)", "In progress")
+    events = [e for e in rows(runtime, "crm_events", "id") if e["source_id"] == card["id"]]
+    assert '"Called them"' in str(events[2]["new_values"]) and events[2]["delivery_id"]
+    assert '"Backlog"' in str(events[1]["old_values"]) and '"In progress"' in str(events[1]["new_values"])
+
+
+def test_a_forged_delivery_is_refused_and_nothing_is_stored(w1: tuple[Runtime, str]) -> None:
+    runtime, base = w1
+    body = b'{"action": {"id": "5f0000000000000000000001", "type": "commentCard", "data": {}}}'
+    answer = httpx.post(f"{base}/webhooks/trello", content=body, headers={"X-Trello-Webhook": "Zm9yZ2Vk"})
+    assert answer.status_code == 401
+    assert httpx.head(f"{base}/webhooks/trello").status_code == 200
+    with runtime.store.read() as conn:
+        stored = conn.execute(
+            sa.select(changes.c.id).where(changes.c.delivery_id.like("5f0000000000000000000001%"))
+        ).all()
+    assert stored == []
+
+
+def test_a_delivery_task_becomes_a_card_and_a_move_reaches_the_task(
+    w1: tuple[Runtime, str], sf: SalesforceEmulator, trello: TrelloEmulator
+) -> None:
+    runtime, _ = w1
+    opportunity = next(o for o in sf.records("Opportunity") if o["Name"] == "Stark stores")
+    task = sf.insert("Task", {"Subject": "[Delivery] Stark stores set-up", "WhatId": opportunity["Id"]})
+    sf.insert("Task", {"Subject": "Call back later", "WhatId": opportunity["Id"]})  # not for the board
+    board = trello.board_id("Delivery")
+
+    def card() -> dict[str, Any] | None:
+        return next((c for c in trello.cards(board) if c["name"] == "[Delivery] Stark stores set-up"), None)
+
+    # the card is created, then its custom fields are set
+    wait_until(lambda: bool((card() or {}).get("customFieldItems")), timeout=30)
+    made = card()
+    assert made is not None and made["idList"] == trello.list_id(board, "Backlog")
+    assert "Stark stores" in made["desc"]
+    items = {i["idCustomField"]: i for i in trello.card(made["id"]).get("customFieldItems") or []}
+    task_field = trello.custom_field_id(board, "Salesforce Task Id")
+    opportunity_field = trello.custom_field_id(board, "Salesforce Opportunity Id")
+    assert items[task_field]["value"]["text"] == task
+    assert items[opportunity_field]["value"]["text"] == opportunity["Id"]
+    assert not any(c["name"] == "Call back later" for c in trello.cards(board))
+    trello.move_card(made["id"], trello.list_id(board, "In progress"))
+
+    def moved() -> bool:
+        [row] = [t for t in sf.records("Task") if t["Id"] == task]
+        return bool(row["Status"] == "In Progress")
+
+    wait_until(moved, timeout=20)
+    wait_until(
+        lambda: any(
+            r["source_id"] == made["id"] and r["list_name"] == "In progress"
+            for r in rows(runtime, "crm_card", "source_id")
+        ),
+        timeout=20,
+    )
