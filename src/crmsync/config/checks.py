@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from crmsync.config.models import REQUIRED_BY_AUTH
+from crmsync.connectors import registry
+from crmsync.connectors.base import Connector
+from crmsync.connectors.capabilities import (
+    CHANGE_SOURCES,
+    IngestSource,
+    PolledSource,
+    Queryable,
+    WebhookSource,
+    Writable,
+    missing,
+    offers,
+)
 from crmsync.engine import transforms
 from crmsync.errors import ConfigError
 
@@ -32,6 +44,14 @@ def query_params(query: str) -> list[str]:
     return names
 
 
+def _connector_class(conn: Any) -> type[Connector] | None:
+    """The connector class of a raw connection (None: no or unknown type, reported elsewhere)."""
+    kind = _mapping(conn).get("type")
+    if not isinstance(kind, str) or kind not in registry.kinds():
+        return None
+    return registry.connector_class(kind)
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -45,6 +65,7 @@ def check(data: Mapping[str, Any], base_dir: Path) -> list[Problem]:
     return [
         *_check_connections(_mapping(data.get("connections")), base_dir),
         *_check_flows(_mapping(data.get("flows")), _mapping(data.get("connections"))),
+        *_check_shapes(_mapping(data.get("flows")), _mapping(data.get("connections"))),
         *_check_views(_mapping(data.get("views")), _mapping(data.get("connections"))),
     ]
 
@@ -86,7 +107,8 @@ def _check_flows(flows: Mapping[str, Any], connections: Mapping[str, Any]) -> It
         source_name = flow.get("source")
         source_conn = _mapping(connections.get(source_name)) if isinstance(source_name, str) else {}
         # an application names its records by a field it sends; other systems by their own ids
-        names_by_field = not source_conn or source_conn.get("type") == "app"
+        source_cls = _connector_class(source_conn)
+        names_by_field = not source_conn or (source_cls is not None and offers(source_cls, IngestSource))
         if isinstance(key, str) and mappings and names_by_field and key not in sources:
             yield (*here, "key"), f"{key!r} is not a mapped source field; mapped: {_choices(sources)}"
         match = _mapping(flow.get("match"))
@@ -103,6 +125,61 @@ def _check_flows(flows: Mapping[str, Any], connections: Mapping[str, Any]) -> It
             )
         if isinstance(lock.get("message"), str):
             yield from _check_message(here, lock["message"], sources)
+
+
+def _check_shapes(flows: Mapping[str, Any], connections: Mapping[str, Any]) -> Iterator[Problem]:
+    """Can the connectors run each flow's shape? The source's changes must come from somewhere (a
+    change source), the target must take writes; a flow carrying fields back also writes to the
+    source and learns of the target's changes (polled or by webhooks)."""
+    for name, flow in flows.items():
+        flow = _mapping(flow)
+        here: Path_ = ("flows", name)
+        source, target = flow.get("source"), flow.get("target")
+        if not isinstance(source, str) or not isinstance(target, str):
+            continue
+        if source == target:
+            yield (
+                (*here, "target"),
+                f"the flow's source is its target ({source!r}): it would read its own writes",
+            )
+            continue
+        source_cls, target_cls = (
+            _connector_class(connections.get(source)),
+            _connector_class(connections.get(target)),
+        )
+        raw = flow.get("fields")
+        back = any(
+            isinstance(m, Mapping) and m.get("direction") in ("both", "to_source")
+            for m in (raw if isinstance(raw, list) else [])
+        )
+        where = f"flow {name!r}"
+        if source_cls is not None and offers(source_cls, IngestSource):
+            back = False  # an application's flow is one-way: what flows back is read through the API
+        if source_cls is not None:
+            if not any(offers(source_cls, proto) for proto in CHANGE_SOURCES):
+                yield (
+                    (*here, "source"),
+                    (
+                        f"connection {source!r} (type {source_cls.kind}) has no change source "
+                        f"(PolledSource, WebhookSource or IngestSource), needed by {where}"
+                    ),
+                )
+            if back and not offers(source_cls, Writable):
+                yield (
+                    (*here, "source"),
+                    missing(source_cls.kind, source, Writable, f"{where} (fields back)").message,
+                )
+        if target_cls is not None:
+            if not offers(target_cls, Writable):
+                yield (*here, "target"), missing(target_cls.kind, target, Writable, where).message
+            if back and not (offers(target_cls, PolledSource) or offers(target_cls, WebhookSource)):
+                yield (
+                    (*here, "target"),
+                    (
+                        f"connection {target!r} (type {target_cls.kind}) cannot tell its changes "
+                        f"(PolledSource or WebhookSource), needed by {where} (fields back)"
+                    ),
+                )
 
 
 def _check_fields(here: Path_, fields: list[Any]) -> Iterator[Problem]:
@@ -151,8 +228,10 @@ def _check_views(views: Mapping[str, Any], connections: Mapping[str, Any]) -> It
         if isinstance(ref, str):
             if ref not in connections:
                 yield (*here, "connection"), f"unknown connection {ref!r}; valid: {_choices(connections)}"
-            elif _mapping(connections[ref]).get("type") == "app":
-                yield (*here, "connection"), f"connection {ref!r} is an app: it cannot answer queries"
+            else:
+                cls = _connector_class(connections[ref])
+                if cls is not None and not offers(cls, Queryable):
+                    yield (*here, "connection"), missing(cls.kind, ref, Queryable, f"view {name!r}").message
         query = view.get("query")
         params = _mapping(view.get("params"))
         if not isinstance(query, str):

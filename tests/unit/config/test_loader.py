@@ -228,8 +228,41 @@ def test_flow_cross_checks(tmp_path: Path) -> None:
         "12: flows.f.fields.2.args: transform 'number' takes no arg 'digits'; valid: precision, scale",
         "13: flows.f.lock.key: 'parent_id' is not a mapped source field; mapped: k, n, other",
         "13: flows.f.lock.message: {nope} is not a mapped source field; valid: k, n, other, parent",
+        "16: flows.g.target: the flow's source is its target ('app'): it would read its own writes",
         "19: flows.g.fields: List should have at least 1 item after validation, not 0",
-        "21: views.q.connection: connection 'app' is an app: it cannot answer queries",
+        "21: views.q.connection: connection 'app' (type app) cannot answer queries (Queryable), "
+        "needed by view 'q'",
+    ]
+
+
+def test_a_flow_shape_the_connectors_cannot_run_is_refused_naming_the_capability(tmp_path: Path) -> None:
+    text = """\
+    connections:
+      app: {type: app}
+      crm: {type: memory, system: crm}
+    flows:
+      to_an_app:
+        source: crm
+        target: app
+        object: X
+        key: id
+        fields:
+          - {source: name, target: Name}
+      both_ways_with_an_app:
+        source: crm
+        target: app
+        object: X
+        key: id
+        fields:
+          - {source: name, target: Name, direction: both}
+    """
+    assert problems(tmp_path, text) == [
+        "7: flows.to_an_app.target: connection 'app' (type app) cannot be written to (Writable), "
+        "needed by flow 'to_an_app'",
+        "14: flows.both_ways_with_an_app.target: connection 'app' (type app) cannot be written to "
+        "(Writable), needed by flow 'both_ways_with_an_app'",
+        "14: flows.both_ways_with_an_app.target: connection 'app' (type app) cannot tell its changes "
+        "(PolledSource or WebhookSource), needed by flow 'both_ways_with_an_app' (fields back)",
     ]
 
 
