@@ -216,3 +216,11 @@ def test_run_says_what_it_does_and_a_port_in_use_is_one_line(
     assert "Traceback" not in taken.stderr
     [line] = [x for x in taken.stderr.splitlines() if "crmsync:" in x]
     assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+def test_the_scheduler_runs_alone_and_stops_cleanly_on_sigterm(config: Path, tmp_path: Path) -> None:
+    with started(
+        "scheduler", "-c", str(config), log=tmp_path / "scheduler.log", ready="crmsync scheduler: 0 job(s)"
+    ) as proc:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (tmp_path / "scheduler.log").read_text()
