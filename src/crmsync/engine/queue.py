@@ -569,9 +569,9 @@ class ChangeQueue:
         return _dead_letter(row) if row is not None else None
 
     def replay(self, ids: Sequence[int]) -> int:
-        """Enqueue the net change of each open dead letter again (new change rows, same fields)
-        and mark the letters replayed. Letters already replayed or discarded are left alone.
-        Returns how many were replayed."""
+        """Enqueue the net change of each open dead letter again (new change rows, same fields, and
+        the event's metadata when the letter holds one event) and mark the letters replayed.
+        Letters already replayed or discarded are left alone. Returns how many were replayed."""
         if not ids:
             return 0
         now = self.clock()
@@ -588,7 +588,18 @@ class ChangeQueue:
             letters = [_dead_letter(r) for r in conn.execute(query)]
             if not letters:
                 return 0
-            new = [NewChange(x.source, x.flow, x.record_key, x.operation, x.fields) for x in letters]
+            metas = self._event_metas(conn, [x.change_ids[0] for x in letters if len(x.change_ids) == 1])
+            new = [
+                NewChange(
+                    x.source,
+                    x.flow,
+                    x.record_key,
+                    x.operation,
+                    x.fields,
+                    meta=metas.get(x.change_ids[0]) if len(x.change_ids) == 1 else None,
+                )
+                for x in letters
+            ]
             conn.execute(sa.insert(t_changes), [self._row(n, now) for n in new])
             conn.execute(
                 sa.update(t_dead).where(d.id.in_([x.id for x in letters])).values(replay_requested_at=now)
@@ -596,6 +607,19 @@ class ChangeQueue:
             return len(letters)
 
         return self.store.run(work)
+
+    @staticmethod
+    def _event_metas(conn: Connection, change_ids: Sequence[int]) -> dict[int, EventMeta]:
+        """The event metadata of these changes (an event is never folded, so a dead letter of one
+        event holds one change id); changes purged since are absent."""
+        found: dict[int, EventMeta] = {}
+        c = t_changes.c
+        for chunk in _chunks(list(change_ids)):
+            for row in conn.execute(sa.select(c.id, c.meta).where(c.id.in_(chunk), c.meta.is_not(None))):
+                meta = EventMeta.from_dict(row.meta)
+                if meta is not None:
+                    found[row.id] = meta
+        return found
 
     def discard(self, ids: Sequence[int]) -> int:
         """Mark dead letters discarded (kept for the record, hidden from the default listing)."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from crmsync.connectors.base import EventMeta
 from crmsync.engine.backoff import Backoff
 from crmsync.engine.queue import ChangeQueue, ClaimedChange, NewChange
 from crmsync.errors import FixTheData, RetryLater
@@ -254,6 +255,19 @@ def test_replay_enqueues_the_letter_again_once(queue: ChangeQueue, clock: Clock)
     assert replayed["a"].operation == "upsert" and replayed["a"].fields == {"x": 1}
     assert replayed["b"].operation == "delete" and replayed["b"].flow == "g"
     assert all(x.replay_requested_at == clock.now for x in queue.dead_letters())
+
+
+def test_replay_keeps_the_events_metadata(queue: ChangeQueue) -> None:
+    when = datetime(2024, 4, 30, 9, 15, tzinfo=UTC)
+    meta = EventMeta(at=when, who="ana", action="commentCard", delivery_id="act1", details={"text": "hi"})
+    queue.enqueue([NewChange("trello", "f", "card1", "upsert", {"name": "A"}, "act1:f", meta=meta)])
+    [claimed] = queue.claim("w")
+    assert claimed.meta == meta
+    queue.dead(claimed, FixTheData("refused"))
+    [letter] = queue.dead_letters()
+    assert queue.replay([letter.id]) == 1
+    [replayed] = queue.claim("w")
+    assert replayed.meta == meta and replayed.fields == {"name": "A"}
 
 
 def test_discard_hides_a_letter_and_it_cannot_be_replayed(queue: ChangeQueue) -> None:
