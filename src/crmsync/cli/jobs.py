@@ -7,6 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
@@ -85,7 +93,8 @@ def run(
     name: str = typer.Argument(..., help="The job's name under `jobs:` in the configuration."),
     config: Path = CONFIG_OPTION,
 ) -> None:
-    """Run one job now, recorded like a scheduled run (disabled jobs too); exit 1 if it fails."""
+    """Run one job now, with a progress bar, recorded like a scheduled run (disabled jobs too); print
+    its summary; exit 1 if it fails."""
     cfg = load_or_exit(config)
     specs = specs_from_config(cfg)
     if name not in specs:
@@ -93,8 +102,23 @@ def run(
         typer.secho(f"unknown job {name!r}; valid: {valid}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     store = _store(cfg.store.url)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[job]}[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     try:
-        result = run_job(store, name, specs[name], config=cfg)
+        console = Console(stderr=True)
+        # the bar is drawn on a terminal only (a log or a pipe gets the summary alone)
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("starting", total=None, job=name)
+
+            def progress(done: int, total: int | None, what: str) -> None:
+                bar.update(task, completed=done, total=total, description=what)
+
+            result = run_job(store, name, specs[name], config=cfg, progress=progress)
     finally:
         store.dispose()
     if result.status != "succeeded":

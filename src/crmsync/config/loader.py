@@ -282,7 +282,8 @@ def _model_at(path: Key, data: Any) -> type[BaseModel] | None:
             info = annotation.model_fields.get(str(element))
             if info is None:
                 return None
-            annotation = info.annotation
+            nested = getattr(annotation, "nested_model", None)  # a key whose model depends on the data
+            annotation = (nested(str(element), node) if nested else None) or info.annotation
         elif get_origin(annotation) in (dict, list):
             annotation = get_args(annotation)[-1]
         else:

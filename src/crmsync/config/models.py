@@ -293,17 +293,29 @@ class JobConfig(Model):
     cron: str = Field(
         description='When it runs: a cron expression in UTC, e.g. "0 3 * * *" (every day at 03:00).'
     )
-    args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the job.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Settings of the job (see `jobs.NAME.args` of each job below)."
+    )
     enabled: bool = Field(
         True, description="false: the scheduler skips the job; `crmsync jobs run` still runs it."
     )
+
+    @classmethod
+    def nested_model(cls, key: str, data: Any) -> type[BaseModel] | None:
+        """The model of ``args`` for the job ``data`` names (messages list its keys)."""
+        from crmsync.jobs import registry
+
+        name = data.get("job") if isinstance(data, dict) else None
+        if key != "args" or not isinstance(name, str) or name not in registry.names():
+            return None
+        return registry.get(name).Settings
 
     @field_validator("job")
     @classmethod
     def _registered_job(cls, value: str) -> str:
         from pydantic_core import PydanticCustomError
 
-        from crmsync.scheduler import registry
+        from crmsync.jobs import registry
 
         if value not in registry.names():
             valid = ", ".join(registry.names())
@@ -326,14 +338,11 @@ class JobConfig(Model):
     @field_validator("args")
     @classmethod
     def _job_args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from pydantic_core import PydanticCustomError
-
-        from crmsync.scheduler import registry
+        from crmsync.jobs import registry
 
         if "job" in info.data:  # else the job's own error is reported
-            problems = registry.get(info.data["job"]).check_args(value)
-            if problems:
-                raise PydanticCustomError("job_args", "{problems}", {"problems": "; ".join(problems)})
+            # the job's settings model: each problem at its own key (and line)
+            registry.get(info.data["job"]).settings_of(value)
         return value
 
 

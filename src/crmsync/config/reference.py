@@ -40,6 +40,23 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("jobs.NAME", models.JobConfig),
 ]
 
+
+def _job_sections() -> list[tuple[str, type[BaseModel]]]:
+    """One section per built-in job's settings (``args:``), and per list of mappings in them."""
+    from crmsync.jobs import registry
+
+    out: list[tuple[str, type[BaseModel]]] = []
+    for cls in registry.builtin():
+        out.append((f"jobs.NAME.args (job: {cls.name})", cls.Settings))
+        for key, info in cls.Settings.model_fields.items():
+            inner = get_args(info.annotation)[0] if get_origin(info.annotation) is list else None
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                out.append((f"jobs.NAME.args.{key}[] (job: {cls.name})", inner))
+    return out
+
+
+SECTIONS += _job_sections()
+
 BLOCKS = ("keys", "transforms")
 
 

@@ -34,6 +34,13 @@ question for a connector *class*, without connecting (``crmsync check``)::
                       and hold back non-urgent work
     NamedObjects      turn an object's name (a board's) into       object_id
                       its id
+    ActivityLog       tell when records last changed, leaving      last_changed
+                      out changes to some fields (jobs)
+    CatchUp           read back the events a webhook source        events_since
+                      sent while nobody listened (jobs)
+    ReportingTables   keep typed tables in a reporting database    declare, prepare, write_snapshot
+    Reports           read saved reports, export a query of any    describe_report, run_report,
+                      size (jobs)                                  export_query
     Describes         an object's fields and their types           describe
     PreparesSchema    shape a target's storage (tables) from the   prepare_schema
                       flows that write to it
@@ -50,7 +57,7 @@ through).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -58,6 +65,8 @@ from crmsync.connectors.base import ChangeBatch, Connector, EventMeta, Record, W
 from crmsync.errors import ConfigError
 
 if TYPE_CHECKING:
+    from crmsync.connectors.sql.changes import SnapshotRow
+    from crmsync.connectors.sql.tables import ObjectSpec
     from crmsync.store.db import Store
 
 
@@ -344,6 +353,67 @@ class KeepsHistory(Protocol):
     def keeps_history(self) -> bool: ...
 
 
+# ---------------------------------------------------------------- what scheduled jobs use
+
+
+@runtime_checkable
+class ActivityLog(Protocol):
+    """When records last changed, from the vendor's own history of them."""
+
+    def last_changed(
+        self, object_name: str, ids: Sequence[str], *, ignoring: Sequence[str] = ()
+    ) -> dict[str, dt.datetime]:
+        """Record id → when it last changed (aware, UTC), leaving out changes made only to the
+        fields named in ``ignoring``; unknown ids are absent."""
+        ...
+
+
+@runtime_checkable
+class CatchUp(Protocol):
+    """A webhook source whose events can be read back after a gap (crmsync down, a webhook lost)."""
+
+    def events_since(self, object_id: str, cursor: str | None) -> tuple[list[SourceEvent], str | None]:
+        """The object's events after ``cursor``, oldest first, as ``parse`` gives them (same
+        delivery ids), and the cursor to read from next time; with no cursor: no events, and the
+        cursor of the newest event."""
+        ...
+
+
+@runtime_checkable
+class ReportingTables(Protocol):
+    """Typed current-state tables (and the workload snapshot) in a reporting database."""
+
+    def declare(self, objects: Iterable[ObjectSpec]) -> None: ...
+
+    def prepare(self) -> Any: ...
+
+    def write_snapshot(self, day: dt.date, rows: Sequence[SnapshotRow], *, board: str = "") -> int: ...
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """A saved report's detail rows (each keyed by column name and by label) and whether they are
+    all of them (``all_data`` false: the vendor cut them at ``row_limit``)."""
+
+    columns: tuple[str, ...]
+    labels: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    all_data: bool
+    row_limit: int | None = None
+    total_rows: int | None = None
+
+
+@runtime_checkable
+class Reports(Protocol):
+    """A vendor's saved reports (through its reports API) and exports of any size."""
+
+    def describe_report(self, report_id: str) -> Mapping[str, Any]: ...
+
+    def run_report(self, report_id: str, filters: Sequence[Mapping[str, Any]] = ()) -> ReportRun: ...
+
+    def export_query(self, query: str) -> Iterator[dict[str, Any]]: ...
+
+
 #: every capability, by the name the messages use
 CAPABILITIES: dict[str, type] = {
     "Writable": Writable,
@@ -355,6 +425,10 @@ CAPABILITIES: dict[str, type] = {
     "RelatedCreator": RelatedCreator,
     "Budgeted": Budgeted,
     "NamedObjects": NamedObjects,
+    "ActivityLog": ActivityLog,
+    "CatchUp": CatchUp,
+    "ReportingTables": ReportingTables,
+    "Reports": Reports,
     "Describes": Describes,
     "PreparesSchema": PreparesSchema,
     "KeepsHistory": KeepsHistory,
@@ -371,6 +445,10 @@ _WHAT = {
     "RelatedCreator": "cannot create related records together",
     "Budgeted": "has no shared API budget",
     "NamedObjects": "cannot look objects up by name",
+    "ActivityLog": "does not tell when records last changed",
+    "CatchUp": "cannot read back missed webhook events",
+    "ReportingTables": "keeps no reporting tables",
+    "Reports": "has no reports",
     "Describes": "cannot describe its objects",
     "PreparesSchema": "has no schema to prepare",
     "KeepsHistory": "keeps no history",

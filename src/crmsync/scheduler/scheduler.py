@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from crmsync.scheduler import claims, registry, runs
-from crmsync.scheduler.base import JobContext
+from crmsync.jobs import registry
+from crmsync.jobs.base import JobContext, Progress, no_progress
+from crmsync.scheduler import claims, runs
 from crmsync.scheduler.cron import Schedule
 from crmsync.store.db import Store
 from crmsync.store.schema import utcnow
 
 if TYPE_CHECKING:
     from crmsync.config.models import Config
+    from crmsync.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +71,33 @@ def run_job(
     clock: Callable[[], datetime] = utcnow,
     run_id: int | None = None,
     scheduled_for: datetime | None = None,
+    progress: Progress = no_progress,
+    runtime: Runtime | None = None,
 ) -> runs.JobRun:
     """Run the job ``name`` now and record it (a new ``job_runs`` row unless ``run_id`` is the
-    one its claim started); the run's outcome, never an exception from the job itself."""
+    one its claim started); the run's outcome, never an exception from the job itself.
+
+    ``progress(done, total, what)`` hears how far the job got; ``runtime`` lends the process's
+    connectors (else the job builds its own from ``config`` and closes them when done)."""
     if run_id is None:
         run_id = runs.start(store, name, clock())
     logger = logging.getLogger(f"crmsync.jobs.{name}")
+    ctx: JobContext | None = None
     try:
-        job = registry.get(spec.job)()
-        ctx = JobContext(store, config, spec.args, logger, name, scheduled_for, clock)
-        summary = " ".join(str(job.run(ctx)).split())
+        cls = registry.get(spec.job)
+        ctx = JobContext(
+            store,
+            config,
+            spec.args,
+            logger,
+            name,
+            scheduled_for,
+            clock,
+            settings=cls.settings_of(spec.args),
+            progress=progress,
+            runtime_given=runtime,
+        )
+        summary = " ".join(str(cls().run(ctx)).split())
     except Exception as exc:  # a failing job is recorded and logged, never raised
         message = " ".join(f"{type(exc).__name__}: {exc}".split())
         logger.exception("job %s failed: %s", name, message)
@@ -86,6 +105,9 @@ def run_job(
     else:
         logger.info("job %s succeeded: %s", name, summary)
         runs.finish(store, run_id, "succeeded", summary, clock())
+    finally:
+        if ctx is not None:
+            ctx.close()
     finished = runs.get(store, run_id)
     assert finished is not None
     return finished
@@ -102,8 +124,10 @@ class Scheduler:
         owner: str,
         clock: Callable[[], datetime] = utcnow,
         config: Config | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.store = store
+        self.runtime = runtime
         self.owner = owner
         self.clock = clock
         self.config = config
@@ -114,10 +138,22 @@ class Scheduler:
 
     @classmethod
     def from_config(
-        cls, store: Store, config: Config, *, owner: str | None = None, clock: Callable[[], datetime] = utcnow
+        cls,
+        store: Store,
+        config: Config,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        runtime: Runtime | None = None,
     ) -> Scheduler:
+        """The scheduler of ``config``'s jobs (``runtime``: the process's, whose connectors they use)."""
         return cls(
-            store, specs_from_config(config), owner=owner or default_owner(), clock=clock, config=config
+            store,
+            specs_from_config(config),
+            owner=owner or default_owner(),
+            clock=clock,
+            config=config,
+            runtime=runtime,
         )
 
     def tick(self) -> list[str]:
@@ -136,6 +172,7 @@ class Scheduler:
                 clock=self.clock,
                 run_id=claim.run_id,
                 scheduled_for=claim.scheduled_for,
+                runtime=self.runtime,
             )
             fired.append(name)
         return fired

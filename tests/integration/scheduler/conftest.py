@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crmsync.scheduler import registry
-from crmsync.scheduler.base import Job, JobContext
+from crmsync.jobs import registry
+from crmsync.jobs.base import Job, JobContext
 
 
 class Counter:

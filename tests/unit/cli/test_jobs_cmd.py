@@ -7,8 +7,9 @@ import typer
 from typer.testing import CliRunner
 
 from crmsync.cli import jobs as jobs_cmd
-from crmsync.scheduler import claims, registry, runs
-from crmsync.scheduler.base import Job, JobContext
+from crmsync.jobs import registry
+from crmsync.jobs.base import Job, JobContext
+from crmsync.scheduler import claims, runs
 from crmsync.scheduler.cron import Schedule
 from crmsync.store.db import Store
 from crmsync.store.schema import utcnow

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ConfigDict
 
-from crmsync.scheduler import registry
-from crmsync.scheduler.base import Job, JobContext
+from crmsync.jobs import registry
+from crmsync.jobs.base import Job, JobContext, JobSettings
 from crmsync.store.db import Store
 
 
@@ -58,9 +59,14 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     seen = Recorder()
 
+    class AnyArgs(JobSettings):
+        model_config = ConfigDict(extra="allow", frozen=True)
+
     @registry.job("test-count")
     class Count(Job):
         """Counts its runs."""
+
+        Settings = AnyArgs
 
         def run(self, ctx: JobContext) -> str:
             seen.add(ctx)

@@ -28,18 +28,41 @@ jobs:
   c:
     job: purge-history
     cron: "@daily"
-    args: {days: 0, keep: 1}
+    args:
+      days: 0
+      keep: 1
   d:
     cron: "@daily"
     when: never
+  e:
+    job: salesforce-report-import
+    cron: "@daily"
+    args:
+      source: soql
+      target: reporting
+      id_column: Id
+      columns: {stage: StageName}
+  f:
+    job: win-loss-mover
+    cron: "@daily"
+    args:
+      board: trello
+      crm: salesforce
+      won_stages: Closed Won
 """
+    valid = (
+        "purge-history, salesforce-report-import, trello-refresh, update-status-nudge, webhook-healing, "
+        "win-loss-mover, workload-snapshot"
+    )
     assert problems(tmp_path, text) == [
-        "3: jobs.a.job: unknown job 'purge-everything'; valid: purge-history",
+        f"3: jobs.a.job: unknown job 'purge-everything'; valid: {valid}",
         "7: jobs.b.cron: invalid cron expression '0 25 * * *'",
-        "11: jobs.c.args: job 'purge-history' takes no arg 'keep'; valid: days; "
-        "args.days must be a whole number of at least 1, not 0",
-        "12: jobs.d.job: required key is missing",
-        "14: jobs.d.when: unknown key; valid: job, cron, args, enabled",
+        "12: jobs.c.args.days: Input should be greater than or equal to 1",
+        "13: jobs.c.args.keep: unknown key; valid: days",
+        "14: jobs.d.job: required key is missing",
+        "16: jobs.d.when: unknown key; valid: job, cron, args, enabled",
+        "20: jobs.e.args: Value error, source 'soql' needs connection and query",
+        "31: jobs.f.args.won_stages: Input should be a valid list",
     ]
 
 

@@ -33,6 +33,7 @@ from crmsync.connectors.capabilities import (
 from crmsync.connectors.polling import ChangeSink, PollsItself, PollTarget
 from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, SalesforceClient, subrequest_error
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_save_result
+from crmsync.connectors.salesforce.reports import SalesforceReports
 from crmsync.connectors.salesforce.settings import SalesforceSettings
 from crmsync.connectors.salesforce.soql import format_soql
 from crmsync.connectors.stamps import parse_stamp
@@ -73,7 +74,15 @@ def _plain(value: Any) -> Any:
 
 
 class SalesforceConnector(
-    Connector, Writable, Readable, PolledSource, PollsItself, Queryable, RelatedCreator, Budgeted
+    SalesforceReports,
+    Connector,
+    Writable,
+    Readable,
+    PolledSource,
+    PollsItself,
+    Queryable,
+    RelatedCreator,
+    Budgeted,
 ):
     """One Salesforce org, for one configured connection."""
 

@@ -35,6 +35,7 @@ from crmsync.connectors.trello import cards as codec
 from crmsync.connectors.trello.client import AnswerLost, TrelloClient
 from crmsync.connectors.trello.errors import already_done, gone
 from crmsync.connectors.trello.governor import StoreSlots
+from crmsync.connectors.trello.history import TrelloHistory
 from crmsync.connectors.trello.receiver import TrelloReceiver
 from crmsync.connectors.trello.settings import TrelloConnection
 from crmsync.connectors.trello.subscriptions import actions_since, newest_action
@@ -56,6 +57,7 @@ _BOARD_EXPANSIONS = {
 
 class TrelloConnector(
     TrelloReceiver,
+    TrelloHistory,
     Connector,
     Writable,
     Readable,

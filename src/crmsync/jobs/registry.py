@@ -2,11 +2,12 @@
 
     @job("purge-history")
     class PurgeHistory(Job):
+        Settings = PurgeSettings
         def run(self, ctx: JobContext) -> str: ...
 
-Built-in jobs live in :mod:`crmsync.scheduler.jobs`, imported on the first look-up. Plug-ins
-ship theirs in a module named by an entry point of the ``crmsync.jobs`` group, imported the
-first time a name is looked up.
+The built-in jobs live in the modules of :data:`BUILTIN_MODULES`, imported on the first look-up.
+Plug-ins ship theirs in a module named by an entry point of the ``crmsync.jobs`` group, imported
+the first time a name is looked up. An unknown name fails with the valid ones.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from importlib import import_module
 from importlib.metadata import entry_points
 
 from crmsync.errors import ConfigError
-from crmsync.scheduler.base import Job
+from crmsync.jobs.base import Job
 
 ENTRY_POINT_GROUP = "crmsync.jobs"
-BUILTIN_MODULE = "crmsync.scheduler.jobs"
+BUILTIN_MODULES = (
+    "crmsync.jobs.purge",
+    "crmsync.jobs.report_import",
+    "crmsync.jobs.cards",
+    "crmsync.jobs.workload",
+    "crmsync.jobs.nudge",
+    "crmsync.jobs.healing",
+)
 
 _REGISTRY: dict[str, type[Job]] = {}
 _loaded = False
@@ -42,7 +50,8 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    import_module(BUILTIN_MODULE)
+    for module in BUILTIN_MODULES:
+        import_module(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
@@ -64,3 +73,10 @@ def get(name: str) -> type[Job]:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown job {name!r}; valid: {', '.join(names())}") from None
+
+
+def builtin() -> list[type[Job]]:
+    """The built-in job classes, by name (for the configuration reference)."""
+    _load()
+    prefix = "crmsync.jobs."
+    return [cls for _, cls in sorted(_REGISTRY.items()) if cls.__module__.startswith(prefix)]
