@@ -18,7 +18,8 @@ from crmsync.config import connected as connected_checks
 from crmsync.config.loader import DEFAULT_PATH, dotted
 from crmsync.config.starter import SANDBOX_COMMAND, SANDBOX_SEED, VARIABLES, write_starter
 from crmsync.connectors import registry
-from crmsync.connectors.capabilities import WebhookSource, offers
+from crmsync.connectors.capabilities import Describes, PreparesSchema, WebhookSource, offers
+from crmsync.engine.flows import FlowRuntime, target_shapes
 from crmsync.errors import ConfigError
 
 #: the ``-c/--config`` option every command that reads crmsync.yaml takes
@@ -91,7 +92,8 @@ def _check_connections(cfg: Config) -> bool:
                 connected[name] = connector
                 if offers(connector, WebhookSource):
                     _report_webhooks(cfg, name)
-        return _check_names(cfg, connected) and ok
+        names_ok = _check_names(cfg, connected)
+        return _prepare_schemas(cfg, connected) and names_ok and ok
     finally:
         for connector in connected.values():
             connector.close()
@@ -138,6 +140,38 @@ def _check_names(cfg: Config, connected: dict[str, Any]) -> bool:
             fg=typer.colors.GREEN,
         )
     return not problems
+
+
+def _prepare_schemas(cfg: Config, connected: dict[str, Any]) -> bool:
+    """Create or migrate the storage the flows write to on targets that have one (a reporting
+    database's tables), saying what changed; a destructive change is refused with what to do."""
+    flows = [FlowRuntime(name, flow) for name, flow in cfg.flows.items()]
+
+    def describe(connection: str, object_name: str) -> Any:
+        source = connected.get(connection)
+        return source.describe(object_name) if source is not None and offers(source, Describes) else None
+
+    ok = True
+    for name, connector in connected.items():
+        if not offers(connector, PreparesSchema):
+            continue
+        try:
+            changes = connector.prepare_schema(target_shapes(flows, name, describe))
+        except ConfigError as exc:
+            ok = False
+            if not exc.problems:
+                typer.secho(f"  {name}: tables: REFUSED: {exc.message}", fg=typer.colors.RED)
+            for problem in exc.problems:  # each refused change, with what to do
+                typer.secho(f"  {name}: tables: REFUSED: {problem}", fg=typer.colors.RED)
+            continue
+        except Exception as exc:  # a describe or the database failed: say so, go on with the others
+            ok = False
+            typer.secho(f"  {name}: tables: could not prepare: {_describe(exc)}", fg=typer.colors.RED)
+            continue
+        for change in changes:
+            typer.echo(f"  {name}: {change}")
+        typer.secho(f"  {name}: tables: OK ({_count(len(changes), 'change')} made)", fg=typer.colors.GREEN)
+    return ok
 
 
 def _describe(exc: Exception) -> str:
