@@ -106,6 +106,11 @@ class Fatal(CrmsyncError):
     """A person must act (credentials, configuration); the flow stops and an alert goes out."""
 
 
+class CallbackUnreachable(Fatal):
+    """The vendor could not reach the callback URL of a webhook being created (crmsync must be
+    serving it, at an address the vendor reaches)."""
+
+
 class ConfigError(Fatal):
     """The configuration is invalid; ``problems`` lists every problem found."""
 

@@ -30,7 +30,7 @@ from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
 from crmsync.connectors.capabilities import WebhookSource, offers, require
 from crmsync.connectors.monday.subscriptions import UNREACHABLE
-from crmsync.errors import CrmsyncError
+from crmsync.errors import CallbackUnreachable, CrmsyncError
 from crmsync.store import webhooks as receivers
 from crmsync.store.db import Store
 
@@ -40,7 +40,7 @@ URL_OPTION: Any = typer.Option(
     None,
     "--url",
     help=(
-        "Public base URL of the crmsync web app as monday reaches it, e.g. https://crmsync.example.org "
+        "Public base URL of the crmsync web app as the vendor reaches it, e.g. https://crmsync.example.org "
         "(default: the web section's host and port)."
     ),
 )
@@ -95,21 +95,21 @@ def _open_store(config: Config) -> Store:
     return store
 
 
-def _fail(exc: CrmsyncError) -> typer.Exit:
-    typer.secho(f"monday refused: {exc}", fg=typer.colors.RED, err=True)  # (the vendor's answer)
+def _fail(exc: CrmsyncError, vendor: str) -> typer.Exit:
+    typer.secho(f"{vendor} refused: {exc}", fg=typer.colors.RED, err=True)  # (the vendor's answer)
     return typer.Exit(1)
 
 
-def _unreachable(exc: CrmsyncError, base: str, given: bool) -> typer.Exit:
-    typer.secho(f"monday refused: {exc}", fg=typer.colors.RED, err=True)
+def _unreachable(exc: CrmsyncError, vendor: str, base: str, given: bool) -> typer.Exit:
+    typer.secho(f"{vendor} refused: {exc}", fg=typer.colors.RED, err=True)
     typer.secho(
-        f"monday could not reach {base}: when a webhook is created, monday sends a challenge to its "
+        f"{vendor} could not reach {base}: when a webhook is created, {vendor} checks its "
         "callback URL, which crmsync must answer. Start crmsync first (`crmsync run`, or "
         "`crmsync serve`), then run this again"
         + (
-            "; check that --url is the address monday reaches crmsync at."
+            f"; check that --url is the address {vendor} reaches crmsync at."
             if given
-            else f", or pass --url with the public address monday reaches it at (default: {base})."
+            else f", or pass --url with the public address {vendor} reaches it at (default: {base})."
         ),
         fg=typer.colors.RED,
         err=True,
@@ -179,9 +179,10 @@ def ensure(config: Path = CONFIG_OPTION, url: str | None = URL_OPTION) -> None:
                     for sub in result.existing:
                         table.add_row(name, sub.object_id, sub.event, sub.id, "present")
             except CrmsyncError as exc:
-                if UNREACHABLE.lower() in str(exc).lower():
-                    raise _unreachable(exc, base, url is not None) from exc
-                raise _fail(exc) from exc
+                vendor = cfg.connections[name].type
+                if isinstance(exc, CallbackUnreachable) or UNREACHABLE.lower() in str(exc).lower():
+                    raise _unreachable(exc, vendor, base, url is not None) from exc
+                raise _fail(exc, vendor) from exc
             finally:
                 connector.close()
             typer.echo(f"{name}: {protection.description}")
@@ -202,7 +203,7 @@ def list_(config: Path = CONFIG_OPTION) -> None:
                 for sub in source.list_subscriptions(named):
                     table.add_row(name, sub.object_id, sub.event, sub.id, str(sub.config or ""))
         except CrmsyncError as exc:
-            raise _fail(exc) from exc
+            raise _fail(exc, cfg.connections[name].type) from exc
         finally:
             connector.close()
     Console().print(table)

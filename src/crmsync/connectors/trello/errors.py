@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmsync.connectors.retry_after import retry_after_header
-from crmsync.errors import BudgetExhausted, CrmsyncError, Fatal, FixTheData, RetryLater
+from crmsync.errors import BudgetExhausted, CallbackUnreachable, CrmsyncError, Fatal, FixTheData, RetryLater
 
 #: seconds to wait after a 429 when the reply gives no hint (Trello's window)
 DEFAULT_RETRY_AFTER = 10.0
@@ -47,7 +47,7 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     ErrorRule(400, "A webhook with that callback, model, and token already exists", FixTheData),
     ErrorRule(404, "The requested resource was not found", FixTheData),
     # -- a person must act ---------------------------------------------------------------------
-    ErrorRule(400, "did not return 200 status code", Fatal),
+    ErrorRule(400, "did not return 200 status code", CallbackUnreachable),
     ErrorRule(401, "invalid key", Fatal),
     ErrorRule(401, "invalid token", Fatal),
     ErrorRule(401, "unauthorized token", Fatal),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from crmsync.connectors.trello.errors import ERROR_TABLE, error_class, make_error, read_body
-from crmsync.errors import BudgetExhausted, Fatal, FixTheData, RetryLater
+from crmsync.errors import BudgetExhausted, CallbackUnreachable, Fatal, FixTheData, RetryLater
 
 #: (status, body as Trello sends it, class): one per row of ERROR_TABLE, in its order
 CASES = [
@@ -22,7 +22,7 @@ CASES = [
     (400, "member is already on the card", FixTheData),
     (400, "A webhook with that callback, model, and token already exists", FixTheData),
     (404, "The requested resource was not found.", FixTheData),
-    (400, "URL (https://x.example/hook) did not return 200 status code, got 405", Fatal),
+    (400, "URL (https://x.example/hook) did not return 200 status code, got 405", CallbackUnreachable),
     (401, "invalid key", Fatal),
     (401, "invalid token", Fatal),
     (401, "unauthorized token", Fatal),
