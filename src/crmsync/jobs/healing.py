@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from pydantic import Field
 
-from crmsync.connectors.capabilities import CatchUp, SourceEvent, WebhookSource, offers
+from crmsync.connectors.capabilities import CatchUp, SourceEvent, Subscription, WebhookSource, offers
 from crmsync.engine.queue import NewChange
 from crmsync.jobs.base import Job, JobContext, JobSettings
 from crmsync.jobs.registry import job
@@ -84,7 +84,8 @@ class WebhookHealing(Job):
                     if was is not None and (was.config or {}).get("active") is False:
                         reenabled += 1
                         log.info("webhook %s of %s on %s re-enabled", sub.id, name, object_id)
-                    failures = int((sub.config or {}).get("consecutiveFailures") or 0)
+                    # as found: re-enabling a webhook may reset its count
+                    failures = max(_failures(was), _failures(sub))
                     if failures > 0:
                         failing += 1
                         problems.append(
@@ -183,6 +184,10 @@ def enqueue(ctx: JobContext, connection: str, event: SourceEvent) -> tuple[int, 
         accepted += result.accepted
         duplicates += result.duplicates
     return accepted, duplicates
+
+
+def _failures(sub: Subscription | None) -> int:
+    return int(((sub.config or {}) if sub is not None else {}).get("consecutiveFailures") or 0)
 
 
 def _default_base(ctx: JobContext) -> str:
