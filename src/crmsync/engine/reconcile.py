@@ -1,4 +1,8 @@
-"""Reconcile a Monday.com board: catch the changes whose webhook never arrived.
+"""Reconcile a webhook-fed board: catch the changes whose webhook never arrived.
+
+A source that reads its events back (Trello's board actions) is caught up event by event from a
+cursor (:mod:`crmsync.engine.events`), when the process starts and on every pass; the others
+(a Monday.com board) are read by their records' state, as follows.
 
 Webhooks can be lost (monday gives up after its retries; a receiver was down longer than that).
 Every ``interval`` the reconciler reads the items updated since its watermark and queues them as
@@ -20,8 +24,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from crmsync.connectors.capabilities import PolledSource, require
+from crmsync.connectors.capabilities import CatchUp, PolledSource, require
 from crmsync.connectors.stamps import try_stamp as parse_stamp
+from crmsync.engine.events import EventCatchUp
 from crmsync.engine.queue import NewChange
 from crmsync.errors import CrmsyncError
 from crmsync.store import shadow, watermarks
@@ -52,8 +57,20 @@ class BoardReconciler:
             ):
                 watermarks.put(self.rt.store, self.connection, f"listening:{board}", now)
 
+    def catch_up(self) -> int:
+        """When the process starts: the events missed while crmsync was down, for a source that
+        reads its events back (:class:`~crmsync.connectors.capabilities.CatchUp`; others wait for
+        the first reconcile); how many changes were queued."""
+        if not isinstance(self.rt.connector(self.connection), CatchUp):
+            return 0
+        return EventCatchUp(self.rt, self.connection, self.flows).catch_up_once()
+
     def reconcile_once(self) -> int:
-        """One pass over every board; returns how many changes were queued (before de-duplication)."""
+        """One pass over every board; returns how many changes were queued (before de-duplication).
+        A source that reads its events back is caught up event by event (one change, and one
+        history row, per missed event; deletions included) instead of by its records' state."""
+        if isinstance(self.rt.connector(self.connection), CatchUp):
+            return EventCatchUp(self.rt, self.connection, self.flows).catch_up_once()
         connector = require(self.rt.connector(self.connection), PolledSource, "reconciling")
         queued = 0
         for name in self.flows:

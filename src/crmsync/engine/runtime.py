@@ -16,6 +16,7 @@ from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
 from crmsync.connectors.capabilities import (
     Budgeted,
+    CatchUp,
     Describes,
     IngestSource,
     NamedObjects,
@@ -155,12 +156,12 @@ class Runtime:
         return offers(cls, PolledSource) and not offers(cls, WebhookSource)
 
     def reconcile_targets(self) -> dict[str, list[str]]:
-        """The flows reading each webhook-fed connection (read again now and then, by polling, so a
-        lost delivery is caught)."""
+        """The flows reading each webhook-fed connection (read again now and then, by polling or by
+        reading its events back, so a lost delivery is caught)."""
         targets: dict[str, list[str]] = {}
         for flow in self.flows.values():
             cls = self.connector_type(flow.source)
-            if offers(cls, WebhookSource) and offers(cls, PolledSource):
+            if offers(cls, WebhookSource) and (offers(cls, PolledSource) or offers(cls, CatchUp)):
                 targets.setdefault(flow.source, []).append(flow.name)
         return targets
 

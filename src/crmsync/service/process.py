@@ -131,6 +131,11 @@ class Process:
 
             def loop(r: BoardReconciler = reconciler) -> None:
                 lease = f"reconcile:{r.connection}"
+                try:  # at start: what was missed while crmsync was down (sources that replay events)
+                    if leases.try_acquire(self.rt.store, lease, owner, interval * 3):
+                        r.catch_up()
+                except Exception:
+                    log.exception("catching up %s failed", r.connection)
                 while not self.stopping.wait(interval):
                     try:
                         if leases.try_acquire(self.rt.store, lease, owner, interval * 3):

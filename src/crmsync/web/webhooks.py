@@ -15,7 +15,8 @@ knows the order of things, the same for every vendor:
    nothing;
 2. **parse**, bounded in size and depth; anything malformed is a 400; the vendor's URL check
    (``handshake``) is answered;
-3. **queue** each event as one change row per flow that reads or writes that object, de-duplicated
+3. **queue** each event (:func:`crmsync.engine.events.queue_event`, as a catch-up does) as one
+   change row per flow that reads or writes that object, de-duplicated
    on the vendor's event id — written before the reply, so an acknowledged event is never lost —
    with the event's metadata (when, who, action, delivery id: ``NewChange.meta``). A
    field's value older (by the event's time) than one already received for it is dropped, so
@@ -29,7 +30,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -47,35 +47,13 @@ from crmsync.connectors.capabilities import (
     offers,
     require,
 )
-from crmsync.engine.queue import NewChange
+from crmsync.engine.events import queue_event
 from crmsync.engine.runtime import Runtime
 from crmsync.store import webhooks as receivers
 from crmsync.web.errors import ApiError
 from crmsync.web.ingest import read_body
 
 log = logging.getLogger(__name__)
-
-
-def changes_for(runtime: Runtime, connection: str, event: SourceEvent) -> list[NewChange]:
-    """One change per flow that reads or writes this object."""
-    changes = []
-    for flow in runtime.flows.values():
-        if connection not in (flow.source, flow.target):
-            continue
-        if runtime.board_of(flow, connection) != event.object_id:
-            continue
-        changes.append(
-            NewChange(
-                source=connection,
-                flow=flow.name,
-                record_key=event.record_id,
-                operation=event.operation,
-                fields={**event.fields, "_at": event.at.isoformat() if event.at else None},
-                delivery_id=f"{event.delivery_id}:{flow.name}",
-                meta=event.meta(),
-            )
-        )
-    return changes
 
 
 class Webhooks:
@@ -170,26 +148,4 @@ class Webhooks:
             return self._enqueue_in_order(connection, event)
 
     def _enqueue_in_order(self, connection: str, event: SourceEvent) -> dict[str, Any]:
-        if event.gone:
-            receivers.forget_item(self.rt.store, connection, event.record_id)
-        elif event.at is not None and event.fields:
-            times = dict.fromkeys(event.fields, event.at)
-            newer = receivers.newer_fields(self.rt.store, connection, event.record_id, times)
-            stale = set(event.fields) - newer
-            if stale:
-                log.info(
-                    "record %s of %s: older values of %s than already received dropped",
-                    event.record_id,
-                    connection,
-                    ", ".join(sorted(stale)),
-                )
-                if not newer and not event.created and not event.action:
-                    return {"accepted": 0, "duplicates": 0, "stale": sorted(stale)}
-                event = replace(event, fields={k: v for k, v in event.fields.items() if k not in stale})
-        accepted = duplicates = 0
-        for change in changes_for(self.rt, connection, event):  # usually one flow reads an object
-            result = self.rt.queue.enqueue([change])
-            self.rt.metrics.received(change.flow, result.accepted, result.duplicates)
-            accepted += result.accepted
-            duplicates += result.duplicates
-        return {"accepted": accepted, "duplicates": duplicates}
+        return queue_event(self.rt, connection, event)

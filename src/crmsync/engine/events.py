@@ -1,0 +1,124 @@
+"""Events a source reports (:class:`~crmsync.connectors.capabilities.SourceEvent`) into the queue,
+the same way whether a webhook delivered them or a catch-up read them back.
+
+- :func:`queue_event`: one change row per flow that reads or writes the event's object,
+  de-duplicated on the vendor's event id (``<delivery id>:<flow>``), with the event's metadata; a
+  field's value older (by the event's time) than one already received is dropped, so events
+  arriving out of order never roll a value back (an event naming its action is still queued,
+  without those values, for the targets keeping a history).
+- :class:`EventCatchUp`: for a webhook source that :class:`~crmsync.connectors.capabilities.CatchUp`,
+  reads each object's events since a cursor kept in the store (``watermarks``:
+  ``(connection, "webhook-catch-up:" + object id)``) and queues them with :func:`queue_event`, so an
+  event a webhook did deliver is a duplicate and dropped, and one it missed (crmsync was down, a
+  delivery or the webhook was lost) is synced now, one history row per event. The first pass
+  only records where listening starts. It runs when a process starts and on every reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from crmsync.connectors.capabilities import CatchUp, SourceEvent, require
+from crmsync.engine.queue import NewChange
+from crmsync.store import watermarks
+from crmsync.store import webhooks as receivers
+
+if TYPE_CHECKING:
+    from crmsync.engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: the watermarks row of an object's catch-up cursor: (connection, CURSOR + object id)
+CURSOR = "webhook-catch-up:"
+
+
+def changes_for(runtime: Runtime, connection: str, event: SourceEvent) -> list[NewChange]:
+    """One change per flow that reads or writes this object."""
+    changes = []
+    for flow in runtime.flows.values():
+        if connection not in (flow.source, flow.target):
+            continue
+        if runtime.board_of(flow, connection) != event.object_id:
+            continue
+        changes.append(
+            NewChange(
+                source=connection,
+                flow=flow.name,
+                record_key=event.record_id,
+                operation=event.operation,
+                fields={**event.fields, "_at": event.at.isoformat() if event.at else None},
+                delivery_id=f"{event.delivery_id}:{flow.name}",
+                meta=event.meta(),
+            )
+        )
+    return changes
+
+
+def queue_event(runtime: Runtime, connection: str, event: SourceEvent) -> dict[str, Any]:
+    """Queue one event: ``{"accepted": n, "duplicates": n}`` (and ``"stale"``: the fields whose
+    values were older than ones already received, when the whole event was dropped for it)."""
+    if event.gone:
+        receivers.forget_item(runtime.store, connection, event.record_id)
+    elif event.at is not None and event.fields:
+        times = dict.fromkeys(event.fields, event.at)
+        newer = receivers.newer_fields(runtime.store, connection, event.record_id, times)
+        stale = set(event.fields) - newer
+        if stale:
+            log.info(
+                "record %s of %s: older values of %s than already received dropped",
+                event.record_id,
+                connection,
+                ", ".join(sorted(stale)),
+            )
+            if not newer and not event.created and not event.action:
+                return {"accepted": 0, "duplicates": 0, "stale": sorted(stale)}
+            event = replace(event, fields={k: v for k, v in event.fields.items() if k not in stale})
+    accepted = duplicates = 0
+    for change in changes_for(runtime, connection, event):  # usually one flow reads an object
+        result = runtime.queue.enqueue([change])
+        runtime.metrics.received(change.flow, result.accepted, result.duplicates)
+        accepted += result.accepted
+        duplicates += result.duplicates
+    return {"accepted": accepted, "duplicates": duplicates}
+
+
+class EventCatchUp:
+    """Reads back the events of the objects the flows take from (or write to) ``connection``."""
+
+    def __init__(self, runtime: Runtime, connection: str, flows: Sequence[str]) -> None:
+        self.rt = runtime
+        self.connection = connection
+        self.flows = list(flows)
+
+    def objects(self) -> list[str]:
+        found: list[str] = []
+        for name in self.flows:
+            board = self.rt.board_of(self.rt.flows[name], self.connection)
+            if board is not None and board not in found:
+                found.append(board)
+        return found
+
+    def catch_up_once(self) -> int:
+        """One pass over every object; how many changes were queued (duplicates not counted)."""
+        source = require(self.rt.connector(self.connection), CatchUp, "catching up")
+        queued = 0
+        for object_id in self.objects():
+            cursor = watermarks.get(self.rt.store, self.connection, CURSOR + object_id)
+            events, after = source.events_since(object_id, cursor)
+            for event in events:
+                queued += int(queue_event(self.rt, self.connection, event)["accepted"])
+            if after is not None and after != cursor:  # moved only once everything read is queued
+                watermarks.put(self.rt.store, self.connection, CURSOR + object_id, after)
+            if events:
+                log.info(
+                    "%s %s: %d events since %s read back, %d changes queued",
+                    self.connection,
+                    object_id,
+                    len(events),
+                    cursor,
+                    queued,
+                )
+        return queued
