@@ -1,7 +1,8 @@
-"""W1: crmsync stopped while 50 actions happen on the Delivery board; on restart (on another port,
-so the board's webhook delivers nowhere any more) every missed action is read back from the board's
-actions, and the reporting database — SQLite, PostgreSQL and MariaDB — has the cards' current state
-and one history row per missed action, each once."""
+"""W1's board flow into the reporting database — SQLite, PostgreSQL and MariaDB: 30 board actions of
+every kind give exact current-state and history tables (one row per action); and crmsync stopped
+while 50 actions happen on the board catches up on restart (on another port, so the board's
+webhook delivers nowhere any more): every missed action is read back from the board's actions,
+one history row each, and the cards' current state follows."""
 
 from __future__ import annotations
 
@@ -177,3 +178,64 @@ def test_actions_made_while_crmsync_was_down_are_caught_up_one_history_row_each(
         assert (row["name"], row["list_name"]) == (f"Missed {i} (renamed)", "In progress")
         assert str(row["due"]).startswith(f"2027-01-{i + 10:02d}")
     assert first["id"] in current and len(events) == 50
+
+
+def test_thirty_board_actions_of_every_kind_give_exact_current_and_history_tables(
+    crmsync: Crmsync, trello: TrelloEmulator, reporting_url: str
+) -> None:
+    board = trello.board_id("Delivery")
+    lists = {name: trello.list_id(board, name) for name in ("Backlog", "In progress", "Done")}
+    base = crmsync.start()
+    crmsync.ensure_webhook(base)
+    seen = {a["id"] for a in trello.actions(board)}
+    a, b, c = (trello.create_card(lists["Backlog"], f"Card {n}") for n in "abc")
+    trello.move_card(a["id"], lists["In progress"])
+    trello.move_card(b["id"], lists["Done"])
+    trello.move_card(c["id"], lists["In progress"])
+    trello.update_card(a["id"], name="Card a (v2)")
+    trello.update_card(b["id"], name="Card b (v2)")
+    trello.update_card(a["id"], due="2027-02-01T09:00:00.000Z")
+    trello.update_card(c["id"], due="2027-03-01T09:00:00.000Z")
+    trello.update_card(b["id"], due="2027-04-01T09:00:00.000Z")
+    trello.update_card(a["id"], dueComplete=True)
+    for card in (a, b, c, a):
+        trello.comment(card["id"], f"about {card['name']}")
+    trello.add_member_to_card(a["id"], "alice")
+    trello.add_member_to_card(b["id"], "bob")
+    trello.remove_member_from_card(a["id"], "alice")
+    trello.add_label_to_card(a["id"], trello.label_id(board, "Urgent"))
+    trello.add_label_to_card(c["id"], trello.label_id(board, "Renewal"))
+    trello.remove_label_from_card(a["id"], trello.label_id(board, "Urgent"))
+    trello.set_custom_field(a["id"], "Stage", "Prospecting")
+    trello.set_custom_field(b["id"], "Amount", 1200)
+    trello.set_custom_field(c["id"], "Salesforce Task Id", "00T5g00000Xyz01")
+    trello.update_card(c["id"], closed=True)
+    trello.update_card(c["id"], closed=False)
+    trello.delete_card(b["id"])
+    trello.move_card(a["id"], lists["Done"])
+    trello.update_card(c["id"], name="Card c (v2)")
+    actions = [x for x in reversed(trello.actions(board)) if x["id"] not in seen]
+    assert len(actions) == 30 and len({x["type"] for x in actions}) >= 9
+
+    def history() -> list[dict[str, Any]]:
+        ids = {x["id"] for x in actions}
+        return [
+            e for e in rows(reporting_url, "SELECT * FROM crm_events ORDER BY id") if e["delivery_id"] in ids
+        ]
+
+    wait_until(lambda: len(history()) >= 30, timeout=25)
+    assert sorted((e["delivery_id"], e["action"]) for e in history()) == sorted(
+        (x["id"], x["type"]) for x in actions
+    )
+    current = {r["source_id"]: r for r in rows(reporting_url, "SELECT * FROM crm_card")}
+    ra, rb, rc = current[a["id"]], current[b["id"]], current[c["id"]]
+    assert (ra["name"], ra["list_name"], bool(ra["due_complete"]), ra["stage"]) == (
+        "Card a (v2)", "Done", True, "Prospecting"
+    )  # fmt: skip
+    assert str(ra["due"]).startswith("2027-02-01") and "alice" not in str(ra["members"])
+    assert "Urgent" not in str(ra["labels"]) and ra["deleted_at"] is None
+    assert rb["deleted_at"] is not None and rb["name"] == "Card b (v2)"
+    assert (rc["name"], rc["list_name"], bool(rc["closed"]), rc["task_id"]) == (
+        "Card c (v2)", "In progress", False, "00T5g00000Xyz01"
+    )  # fmt: skip
+    assert "Renewal" in str(rc["labels"]) and str(rc["due"]).startswith("2027-03-01")
