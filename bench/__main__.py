@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import drain, e2e, ingest, sandbox_bench, sweep, w2
+from bench import drain, e2e, ingest, report_import, sandbox_bench, sweep, w2
 
 SECTIONS = {
     "sandbox": sandbox_bench.run,
@@ -24,6 +24,7 @@ SECTIONS = {
     "drain": drain.run,
     "w2": w2.run,
     "sweep": sweep.run,
+    "report_import": report_import.run,
 }
 OUT = Path(__file__).resolve().parent / "results.json"
 

@@ -98,7 +98,27 @@ def render(r: dict[str, Any]) -> str:
         out += _w2(r["w2"])
     if "sweep" in r:
         out += _sweep(r["sweep"])
+    if "report_import" in r:
+        out += report_import_section(r["report_import"])
     return "\n".join(out)
+
+
+def report_import_section(x: dict[str, Any]) -> list[str]:
+    c, again, base = x["crmsync"], x["crmsync_second_run"], x["baseline_csv_executemany"]
+    return [
+        f"### Report import: a {x['rows']:,}-row CSV ({x['csv_mb']:g} MB) into SQLite "
+        "(targets: ≤60 s, ≤300 MB peak RSS)",
+        "",
+        _row("loader", "seconds", "rows/s", "peak RSS MB"),
+        _row("---", "---:", "---:", "---:"),
+        _row("`salesforce-report-import` (source csv), empty table", c["seconds"], f"{c['rows_per_s']:,}",
+             c["peak_rss_mb"]),
+        _row("the same again (every row unchanged, missing rows checked)", again["seconds"], "",
+             again["peak_rss_mb"]),
+        _row("baseline: `csv` + `executemany`, one transaction, no checks", base["seconds"],
+             f"{base['rows_per_s']:,}", base["peak_rss_mb"]),
+        "",
+    ]  # fmt: skip
 
 
 def _sweep(w: dict[str, Any]) -> list[str]:
