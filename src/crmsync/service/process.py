@@ -151,7 +151,7 @@ class Process:
         """Fire the configured cron jobs; with several processes each occurrence fires once."""
         from crmsync.scheduler.scheduler import Scheduler
 
-        scheduler = Scheduler.from_config(self.rt.store, self.rt.config)
+        scheduler = Scheduler.from_config(self.rt.store, self.rt.config, runtime=self.rt)
         if not scheduler.jobs:
             return
         thread = threading.Thread(target=scheduler.run, args=(self.stopping,), name="scheduler", daemon=True)
