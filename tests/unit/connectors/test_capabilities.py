@@ -31,7 +31,13 @@ def test_each_built_in_connector_declares_what_it_can_do() -> None:
         "Queryable",
         "RelatedCreator",
         "Budgeted",
+        "Describes",
+        "Reports",
     }
+    assert {"Writable", "Readable", "WebhookSource", "ActivityLog", "CatchUp"} <= capabilities_of(
+        registry.connector_class("trello")
+    )
+    assert {"Writable", "Readable", "ReportingTables"} <= capabilities_of(registry.connector_class("sql"))
     assert capabilities_of(registry.connector_class("monday")) == {
         "Writable",
         "Readable",
