@@ -138,7 +138,7 @@ def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> 
         auth: magic
         client_id: c
       board:
-        type: trello
+        type: trelo
     flows:
       usage:
         source: ap
@@ -163,7 +163,7 @@ def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> 
         "4: web.hots: unknown key; valid: host, port, max_body_bytes, max_batch, header_timeout_seconds, "
         "body_timeout_seconds (did you mean 'host'?)",
         "8: connections.sf.auth: Input should be 'jwt', 'client_credentials', 'password' or 'refresh_token'",
-        f"11: connections.board.type: unknown connection type 'trello'; valid: {VALID_TYPES}",
+        f"11: connections.board.type: unknown connection type 'trelo'; valid: {VALID_TYPES}",
         "14: flows.usage.source: unknown connection 'ap'; valid: board, sf",
         "17: flows.usage.key: 'ad_id' is not a mapped source field; mapped: None, id",
         "18: flows.usage.match.field: 'Ad_Id__c' is not a mapped target field; mapped: Id__c, Other__c",

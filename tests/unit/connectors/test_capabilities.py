@@ -24,29 +24,42 @@ from crmsync.errors import ConfigError
 
 
 def test_each_built_in_connector_declares_what_it_can_do() -> None:
-    assert capabilities_of(registry.connector_class("salesforce")) == {
-        "Writable",
-        "Readable",
-        "PolledSource",
-        "Queryable",
-        "RelatedCreator",
-        "Budgeted",
-        "Describes",
-        "Reports",
+    declared = {kind: capabilities_of(registry.connector_class(kind)) for kind in registry.kinds()}
+    assert declared == {
+        "salesforce": {
+            "Writable",
+            "Readable",
+            "PolledSource",
+            "Queryable",
+            "RelatedCreator",
+            "Budgeted",
+            "Describes",
+            "Reports",
+        },
+        "trello": {
+            "Writable",
+            "Readable",
+            "PolledSource",
+            "WebhookSource",
+            "Budgeted",
+            "NamedObjects",
+            "Describes",
+            "ActivityLog",
+            "CatchUp",
+        },
+        "sql": {"Writable", "Readable", "ReportingTables", "PreparesSchema", "KeepsHistory"},
+        "monday": {"Writable", "Readable", "PolledSource", "WebhookSource", "Budgeted", "NamedObjects"},
+        "memory": {
+            "Writable",
+            "Readable",
+            "PolledSource",
+            "WebhookSource",
+            "Queryable",
+            "RelatedCreator",
+            "Budgeted",
+        },
+        "app": {"IngestSource"},
     }
-    assert {"Writable", "Readable", "WebhookSource", "ActivityLog", "CatchUp"} <= capabilities_of(
-        registry.connector_class("trello")
-    )
-    assert {"Writable", "Readable", "ReportingTables"} <= capabilities_of(registry.connector_class("sql"))
-    assert capabilities_of(registry.connector_class("monday")) == {
-        "Writable",
-        "Readable",
-        "PolledSource",
-        "WebhookSource",
-        "Budgeted",
-        "NamedObjects",
-    }
-    assert capabilities_of(registry.connector_class("app")) == {"IngestSource"}
 
 
 def test_require_names_the_connection_its_type_the_capability_and_the_need() -> None:
