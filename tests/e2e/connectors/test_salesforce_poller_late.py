@@ -13,7 +13,7 @@ import pytest
 from crmsync.connectors.polling import PollResult, PollTarget
 from crmsync.sandbox.salesforce import SalesforceEmulator
 
-from .test_poller import CONNECTION, Rig
+from .test_salesforce_poller import CONNECTION, Rig
 
 ACCOUNTS = PollTarget("accounts", CONNECTION, "Account", ("Name",))
 RECORDS = 1000
