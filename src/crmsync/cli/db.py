@@ -9,7 +9,9 @@ import typer
 
 from crmsync.cli.store_errors import reports_store_errors
 from crmsync.cli.text import printable
-from crmsync.engine.queue import ChangeQueue, DeadLetter
+from crmsync.engine import operations
+from crmsync.engine.operations import letter_as_dict, letter_state
+from crmsync.engine.queue import ChangeQueue
 from crmsync.errors import ConfigError
 from crmsync.store import Store
 
@@ -84,16 +86,9 @@ def status(
         raise typer.Exit(1)
 
 
-def _state(letter: DeadLetter) -> str:
-    if letter.discarded_at is not None:
-        return "discarded"
-    if letter.replay_requested_at is not None:
-        return "replayed"
-    return "open"
-
-
 def list_letters(
     flow: str | None = typer.Option(None, help="Only this flow."),
+    search: str | None = typer.Option(None, help="Only those whose record key or error message holds this."),
     limit: int = typer.Option(100, help="At most this many, newest first."),
     all_: bool = typer.Option(False, "--all", help="Include discarded ones."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
@@ -103,12 +98,14 @@ def list_letters(
     """List dead letters, newest first."""
     store = open_store(config, url)
     try:
-        letters = ChangeQueue(store).dead_letters(flow=flow, limit=limit, include_discarded=all_)
+        letters = operations.list_letters(
+            ChangeQueue(store), flow=flow, search=search, limit=limit, include_discarded=all_
+        )
     finally:
         store.dispose()
     if as_json:
         for letter in letters:
-            typer.echo(json.dumps(_as_dict(letter), default=str))
+            typer.echo(json.dumps(letter_as_dict(letter), default=str))
         return
     if not letters:
         typer.echo("no dead letters")
@@ -116,27 +113,9 @@ def list_letters(
     for x in letters:
         error = printable(f"{x.error.get('kind', '?')}: {x.error.get('message', '')}")
         typer.echo(
-            f"{x.id:>6}  {x.created_at:%Y-%m-%d %H:%M:%S}  {_state(x):<9}  {printable(x.flow)}  "
+            f"{x.id:>6}  {x.created_at:%Y-%m-%d %H:%M:%S}  {letter_state(x):<9}  {printable(x.flow)}  "
             f"{printable(x.record_key)}  {x.operation}  attempts={x.attempts}  {error}"
         )
-
-
-def _as_dict(letter: DeadLetter) -> dict[str, object]:
-    return {
-        "id": letter.id,
-        "state": _state(letter),
-        "flow": letter.flow,
-        "source": letter.source,
-        "record_key": letter.record_key,
-        "operation": letter.operation,
-        "fields": dict(letter.fields),
-        "error": dict(letter.error),
-        "attempts": letter.attempts,
-        "change_ids": list(letter.change_ids),
-        "created_at": letter.created_at.isoformat(),
-        "replay_requested_at": letter.replay_requested_at and letter.replay_requested_at.isoformat(),
-        "discarded_at": letter.discarded_at and letter.discarded_at.isoformat(),
-    }
 
 
 def show_letter(
@@ -153,7 +132,7 @@ def show_letter(
     if letter is None:
         typer.secho(f"no dead letter {id}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    typer.echo(json.dumps(_as_dict(letter), indent=2, default=str))
+    typer.echo(json.dumps(letter_as_dict(letter), indent=2, default=str))
 
 
 def replay_letters(
@@ -164,7 +143,7 @@ def replay_letters(
     """Queue the changes of these dead letters again (after fixing the cause)."""
     store = open_store(config, url)
     try:
-        done = ChangeQueue(store).replay(ids)
+        done = operations.replay_letters(ChangeQueue(store), ids)
     finally:
         store.dispose()
     typer.echo(f"replayed {done} of {len(ids)} (already replayed or discarded ones are left alone)")
@@ -174,13 +153,14 @@ def replay_letters(
 
 def discard_letters(
     ids: list[int] = typer.Argument(..., help="Dead letter ids."),
+    reason: str | None = typer.Option(None, "--reason", help="Why they are discarded (kept with them)."),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
     """Discard these dead letters (kept for the record; hidden from `list` unless --all)."""
     store = open_store(config, url)
     try:
-        done = ChangeQueue(store).discard(ids)
+        done = operations.discard_letters(ChangeQueue(store), ids, reason)
     finally:
         store.dispose()
     typer.echo(f"discarded {done} of {len(ids)}")

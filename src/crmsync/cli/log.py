@@ -1,6 +1,7 @@
 """``crmsync log``: what happened to a record, in every system it lives in, newest first.
 
-Reads the sync log (:mod:`crmsync.store.synclog`) and the links table (:mod:`crmsync.store.links`).
+Reads the sync log and the links table through :mod:`crmsync.engine.operations` (the dashboard's
+Trace page runs the same code).
 Given ``--record ID``, the id may be from either side of a link (a Monday item id, a Salesforce
 id, an application's key): its counterparts are looked up, and the lines of all of them are
 shown together, so one command traces a record across systems.
@@ -9,11 +10,8 @@ shown together, so one command traces a record across systems.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,10 +20,12 @@ from rich.text import Text
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
 from crmsync.cli.store_errors import reports_store_errors
 from crmsync.cli.text import printable
-from crmsync.store.db import Store, StoreOrConnection, connection
+from crmsync.engine.operations import find_links, trace, trace_as_json
+from crmsync.store.db import Store
 from crmsync.store.links import Link
-from crmsync.store.schema import links
-from crmsync.store.synclog import LogEntry, query
+from crmsync.store.synclog import LogEntry
+
+__all__ = ["find_links", "log", "trace"]
 
 OUTCOME_STYLES = {
     "applied": "green",
@@ -59,7 +59,7 @@ def log(
     finally:
         store.dispose()
     if as_json:
-        typer.echo(json.dumps(_as_json(record, found_links, entries), indent=2))
+        typer.echo(json.dumps(trace_as_json(record, found_links, entries), indent=2))
         return
     console = Console()
     if record is not None:
@@ -73,47 +73,6 @@ def log(
         typer.echo("No sync log lines" + (f" for flow {flow}." if flow else "."))
         return
     console.print(_entries_table(entries, limit))
-
-
-def find_links(db: StoreOrConnection, record_id: str, flow: str | None = None) -> list[Link]:
-    """Every link with ``record_id`` on either side (as a source key or as a target id)."""
-    c = links.c
-    stmt = (
-        sa.select(c.flow, c.source_system, c.source_key, c.target_system, c.target_id)
-        .where(sa.or_(c.source_key == record_id, c.target_id == record_id))
-        .order_by(c.flow, c.id)
-    )
-    if flow is not None:
-        stmt = stmt.where(c.flow == flow)
-    with connection(db, write=False) as conn:
-        return [Link(*row) for row in conn.execute(stmt)]
-
-
-def trace(
-    db: StoreOrConnection, *, flow: str | None = None, record: str | None = None, limit: int = 50
-) -> tuple[list[Link], list[LogEntry]]:
-    """The links of ``record`` (none without one) and the newest ``limit`` sync log lines of the
-    record and of its counterparts (or of everything, of ``flow`` if given), newest first."""
-    if record is None:
-        return [], query(db, flow, None, limit)
-    found = find_links(db, record, flow)
-    keys = {record} | {link.source_key for link in found} | {link.target_id for link in found}
-    merged: dict[int | None, LogEntry] = {}
-    for key in sorted(keys):
-        for entry in query(db, flow, key, limit):
-            merged[entry.id] = entry
-    newest_first = sorted(merged.values(), key=lambda e: (e.at, e.id or 0), reverse=True)
-    return found, newest_first[:limit]
-
-
-def _as_json(record: str | None, found: list[Link], entries: list[LogEntry]) -> dict[str, Any]:
-    lines = []
-    for entry in entries:
-        line = asdict(entry)
-        line["at"] = entry.at.isoformat()
-        line["change_ids"] = list(entry.change_ids) if entry.change_ids is not None else None
-        lines.append(line)
-    return {"record": record, "links": [asdict(link) for link in found], "entries": lines}
 
 
 def _links_table(record: str, found: list[Link]) -> Table:

@@ -129,6 +129,7 @@ class DeadLetter:
     created_at: datetime
     replay_requested_at: datetime | None
     discarded_at: datetime | None
+    discard_reason: str | None = None
 
 
 def fold(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Operation, dict[str, Any]]:
@@ -621,8 +622,9 @@ class ChangeQueue:
                     found[row.id] = meta
         return found
 
-    def discard(self, ids: Sequence[int]) -> int:
-        """Mark dead letters discarded (kept for the record, hidden from the default listing)."""
+    def discard(self, ids: Sequence[int], reason: str | None = None) -> int:
+        """Mark dead letters discarded (kept for the record, hidden from the default listing),
+        with why when given."""
         if not ids:
             return 0
         now = self.clock()
@@ -630,7 +632,7 @@ class ChangeQueue:
 
         def work(conn: Connection) -> int:
             stmt = sa.update(t_dead).where(d.id.in_(list(ids)), d.discarded_at.is_(None))
-            return conn.execute(stmt.values(discarded_at=now)).rowcount
+            return conn.execute(stmt.values(discarded_at=now, discard_reason=reason)).rowcount
 
         return self.store.run(work)
 
@@ -649,4 +651,5 @@ def _dead_letter(row: Row[Any]) -> DeadLetter:
         created_at=row.created_at,
         replay_requested_at=row.replay_requested_at,
         discarded_at=row.discarded_at,
+        discard_reason=row.discard_reason,
     )

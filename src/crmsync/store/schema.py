@@ -23,6 +23,7 @@ CHANGE_OPERATIONS = ("upsert", "delete")
 CHANGE_STATES = ("pending", "leased", "done", "dead")
 LOG_OUTCOMES = ("applied", "retry", "dead", "refused", "skipped", "conflict", "received")
 JOB_STATUSES = ("running", "succeeded", "failed")
+USER_ROLES = ("viewer", "admin")
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -130,6 +131,7 @@ dead_letters = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("replay_requested_at", UTCDateTime(), nullable=True),
     sa.Column("discarded_at", UTCDateTime(), nullable=True),
+    sa.Column("discard_reason", sa.Text(), nullable=True),
     _check_in("operation", CHANGE_OPERATIONS, "ck_dead_letters_operation"),
     sa.Index("ix_dead_letters_flow", "flow", "id"),
     **_TABLE_ARGS,
@@ -202,6 +204,9 @@ job_runs = sa.Table(
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("progress_done", sa.BigInteger(), nullable=True),
+    sa.Column("progress_total", sa.BigInteger(), nullable=True),
+    sa.Column("progress_what", sa.String(200), nullable=True),
     _check_in("status", JOB_STATUSES, "ck_job_runs_status"),
     sa.Index("ix_job_runs_job", "job", "started_at"),
     **_TABLE_ARGS,
@@ -297,5 +302,29 @@ webhook_field_times = sa.Table(
     sa.Column("item_id", sa.String(64), primary_key=True),
     sa.Column("field", sa.String(200), primary_key=True),
     sa.Column("changed_at", UTCDateTime(), nullable=False),
+    **_TABLE_ARGS,
+)
+
+dashboard_users = sa.Table(
+    "dashboard_users",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(10), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("session_epoch", sa.Integer(), nullable=False),
+    sa.Column("failed_logins", sa.Integer(), nullable=False),
+    sa.Column("locked_until", UTCDateTime(), nullable=True),
+    sa.Column("last_login_at", UTCDateTime(), nullable=True),
+    _check_in("role", USER_ROLES, "ck_dashboard_users_role"),
+    **_TABLE_ARGS,
+)
+
+web_keys = sa.Table(
+    "web_keys",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     **_TABLE_ARGS,
 )

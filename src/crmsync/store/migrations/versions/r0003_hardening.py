@@ -76,8 +76,48 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
     )
 
+    # the dashboard: its users (argon2 hashes, a role, a counter that ends their sessions, a lockout
+    # after failed logins), the key its session cookies are signed with (shared by every replica),
+    # a dead letter's discard reason, and a running job's progress
+    op.add_column("dead_letters", sa.Column("discard_reason", sa.Text(), nullable=True))
+    op.add_column("job_runs", sa.Column("progress_done", sa.BigInteger(), nullable=True))
+    op.add_column("job_runs", sa.Column("progress_total", sa.BigInteger(), nullable=True))
+    op.add_column("job_runs", sa.Column("progress_what", sa.String(200), nullable=True))
+    op.create_table(
+        "dashboard_users",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("password_hash", sa.String(200), nullable=False),
+        sa.Column("role", sa.String(10), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("session_epoch", sa.Integer(), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("locked_until", TIMESTAMP, nullable=True),
+        sa.Column("last_login_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint("role IN ('viewer', 'admin')", name="ck_dashboard_users_role"),
+        sa.PrimaryKeyConstraint("name", name="pk_dashboard_users"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    op.create_table(
+        "web_keys",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("value", sa.String(200), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_web_keys"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("web_keys")
+    op.drop_table("dashboard_users")
+    with op.batch_alter_table("job_runs") as batch:
+        batch.drop_column("progress_what")
+        batch.drop_column("progress_total")
+        batch.drop_column("progress_done")
+    with op.batch_alter_table("dead_letters") as batch:
+        batch.drop_column("discard_reason")
     with op.batch_alter_table("changes") as batch:
         batch.drop_column("meta")
     op.drop_table("webhook_field_times")
