@@ -120,7 +120,7 @@ def _check_names(cfg: Config, connected: dict[str, Any]) -> bool:
     catalogs = {
         name: catalog
         for name, connector in connected.items()
-        if (catalog := connected_checks.catalog_for(cfg.connections[name].type, connector)) is not None
+        if (catalog := connected_checks.catalog_for(connector)) is not None
     }
     refs = connected_checks.references(cfg)
     try:

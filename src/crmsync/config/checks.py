@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from crmsync.config.models import REQUIRED_BY_AUTH
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
 from crmsync.connectors.capabilities import (
@@ -63,30 +62,10 @@ def _choices(names: Any) -> str:
 def check(data: Mapping[str, Any], base_dir: Path) -> list[Problem]:
     """Every cross-section problem of the raw configuration ``data``."""
     return [
-        *_check_connections(_mapping(data.get("connections")), base_dir),
         *_check_flows(_mapping(data.get("flows")), _mapping(data.get("connections"))),
         *_check_shapes(_mapping(data.get("flows")), _mapping(data.get("connections"))),
         *_check_views(_mapping(data.get("views")), _mapping(data.get("connections"))),
     ]
-
-
-def _check_connections(connections: Mapping[str, Any], base_dir: Path) -> Iterator[Problem]:
-    for name, conn in connections.items():
-        conn = _mapping(conn)
-        if conn.get("type") != "salesforce":
-            continue
-        auth = conn.get("auth", "jwt")
-        for key in REQUIRED_BY_AUTH.get(auth, ()) if isinstance(auth, str) else ():
-            if _blank(conn.get(key)):
-                yield ("connections", name, key), f"required by auth {auth!r} but not set"
-        for key in ("private_key_file", "ca_file"):
-            value = conn.get(key)
-            if isinstance(value, str) and value.strip() and not (base_dir / value).is_file():
-                yield ("connections", name, key), f"file {value!r} not found"
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _check_flows(flows: Mapping[str, Any], connections: Mapping[str, Any]) -> Iterator[Problem]:

@@ -9,9 +9,10 @@ the nearest real name, rather than as a dead letter later::
 
 :func:`references` lists what a flow names on each side (the target object and its fields, the
 related objects and their reference fields, the lock's parent object; the source board or object
-and the fields read from it, written back or tested by ``when``). A :class:`Catalog` per connection
-answers what exists: Salesforce from describe calls (one per object, cached), monday from the
-board's columns (one query per board, cached). Application connections name nothing to check.
+and the fields read from it, written back or tested by ``when``). A
+:class:`~crmsync.connectors.capabilities.Catalog` per connection answers what exists: the
+connector's own, when it is :class:`~crmsync.connectors.capabilities.Catalogued` (Salesforce from
+describe calls, monday from the board's columns; each cached). Other connections are not checked.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from crmsync.config.models import Config, Flow
-from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.connectors.base import Connector
+from crmsync.connectors.capabilities import Catalog, Catalogued
+
+__all__ = ["Catalog", "Problem", "Reference", "catalog_for", "check_references", "references", "suggest"]
 
 Key = tuple[str | int, ...]
 
@@ -41,22 +44,6 @@ class Reference:
 class Problem:
     path: Key
     message: str
-
-
-class Catalog(Protocol):
-    """What one connected system holds."""
-
-    def object_names(self) -> Sequence[str]:
-        """Every object (board) name, for suggestions."""
-        ...
-
-    def field_names(self, object_name: str) -> Sequence[str] | None:
-        """The fields (columns) of ``object_name``; None when there is no such object."""
-        ...
-
-    def describe_missing(self, object_name: str) -> str:
-        """What to say about an object that does not exist."""
-        ...
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
@@ -141,94 +128,13 @@ def _has_field(catalog: Catalog, object_name: str, field: str, fields: Sequence[
     head, _, rest = field.partition(".")
     if not rest:
         return head.lower() in {f.lower() for f in fields}
-    parent = getattr(catalog, "parent_of", None)  # Account.Name: a relationship, then its field
-    related = parent(object_name, head) if parent is not None else None
+    related = catalog.parent_of(object_name, head)  # Account.Name: a relationship, then its field
     if related is None:
         return False
     related_fields = catalog.field_names(related)
     return related_fields is not None and _has_field(catalog, related, rest, related_fields)
 
 
-class SalesforceCatalog:
-    """Objects and fields of a Salesforce org, from its describe calls (one per object, cached)."""
-
-    def __init__(self, connector: Any) -> None:
-        self.connector = connector
-        self._objects: list[str] | None = None
-        self._describes: dict[str, dict[str, Any] | None] = {}
-
-    def object_names(self) -> Sequence[str]:
-        if self._objects is None:
-            body = self.connector.client.request("GET", "sobjects").body
-            self._objects = [str(o["name"]) for o in body.get("sobjects", [])]
-        return self._objects
-
-    def _describe(self, object_name: str) -> dict[str, Any] | None:
-        key = object_name.lower()
-        if key not in self._describes:
-            try:
-                self._describes[key] = dict(self.connector.client.describe(object_name))
-            except CrmsyncError as exc:
-                if exc.vendor_code not in ("NOT_FOUND", "INVALID_TYPE"):
-                    raise
-                self._describes[key] = None
-        return self._describes[key]
-
-    def field_names(self, object_name: str) -> Sequence[str] | None:
-        describe = self._describe(object_name)
-        return None if describe is None else [str(f["name"]) for f in describe.get("fields", [])]
-
-    def parent_of(self, object_name: str, relationship: str) -> str | None:
-        """The object a relationship name (``Account``, ``Contract__r``) of ``object_name`` leads to."""
-        for f in (self._describe(object_name) or {}).get("fields", []):
-            name = str(f.get("relationshipName") or "")
-            if name.lower() == relationship.lower() and f.get("referenceTo"):
-                return str(f["referenceTo"][0])
-        return None
-
-    def describe_missing(self, object_name: str) -> str:
-        return f"no object {object_name!r} in this Salesforce org"
-
-
-class MondayCatalog:
-    """Boards and columns of a monday account (a board by name or id; columns cached per board)."""
-
-    def __init__(self, connector: Any) -> None:
-        self.connector = connector
-        self._boards: dict[str, str | None] = {}
-        self._missing: dict[str, str] = {}
-
-    def object_names(self) -> Sequence[str]:
-        return []  # the lookup's own message lists the boards
-
-    def _board(self, name: str) -> str | None:
-        if name not in self._boards:
-            try:
-                board = str(self.connector.board_id(name))
-                self.connector.columns(board)
-            except ConfigError as exc:
-                self._missing[name] = exc.message
-                self._boards[name] = None
-            else:
-                self._boards[name] = board
-        return self._boards[name]
-
-    def field_names(self, object_name: str) -> Sequence[str] | None:
-        board = self._board(object_name)
-        if board is None:
-            return None
-        from crmsync.connectors.monday.connector import GROUP, NAME
-
-        return [NAME, GROUP, *self.connector.columns(board)]
-
-    def describe_missing(self, object_name: str) -> str:
-        return self._missing.get(object_name, f"no monday board {object_name!r}")
-
-
-def catalog_for(connection_type: str, connector: Any) -> Catalog | None:
-    """The catalog of a connected system of this type (None: nothing to check, e.g. an app)."""
-    if connection_type == "salesforce":
-        return SalesforceCatalog(connector)
-    if connection_type == "monday":
-        return MondayCatalog(connector)
-    return None
+def catalog_for(connector: Connector) -> Catalog | None:
+    """The catalog of a connected system (None: its connector cannot list what it holds, e.g. an app)."""
+    return connector.catalog() if isinstance(connector, Catalogued) else None

@@ -24,13 +24,13 @@ from pydantic import (
 from crmsync.connectors import registry
 from crmsync.connectors.app.settings import AppConnection
 from crmsync.connectors.monday.settings import MondayConnection
-from crmsync.connectors.salesforce.settings import REQUIRED_BY_AUTH, SalesforceConnection
+from crmsync.connectors.salesforce.settings import SalesforceConnection
 from crmsync.connectors.settings import ConnectionSettings, Model
 from crmsync.redact import MASK, redact_url
 
 REDACTED = MASK
 #: the built-in connections' models, importable from here as before
-__all__ = ["REQUIRED_BY_AUTH", "AppConnection", "MondayConnection", "SalesforceConnection"]
+__all__ = ["AppConnection", "MondayConnection", "SalesforceConnection"]
 
 
 # ---------------------------------------------------------------- store, web, worker
@@ -382,6 +382,8 @@ class Config(Model):
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _variables: dict[str, tuple[tuple[str, str], ...]] = PrivateAttr(default_factory=dict)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+    #: where its variables came from (:class:`crmsync.config.interpolate.Sources`): a reload reads them again
+    _sources: Any = PrivateAttr(None)
 
     @property
     def path(self) -> Path | None:

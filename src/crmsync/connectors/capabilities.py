@@ -42,6 +42,10 @@ question for a connector *class*, without connecting (``crmsync check``)::
     Reports           read saved reports, export a query of any    describe_report, run_report,
                       size (jobs)                                  export_query
     Describes         an object's fields and their types           describe
+    Catalogued        what objects and fields exist, for checks    catalog
+                      of the names a configuration gives
+    Exports           an object read whole, chosen fields in key   count_records, export
+                      order, at any size (backfills)
     PreparesSchema    shape a target's storage (tables) from the   prepare_schema
                       flows that write to it
     KeepsHistory      hand a target every event, even one that     keeps_history
@@ -321,6 +325,54 @@ class Describes(Protocol):
         ...
 
 
+class Catalog(Protocol):
+    """What one connected system holds, for ``crmsync check --connect`` (answers may be cached)."""
+
+    def object_names(self) -> Sequence[str]:
+        """Every object name, for suggestions (may be empty when the vendor lists none cheaply)."""
+        ...
+
+    def field_names(self, object_name: str) -> Sequence[str] | None:
+        """The fields of ``object_name``; None when there is no such object."""
+        ...
+
+    def parent_of(self, object_name: str, relationship: str) -> str | None:
+        """The object a relationship of ``object_name`` leads to (``Account.Name``), if any."""
+        ...
+
+    def describe_missing(self, object_name: str) -> str:
+        """What to say about an object that does not exist."""
+        ...
+
+
+@runtime_checkable
+class Catalogued(Protocol):
+    """The system can say which objects and fields exist (a Salesforce org's describes, a board's
+    columns): the names a configuration gives are checked against it."""
+
+    def catalog(self) -> Catalog:
+        """A catalog of the connected system (asks the vendor lazily, remembers the answers)."""
+        ...
+
+
+@runtime_checkable
+class Exports(Protocol):
+    """An object read whole with chosen fields, in key order, at any size: the connector picks how
+    (Salesforce: a query, or a Bulk API 2.0 job for a large object). The query text stays inside."""
+
+    def count_records(self, object_name: str) -> int:
+        """How many records the object holds."""
+        ...
+
+    def export(
+        self, object_name: str, fields: Sequence[str], *, order_by: str, count: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every record's ``fields`` (a parent's field as ``Parent.Field``), ordered by ``order_by``;
+        ``count``: what :meth:`count_records` said, if the caller asked (saves a call). A name that is
+        not a field name raises :class:`~crmsync.errors.ConfigError`."""
+        ...
+
+
 @dataclass(frozen=True)
 class TargetShape:
     """What one flow writes into one object of a target: the target fields it maps (each from a
@@ -430,6 +482,8 @@ CAPABILITIES: dict[str, type] = {
     "ReportingTables": ReportingTables,
     "Reports": Reports,
     "Describes": Describes,
+    "Catalogued": Catalogued,
+    "Exports": Exports,
     "PreparesSchema": PreparesSchema,
     "KeepsHistory": KeepsHistory,
 }
@@ -450,6 +504,8 @@ _WHAT = {
     "ReportingTables": "keeps no reporting tables",
     "Reports": "has no reports",
     "Describes": "cannot describe its objects",
+    "Catalogued": "cannot list its objects and fields",
+    "Exports": "cannot export an object's records",
     "PreparesSchema": "has no schema to prepare",
     "KeepsHistory": "keeps no history",
 }

@@ -35,6 +35,8 @@ def test_each_built_in_connector_declares_what_it_can_do() -> None:
             "Budgeted",
             "Describes",
             "Reports",
+            "Catalogued",
+            "Exports",
         },
         "trello": {
             "Writable",
@@ -48,7 +50,15 @@ def test_each_built_in_connector_declares_what_it_can_do() -> None:
             "CatchUp",
         },
         "sql": {"Writable", "Readable", "ReportingTables", "PreparesSchema", "KeepsHistory"},
-        "monday": {"Writable", "Readable", "PolledSource", "WebhookSource", "Budgeted", "NamedObjects"},
+        "monday": {
+            "Writable",
+            "Readable",
+            "PolledSource",
+            "WebhookSource",
+            "Budgeted",
+            "NamedObjects",
+            "Catalogued",
+        },
         "memory": {
             "Writable",
             "Readable",

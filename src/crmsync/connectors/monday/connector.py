@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
 from crmsync.connectors.capabilities import (
     Budgeted,
+    Catalogued,
     NamedObjects,
     PolledSource,
     Readable,
@@ -37,6 +38,7 @@ from crmsync.connectors.capabilities import (
 )
 from crmsync.connectors.monday import columns as codec
 from crmsync.connectors.monday.budget import StoreBook
+from crmsync.connectors.monday.catalog import MondayCatalog
 from crmsync.connectors.monday.client import (
     COMPLEXITY_FIELD,
     ITEM_READ_COST,
@@ -115,7 +117,15 @@ class _Plan:
 
 
 class MondayConnector(
-    MondayReceiver, Connector, Writable, Readable, PolledSource, WebhookSource, Budgeted, NamedObjects
+    MondayReceiver,
+    Connector,
+    Writable,
+    Readable,
+    PolledSource,
+    WebhookSource,
+    Budgeted,
+    NamedObjects,
+    Catalogued,
 ):
     """One monday.com account, for one configured connection (webhooks: :class:`.MondayReceiver`)."""
 
@@ -518,6 +528,10 @@ class MondayConnector(
 
     def object_id(self, name: str) -> str:
         return self.board_id(name)
+
+    def catalog(self) -> MondayCatalog:
+        """The account's boards and their columns (``crmsync check --connect``)."""
+        return MondayCatalog(self)
 
     def board_id(self, name: str) -> str:
         """The id of the board called ``name`` (a configuration may name boards instead of numbering them)."""

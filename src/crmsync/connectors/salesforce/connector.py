@@ -11,7 +11,10 @@
   read-through API, match keys and the lock rules (``Queryable``): no SOQL outside this folder's
   modules (and the engine's poll plan, which is Salesforce's batched poller);
 - :meth:`~SalesforceConnector.create_related`: all-or-none Composite (``RelatedCreator``);
-- :meth:`~SalesforceConnector.over_guard`: the daily API budget (``Budgeted``).
+- :meth:`~SalesforceConnector.over_guard`: the daily API budget (``Budgeted``);
+- :meth:`~SalesforceConnector.export` (``export.py``): a whole object for a backfill, by Bulk API
+  2.0 when it is large (``Exports``); :meth:`~SalesforceConnector.catalog` (``catalog.py``): the
+  org's objects and fields for ``crmsync check --connect`` (``Catalogued``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
 from crmsync.connectors.capabilities import (
     Budgeted,
+    Catalogued,
+    Exports,
     PolledSource,
     Queryable,
     Readable,
@@ -31,8 +36,10 @@ from crmsync.connectors.capabilities import (
     Writable,
 )
 from crmsync.connectors.polling import ChangeSink, PollsItself, PollTarget
+from crmsync.connectors.salesforce.catalog import SalesforceCatalog
 from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, SalesforceClient, subrequest_error
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_save_result
+from crmsync.connectors.salesforce.export import SalesforceExports
 from crmsync.connectors.salesforce.reports import SalesforceReports
 from crmsync.connectors.salesforce.settings import SalesforceSettings
 from crmsync.connectors.salesforce.soql import format_soql
@@ -75,6 +82,7 @@ def _plain(value: Any) -> Any:
 
 class SalesforceConnector(
     SalesforceReports,
+    SalesforceExports,
     Connector,
     Writable,
     Readable,
@@ -83,6 +91,8 @@ class SalesforceConnector(
     Queryable,
     RelatedCreator,
     Budgeted,
+    Catalogued,
+    Exports,
 ):
     """One Salesforce org, for one configured connection."""
 
@@ -243,6 +253,10 @@ class SalesforceConnector(
     def describe(self, object_name: str) -> dict[str, Any]:
         """The object's describe (fetched once, then cached for the life of the connector)."""
         return self.client.describe(_identifier(object_name, "object"))
+
+    def catalog(self) -> SalesforceCatalog:
+        """The org's objects and fields, from its describes (``crmsync check --connect``)."""
+        return SalesforceCatalog(self.client)
 
     def readable_fields(self, object_name: str) -> list[str]:
         """The object's fields that can be read as values (from its cached describe)."""

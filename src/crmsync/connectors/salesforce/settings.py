@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from crmsync.connectors.settings import (
     Model,
@@ -32,8 +33,9 @@ _REQUIRED: dict[AuthFlow, tuple[str, ...]] = {
     "refresh_token": ("client_id", "refresh_token"),
 }
 
-#: the keys each ``auth`` flow needs (checked by :mod:`crmsync.config.checks`, with their lines)
-REQUIRED_BY_AUTH: dict[str, tuple[str, ...]] = {str(flow): needs for flow, needs in _REQUIRED.items()}
+#: every key some login flow needs (checked by :meth:`SalesforceConnection._required_by_auth`)
+_NEEDED = tuple(dict.fromkeys(name for needs in _REQUIRED.values() for name in needs))
+_BY_AUTH: dict[str, tuple[str, ...]] = {str(flow): needs for flow, needs in _REQUIRED.items()}
 
 SECRET_FIELDS = frozenset({"client_secret", "password", "refresh_token"})
 
@@ -126,16 +128,28 @@ class SalesforceConnection(Model):
     instance_url: OptionalText = Field(
         None, description="The org's instance URL; learnt from the login answer when not set."
     )
-    client_id: OptionalText = Field(None, description="Consumer key of the connected app.")
-    client_secret: OptionalSecret = Field(None, description="Consumer secret of the connected app.")
-    username: OptionalText = Field(None, description="Integration user (jwt and password flows).")
+    client_id: OptionalText = Field(
+        None, validate_default=True, description="Consumer key of the connected app."
+    )
+    client_secret: OptionalSecret = Field(
+        None, validate_default=True, description="Consumer secret of the connected app."
+    )
+    username: OptionalText = Field(
+        None, validate_default=True, description="Integration user (jwt and password flows)."
+    )
     password: OptionalSecret = Field(
-        None, description="Password, with the security token appended if the org needs one (password flow)."
+        None,
+        validate_default=True,
+        description="Password, with the security token appended if the org needs one (password flow).",
     )
     private_key_file: OptionalPath = Field(
-        None, description="PEM private key signing the JWT (jwt flow); relative to the config file."
+        None,
+        validate_default=True,
+        description="PEM private key signing the JWT (jwt flow); relative to the config file.",
     )
-    refresh_token: OptionalSecret = Field(None, description="OAuth refresh token (refresh_token flow).")
+    refresh_token: OptionalSecret = Field(
+        None, validate_default=True, description="OAuth refresh token (refresh_token flow)."
+    )
     ca_file: OptionalPath = Field(
         None, description="Extra CA bundle to trust (the sandbox's); relative to the config file."
     )
@@ -171,10 +185,28 @@ class SalesforceConnection(Model):
     @field_validator("private_key_file", "ca_file")
     @classmethod
     def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Read from a configuration file (``base_dir`` in the context): relative to it, and there."""
         base = (info.context or {}).get("base_dir")
-        if value is None or value.is_absolute() or base is None:
+        if value is None or base is None:
             return value
-        return Path(base) / value
+        path = value if value.is_absolute() else Path(base) / value
+        if not path.is_file():
+            raise PydanticCustomError("file_not_found", "file '{file}' not found", {"file": str(value)})
+        return path
+
+    @field_validator(*_NEEDED)
+    @classmethod
+    def _required_by_auth(cls, value: Any, info: ValidationInfo) -> Any:
+        """A key the login flow needs, left unset, in a configuration file (``base_dir`` in the
+        context; a model built in code for its defaults is not refused: the client checks again)."""
+        auth = info.data.get("auth")
+        if value is not None or "base_dir" not in (info.context or {}) or not isinstance(auth, str):
+            return value
+        if info.field_name in _BY_AUTH.get(auth, ()):
+            raise PydanticCustomError(
+                "required_by_auth", "required by auth '{auth}' but not set", {"auth": auth}
+            )
+        return value
 
     @field_validator("lookback_seconds")
     @classmethod
