@@ -1,5 +1,8 @@
 """``${VAR}`` and ``${VAR:-default}`` inside the string values of ``crmsync.yaml``.
 
+``${secret:NAME}`` reads ``NAME`` from the encrypted secret store next to the file
+(:mod:`crmsync.config.secrets`), where the dashboard's Settings page saves credentials.
+
 One precedence, and only one: **the process environment, then the ``.env`` file next to the
 config file, then the ``:-default``**. The first of the two sources that defines the variable
 gives its value; when that value is empty (or neither defines it) the default applies, as in a
@@ -13,17 +16,18 @@ touching ``os.environ``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
 
-Origin = Literal["env", ".env", "default"]
+Origin = Literal["env", ".env", "default", "secrets"]
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _EXPRESSION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:-)(.*))?$", re.DOTALL)
+_SECRET = re.compile(r"^secret:([A-Za-z_][A-Za-z0-9_.-]*)$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Sources:
 
     environ: Mapping[str, str]
     dotenv: Mapping[str, str]
+    #: reads the secret store (``${secret:NAME}``), called only when a value names one
+    secrets: Callable[[], Mapping[str, str]] | None = None
 
     def lookup(self, name: str) -> tuple[str, Origin] | None:
         if name in self.environ:
@@ -86,6 +92,13 @@ def interpolate(text: str, sources: Sources) -> Interpolated:
         if m.group(1) is None:
             result.problems.append("unclosed ${ (write $${ for a literal ${)")
             continue
+        secret = _SECRET.match(m.group(1))
+        if secret is not None:
+            value = _secret(sources, secret.group(1), result)
+            if value is not None:
+                out.append(value)
+                result.substitutions.append(Substitution(secret.group(1), "secrets"))
+            continue
         expression = _EXPRESSION.match(m.group(1))
         if expression is None:
             result.problems.append(f"malformed ${{{m.group(1)}}}: expected ${{NAME}} or ${{NAME:-default}}")
@@ -106,3 +119,19 @@ def interpolate(text: str, sources: Sources) -> Interpolated:
     result.text = "".join(out)
     result.whole = expressions == 1 and _TOKEN.fullmatch(text) is not None
     return result
+
+
+def _secret(sources: Sources, name: str, result: Interpolated) -> str | None:
+    if sources.secrets is None:
+        result.problems.append(f"secret {name} cannot be read: no secret store here")
+        return None
+    try:
+        found = sources.secrets().get(name)
+    except Exception as exc:  # an unreadable store: the problem, with its line
+        result.problems.append(str(exc))
+        return None
+    if found is None:
+        result.problems.append(
+            f"secret {name} is not in the secret store (save it from the dashboard's Settings)"
+        )
+    return found

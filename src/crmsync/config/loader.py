@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from crmsync.config import checks
 from crmsync.config.interpolate import Sources, has_variables, interpolate, read_dotenv
 from crmsync.config.models import CONNECTION_TYPES, Config
+from crmsync.config.secrets import SecretStore
 from crmsync.errors import ConfigError
 
 DEFAULT_PATH = Path("crmsync.yaml")
@@ -88,9 +89,9 @@ def load_config(path: Path | str = DEFAULT_PATH, *, environ: Mapping[str, str] |
     if not path.is_file():
         message = f"{path}: no configuration file here; create one with `crmsync init`"
         raise ConfigError(message, problems=[message])
+    env = dict(os.environ if environ is None else environ)
     sources = Sources(
-        environ=dict(os.environ if environ is None else environ),
-        dotenv=read_dotenv(path.parent / ".env"),
+        environ=env, dotenv=read_dotenv(path.parent / ".env"), secrets=SecretStore(path, env).read
     )
     return parse_config(path.read_text(encoding="utf-8"), path=path, sources=sources)
 
@@ -121,6 +122,7 @@ def parse_config(text: str, *, path: Path, sources: Sources) -> Config:
     config._origins = dict(doc.origins)
     config._variables = dict(doc.variables)
     config._lines = dict(doc.lines)
+    config._sources = sources
     return config
 
 

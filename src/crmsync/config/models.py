@@ -56,6 +56,30 @@ class WebConfig(Model):
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="A request whose body is not complete within this is answered 408 and closed."
     )
+    group_commit: bool = Field(
+        True,
+        description=(
+            "Concurrent ingest requests share one store transaction (each answered 202 once it committed); "
+            "false: one transaction per request."
+        ),
+    )
+    group_commit_window_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=0.05,
+        description=(
+            "How long a group waits for more requests after its first before committing (0: requests that "
+            "arrive while a commit runs share the next one)."
+        ),
+    )
+    ingest_backlog: int = Field(
+        64,
+        ge=1,
+        description=(
+            "Most ingest requests in progress at once in one web process; past it the API answers 503 with "
+            "Retry-After, so the latency of what is accepted stays bounded."
+        ),
+    )
 
 
 class BackoffConfig(Model):

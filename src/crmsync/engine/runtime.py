@@ -76,6 +76,26 @@ class Runtime:
         self.max_body_bytes: int = config.web.max_body_bytes
         self.max_batch: int = config.web.max_batch
 
+    def reload(self, config: Config) -> list[str]:
+        """Take a new configuration without a restart (the file was edited): new flows, field maps
+        and limits apply from the next batch; a connection whose settings changed (new credentials)
+        is closed and built again on next use. Returns the connections that changed."""
+        with self._guard:
+            changed = [
+                name
+                for name, connector in self._connectors.items()
+                if self.config.connections.get(name) != config.connections.get(name)
+            ]
+            for name in changed:
+                self._connectors.pop(name).close()
+            self._boards.clear()
+            self.config = config
+            self.flows = {name: FlowRuntime(name, flow) for name, flow in config.flows.items()}
+            self.max_attempts = config.worker.max_attempts
+            self.max_body_bytes = config.web.max_body_bytes
+            self.max_batch = config.web.max_batch
+        return changed
+
     def connector(self, name: str) -> Connector:
         with self._guard:
             found = self._connectors.get(name)

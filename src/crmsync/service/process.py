@@ -15,7 +15,12 @@ SIGTERM or Ctrl-C stops taking new work; each worker finishes the batch it holds
       ├─ pollers, one per polled connection             workers > 0 (a store lease each)
       ├─ reconcilers, one per webhook connection        workers > 0 (a store lease each)
       ├─ watchdog (queue lag, dead letters)             workers > 0
-      └─ scheduler (cron jobs)                          scheduler (default: workers > 0)
+      ├─ scheduler (cron jobs)                          scheduler (default: workers > 0)
+      └─ configuration watch                            always (a file read from disk)
+
+The configuration watch reads ``crmsync.yaml`` again when it changes on disk (the dashboard's
+Settings page, or an editor) and hands it to the runtime: every process of a deployment picks up
+an edit without a restart. A file that no longer validates is logged and ignored.
 """
 
 from __future__ import annotations
@@ -158,6 +163,43 @@ class Process:
         thread.start()
         self._threads.append(thread)
 
+    def start_config_watch(self, interval: float = 2.0) -> None:
+        """Reload the configuration when its file changes (see the module's docstring)."""
+        from crmsync.config.edit import reload
+        from crmsync.errors import ConfigError
+
+        path = self.rt.config.path
+        if path is None:
+            return
+
+        def signature() -> tuple[int, int] | None:
+            try:
+                stat = path.stat()
+            except OSError:
+                return None
+            return stat.st_mtime_ns, stat.st_size
+
+        def watch() -> None:
+            seen = signature()
+            while not self.stopping.wait(interval):
+                now = signature()
+                if now == seen or now is None:
+                    continue
+                seen = now
+                try:
+                    changed = self.rt.reload(reload(self.rt.config))
+                except ConfigError as exc:
+                    log.warning("%s changed but is invalid; keeping the running configuration: %s", path, exc)
+                    continue
+                except Exception:
+                    log.exception("reloading %s failed; keeping the running configuration", path)
+                    continue
+                log.info("configuration reloaded from %s (connections changed: %s)", path, changed or "none")
+
+        thread = threading.Thread(target=watch, name="config-watch", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
     def start_watchdog(self, interval: float = 15.0) -> None:
         """Raise and clear the alerts that no single change raises: queue lag, dead letters dealt with."""
 
@@ -193,6 +235,7 @@ class Process:
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (blocking). Workers finish their current batch, then it returns."""
         self._handle_signals()
+        self.start_config_watch()
         self.start_workers()
         if self.workers:
             self.start_pollers(self.poll_interval)
