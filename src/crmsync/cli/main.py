@@ -6,7 +6,21 @@ import logging
 
 import typer
 
-from crmsync.cli import config, db, demo, jobs, log, migrate, preview, run, sandbox, sync, tokens, webhooks
+from crmsync.cli import (
+    config,
+    db,
+    demo,
+    jobs,
+    log,
+    migrate,
+    preview,
+    run,
+    sandbox,
+    sync,
+    tokens,
+    users,
+    webhooks,
+)
 
 app = typer.Typer(
     name="crmsync",
@@ -46,6 +60,7 @@ preview.register(app)
 sync.register(app)
 sandbox.register(app)
 demo.register(app)
+users.register(app)
 
 
 def main() -> None:

@@ -10,13 +10,16 @@ A run whose process died stays ``running``; its ``started_at`` tells how old it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.store.db import StoreOrConnection, connection
 from crmsync.store.schema import job_runs
@@ -35,6 +38,10 @@ class JobRun:
     finished_at: datetime | None
     status: Status
     message: str | None
+    #: how far a run got, as it last said: done of total (None: unknown), and what it was doing
+    progress_done: int | None = None
+    progress_total: int | None = None
+    progress_what: str | None = None
 
 
 def start(db: StoreOrConnection, job: str, at: datetime) -> int:
@@ -56,6 +63,40 @@ def finish(db: StoreOrConnection, run_id: int, status: Status, message: str, at:
             .where(job_runs.c.id == run_id)
             .values(status=status, message=message, finished_at=at)
         )
+
+
+def progress(db: StoreOrConnection, run_id: int, done: int, total: int | None, what: str) -> None:
+    """Record how far run ``run_id`` got (what the dashboard shows while it runs)."""
+    with connection(db) as conn:
+        conn.execute(
+            sa.update(job_runs)
+            .where(job_runs.c.id == run_id)
+            .values(progress_done=done, progress_total=total, progress_what=what[:200])
+        )
+
+
+class ProgressRecorder:
+    """A job's ``progress(done, total, what)`` that also records it in the store, at most every
+    ``interval`` seconds (and always when done reaches total), then calls ``then``."""
+
+    def __init__(
+        self,
+        db: StoreOrConnection,
+        run_id: int,
+        then: Callable[[int, int | None, str], None] | None = None,
+        interval: float = 0.5,
+    ) -> None:
+        self.db, self.run_id, self.then, self.interval = db, run_id, then, interval
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int | None, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval or (total is not None and done >= total):
+            self._last = now
+            with contextlib.suppress(SQLAlchemyError):  # progress is news, not state: the run goes on
+                progress(self.db, self.run_id, done, total, what)
+        if self.then is not None:
+            self.then(done, total, what)
 
 
 def get(db: StoreOrConnection, run_id: int) -> JobRun | None:
@@ -91,4 +132,14 @@ def latest(db: StoreOrConnection, jobs: Sequence[str]) -> dict[str, JobRun]:
 
 
 def _run(row: Row[Any]) -> JobRun:
-    return JobRun(row.id, row.job, row.started_at, row.finished_at, row.status, row.message)
+    return JobRun(
+        row.id,
+        row.job,
+        row.started_at,
+        row.finished_at,
+        row.status,
+        row.message,
+        row.progress_done,
+        row.progress_total,
+        row.progress_what,
+    )

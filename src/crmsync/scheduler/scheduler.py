@@ -94,7 +94,7 @@ def run_job(
             scheduled_for,
             clock,
             settings=cls.settings_of(spec.args),
-            progress=progress,
+            progress=runs.ProgressRecorder(store, run_id, progress),
             runtime_given=runtime,
         )
         summary = " ".join(str(cls().run(ctx)).split())

@@ -10,6 +10,8 @@
 ``GET  /healthz``                           the process is up
 ``GET  /readyz``                            ready to work (503 and why otherwise)
 ``GET  /metrics``                           Prometheus metrics (503 if the store fails)
+``GET  /``, ``/login``, ...                 the dashboard's pages (a session) — :mod:`.dashboard`
+``/api/v1/dashboard/...``                   the dashboard's JSON (a session) — :mod:`.dashboard`
 ===========================================  =========================================
 """
 
@@ -31,6 +33,7 @@ from crmsync.engine.metrics import CONTENT_TYPE
 from crmsync.engine.readiness import readiness
 from crmsync.engine.runtime import Runtime
 from crmsync.web.auth import bearer_token
+from crmsync.web.dashboard.routes import routes as dashboard_routes
 from crmsync.web.errors import ApiError
 from crmsync.web.ingest import Ingestor
 from crmsync.web.openapi import OpenApi
@@ -73,6 +76,7 @@ def create_app(runtime: Runtime) -> Starlette:
         ingestor.close()
 
     receive = Webhooks(runtime)
+    dashboard_api, dashboard_pages = dashboard_routes(runtime)
 
     async def webhook(request: Request) -> Response:
         try:
@@ -116,6 +120,8 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *dashboard_api,
+            *dashboard_pages,  # last: a mount of the pages, the static files and the login
         ],
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
