@@ -24,6 +24,8 @@ from starlette.requests import Request
 from crmsync import __version__
 from crmsync.engine.runtime import Runtime
 from crmsync.web.auth import authenticate
+from crmsync.web.dashboard.routes import API as DASHBOARD
+from crmsync.web.dashboard.routes import DiscardLetters, Done, JobStarted, LetterIds
 from crmsync.web.errors import MAX_DETAILS, ErrorReply
 from crmsync.web.ingest import Accepted, IngestBatch, IngestRecord
 from crmsync.web.views import ViewRows
@@ -86,6 +88,10 @@ MODELS: list[type[BaseModel]] = [
     MondayChallenge,
     MondayDelivery,
     MondayReceived,
+    LetterIds,
+    DiscardLetters,
+    Done,
+    JobStarted,
 ]
 
 
@@ -103,6 +109,8 @@ class Route:
     request: str | None = None  # a model's name
     responses: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # status → (what, model)
     content_type: str = "application/json"
+    #: the dashboard's session cookie (a GET also takes a bearer token; a POST needs X-CSRF-Token)
+    session: bool = False
 
 
 def _path_param(name: str, description: str, enum: list[str] | None = None) -> dict[str, Any]:
@@ -277,6 +285,145 @@ def api_routes(runtime: Runtime, views: dict[str, type[BaseModel]]) -> list[Rout
     return routes
 
 
+_CSRF = {
+    "name": "X-CSRF-Token",
+    "in": "header",
+    "required": True,
+    "description": "The session's CSRF token (the pages carry it in <body data-csrf>).",
+    "schema": {"type": "string"},
+}
+_DASHBOARD_REFUSED: dict[int, tuple[str, str | None]] = {
+    401: ("No session (log in at /login), or a bad bearer token.", "ErrorReply"),
+    503: ("The store cannot be reached.", "ErrorReply"),
+}
+_ADMIN_REFUSED: dict[int, tuple[str, str | None]] = {
+    401: ("No session: log in at /login.", "ErrorReply"),
+    403: (
+        "A missing or wrong X-CSRF-Token, or a viewer's session (this needs the admin role).",
+        "ErrorReply",
+    ),
+    422: ("The body is not valid.", "ErrorReply"),
+    503: ("The store cannot be reached.", "ErrorReply"),
+}
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind},
+    }
+
+
+#: the dashboard's JSON, what its pages and charts read (:mod:`crmsync.web.dashboard.routes`)
+DASHBOARD_ROUTES: list[Route] = [
+    Route(
+        "get",
+        f"{DASHBOARD}/overview",
+        "Per flow: applied, queue, latency, dead letters, pauses; connections, webhooks, jobs",
+        "dashboard",
+        session=True,
+        responses={200: ("The overview.", None), **_DASHBOARD_REFUSED},
+    ),
+    Route(
+        "get",
+        f"{DASHBOARD}/charts",
+        "Throughput, latency and queue depth over time per flow; API budget use; workload snapshot trend",
+        "dashboard",
+        session=True,
+        parameters=[_query("hours", "The period: the last 1 to 168 hours (default 1).", "integer")],
+        responses={200: ("The series, one value per time bucket of `labels`.", None), **_DASHBOARD_REFUSED},
+    ),
+    Route(
+        "get",
+        f"{DASHBOARD}/dead-letters",
+        "Dead letters, newest first (as crmsync dead-letters list)",
+        "dashboard",
+        session=True,
+        parameters=[
+            _query("flow", "Only this flow."),
+            _query("state", "open, replayed or discarded."),
+            _query("q", "Only those whose record key or error message holds this."),
+            _query("limit", "At most this many (default 100).", "integer"),
+        ],
+        responses={200: ("{letters: [...]}", None), **_DASHBOARD_REFUSED},
+    ),
+    Route(
+        "get",
+        f"{DASHBOARD}/dead-letters/{{id}}",
+        "One dead letter: its fields and the vendor's error",
+        "dashboard",
+        session=True,
+        parameters=[_path_param("id", "The dead letter's id.")],
+        responses={
+            200: ("The dead letter.", None),
+            404: ("No such dead letter.", "ErrorReply"),
+            **_DASHBOARD_REFUSED,
+        },
+    ),
+    Route(
+        "post",
+        f"{DASHBOARD}/dead-letters/replay",
+        "Replay dead letters (as crmsync dead-letters replay); admin",
+        "dashboard",
+        session=True,
+        parameters=[_CSRF],
+        request="LetterIds",
+        responses={200: ("How many were replayed.", "Done"), **_ADMIN_REFUSED},
+    ),
+    Route(
+        "post",
+        f"{DASHBOARD}/dead-letters/discard",
+        "Discard dead letters with a reason (as crmsync dead-letters discard --reason); admin",
+        "dashboard",
+        session=True,
+        parameters=[_CSRF],
+        request="DiscardLetters",
+        responses={200: ("How many were discarded.", "Done"), **_ADMIN_REFUSED},
+    ),
+    Route(
+        "get",
+        f"{DASHBOARD}/trace",
+        "A record's links and history across systems by any of its ids (as crmsync log --record --json)",
+        "dashboard",
+        session=True,
+        parameters=[_query("record", "Any id of the record."), _query("flow", "Only this flow.")],
+        responses={200: ("{record, links, entries}", None), **_DASHBOARD_REFUSED},
+    ),
+    Route(
+        "get",
+        f"{DASHBOARD}/jobs",
+        "The configured jobs (next and last run) and the recent runs with their progress",
+        "dashboard",
+        session=True,
+        responses={200: ("{jobs, recent}", None), **_DASHBOARD_REFUSED},
+    ),
+    Route(
+        "post",
+        f"{DASHBOARD}/jobs/{{name}}/run",
+        "Run a job now (recorded like a scheduled run); admin",
+        "dashboard",
+        session=True,
+        parameters=[_path_param("name", "The job's name under jobs: in the configuration."), _CSRF],
+        responses={
+            200: ("Started; follow it on GET /api/v1/dashboard/jobs.", "JobStarted"),
+            404: ("No such job.", "ErrorReply"),
+            **_ADMIN_REFUSED,
+        },
+    ),
+    Route(
+        "get",
+        f"{DASHBOARD}/settings",
+        "The effective configuration, secrets redacted (as crmsync config show)",
+        "dashboard",
+        session=True,
+        responses={200: ("{path, config}", None), **_DASHBOARD_REFUSED},
+    ),
+]
+
+
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
@@ -290,6 +437,8 @@ def _operation(route: Route) -> dict[str, Any]:
         op["parameters"] = route.parameters
     if route.authenticated:
         op["security"] = [{"bearer": []}]
+    if route.session:
+        op["security"] = [{"session": []}, {"bearer": []}] if route.method == "get" else [{"session": []}]
     if route.request:
         op["requestBody"] = {
             "required": True,
@@ -311,7 +460,7 @@ def document(runtime: Runtime, views: dict[str, type[BaseModel]]) -> dict[str, A
     """The OpenAPI 3.1 document of this deployment (``views``: each view's parameter model)."""
     _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
-    for route in [*api_routes(runtime, views), *OTHER_ROUTES]:
+    for route in [*api_routes(runtime, views), *OTHER_ROUTES, *DASHBOARD_ROUTES]:
         paths.setdefault(route.path, {})[route.method] = _operation(route)
     return {
         "openapi": "3.1.0",
@@ -328,7 +477,13 @@ def document(runtime: Runtime, views: dict[str, type[BaseModel]]) -> dict[str, A
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A token from `crmsync token create NAME`.",
-                }
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "crmsync_session",
+                    "description": "The dashboard's session, from logging in at /login.",
+                },
             },
         },
     }

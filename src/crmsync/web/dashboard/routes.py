@@ -503,7 +503,7 @@ class Dashboard:
             Route(f"{API}/dead-letters", a(self.letters_json), methods=["GET"]),
             Route(f"{API}/dead-letters/replay", a(self.replay_json, admin=True), methods=["POST"]),
             Route(f"{API}/dead-letters/discard", a(self.discard_json, admin=True), methods=["POST"]),
-            Route(f"{API}/dead-letters/{{id:int}}", a(self.letter_json), methods=["GET"]),
+            Route(f"{API}/dead-letters/{{id}}", a(self.letter_json), methods=["GET"]),
             Route(f"{API}/trace", a(self.trace_json), methods=["GET"]),
             Route(f"{API}/jobs", a(self.jobs_json), methods=["GET"]),
             Route(f"{API}/jobs/{{name}}/run", a(self.run_job_json, admin=True), methods=["POST"]),
