@@ -1,10 +1,11 @@
 """What syncing a source record does: one pure, typed decision for every path.
 
 The worker (a webhook's or a poll's change), ``crmsync preview`` and ``crmsync sync`` all decide
-here (:func:`decide`: create / update / skip with a reason; :func:`winner`: a conflict settled by
-the flow's policy) and compute a new record's values here (:func:`creation`), so they cannot
-drift apart: the same source record gives the same target fields and the same related records,
-whichever path saw it.
+here (:func:`news`: what a change says that was not synced yet, compared strictly with the shadow;
+:func:`settle` and :func:`winner`: a conflict settled by the flow's policy; :func:`decide`: create /
+update / skip with a reason) and compute a new record's values here (:func:`creation`), so they
+cannot drift apart: the same source record gives the same target fields and the same related
+records, whichever path saw it.
 
 A field the source did not send is empty, not absent: a transform that fills an empty value
 (``date`` with ``default_days``) is applied whether the record came from a webhook carrying some
@@ -14,11 +15,12 @@ record that it must read the rest before creating it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from crmsync.connectors.stamps import try_stamp
 from crmsync.engine.flows import FlowRuntime
 
 
@@ -121,3 +123,111 @@ def winner(policy: str, owned_by_source: bool, side: Side, at: datetime, their_a
         return "source" if owned_by_source else "target"
     other: Side = "target" if side == "source" else "source"
     return side if at >= their_at else other
+
+
+# -- what is news, and conflicts (pure: the worker, preview and sync ask the same) ------------------------
+#: Salesforce stamps whole seconds: a change stamped so may have happened up to a second later
+CLOCK_SLACK = timedelta(seconds=1)
+#: fields a trigger adds to tell when the change happened at its origin (not synced)
+STAMPS = ("_at", "SystemModstamp")
+
+
+def stamped_at(fields: Mapping[str, Any]) -> datetime | None:
+    """When a change happened at its origin, from the stamp its trigger added (None: not stamped)."""
+    return try_stamp(next((fields.get(s) for s in STAMPS if fields.get(s)), None))
+
+
+@dataclass(frozen=True)
+class News:
+    """The fields of an incoming change that are news, and those dropped as stale."""
+
+    fields: dict[str, Any]
+    stale: tuple[str, ...] = ()
+
+
+def news(known: Mapping[str, Sequence[Any]], fields: Mapping[str, Any], at: datetime) -> News:
+    """Compare a change's ``fields`` (made at ``at``) with what was last synced on its side
+    (``known``: the shadow, ``[value, iso time, recent values]`` per field), strictly.
+
+    Not news: the value held (an echo of crmsync's own write, or unchanged), or a value the side held
+    a moment before (a late read of a superseded version). Stale: older than the value held.
+    """
+    out: dict[str, Any] = {}
+    stale: list[str] = []
+    # a whole-second stamp (Salesforce's) may be up to a second later than it reads
+    slack = CLOCK_SLACK if at.microsecond == 0 else timedelta(0)
+    for name, value in fields.items():
+        held = known.get(name)
+        if held is not None and held[0] == value:
+            continue
+        if (
+            held is not None
+            and len(held) > 2
+            and any(old == value and at <= (try_stamp(when) or at) + slack for old, when in held[2])
+        ):
+            continue
+        if held is not None and (try_stamp(held[1]) or at) > at + slack:
+            stale.append(name)
+            continue
+        out[name] = value
+    return News(out, tuple(stale))
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A field both sides changed, settled by the flow's policy."""
+
+    source_field: str
+    target_field: str
+    policy: str
+    won: Side
+
+    @property
+    def message(self) -> str:
+        return (
+            f"conflict on {self.source_field}/{self.target_field}: both sides changed it; "
+            f"{self.policy} → the {self.won} wins"
+        )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The edits left after conflicts (``kept``), the conflicts, and the other side's values that
+    lost (field → value, when it was made): remembered there, so their change writes nothing."""
+
+    kept: dict[str, Any]
+    conflicts: tuple[Conflict, ...] = ()
+    lost: dict[str, tuple[Any, datetime]] = field(default_factory=dict)
+
+
+def settle(
+    flow: FlowRuntime,
+    side: Side,
+    edits: Mapping[str, Any],
+    at: datetime,
+    pending: Sequence[tuple[Mapping[str, Any], datetime]],
+    other_known: Mapping[str, Sequence[Any]],
+) -> Settled:
+    """Settle ``side``'s ``edits`` (made at ``at``) against the other side's changes of the same record
+    still queued (``pending``: payload, queued at), by :func:`winner`; ``other_known``: the other
+    side's shadow (a queued value equal to it is no change of that side)."""
+    kept = dict(edits)
+    if not kept or not pending:
+        return Settled(kept)
+    conflicts: list[Conflict] = []
+    lost: dict[str, tuple[Any, datetime]] = {}
+    for rule in flow.rules:
+        mine, theirs = (rule.source, rule.target) if side == "source" else (rule.target, rule.source)
+        if mine not in kept:
+            continue
+        for payload, created in pending:
+            if theirs in payload and (other_known.get(theirs) or [None])[0] != payload[theirs]:
+                their_at = stamped_at(payload) or created
+                won = winner(flow.conflict_policy, rule.owned_by_source, side, at, their_at)
+                conflicts.append(Conflict(rule.source, rule.target, flow.conflict_policy, won))
+                if won != side:
+                    kept.pop(mine)
+                else:
+                    lost[theirs] = (payload[theirs], their_at)
+                break
+    return Settled(kept, tuple(conflicts), lost)

@@ -138,9 +138,13 @@ class Ledger:
         self.store.run(work)
         _log_applied(flow, done)
 
-    def applied_one(self, flow: FlowRuntime, change: ClaimedChange, message: str) -> None:
+    def applied_one(
+        self, flow: FlowRuntime, change: ClaimedChange, message: str, *, operation: str | None = None
+    ) -> None:
+        """One change applied; ``operation``: what it did to the record written (default: the change's)."""
         target = flow.target if change.source == flow.source else flow.source
-        synclog.record_many(self.store, [_entry(change, "applied", target=target, message=message)])
+        entry = _entry(change, "applied", target=target, message=message, operation=operation)
+        synclog.record_many(self.store, [entry])
         log.info(
             "flow %s: record %r applied to %s (%s), latency %.2f s",
             flow.name,
@@ -238,12 +242,13 @@ def _entry(
     target: str | None = None,
     target_id: str | None = None,
     message: str | None = None,
+    operation: str | None = None,
 ) -> LogEntry:
     return LogEntry(
         flow=change.flow,
         record_key=change.record_key,
         outcome=outcome,
-        operation=change.operation,
+        operation=operation or change.operation,
         source=change.source,
         target=target,
         target_id=target_id,

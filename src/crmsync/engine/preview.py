@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -33,7 +34,8 @@ import sqlalchemy as sa
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector, Record
 from crmsync.connectors.capabilities import NamedObjects, Queryable, Readable, require
-from crmsync.engine.decide import decide
+from crmsync.connectors.stamps import try_stamp
+from crmsync.engine.decide import STAMPS, decide, news, settle
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import UNFINISHED, fold
 from crmsync.errors import ConfigError, CrmsyncError, FixTheData
@@ -106,35 +108,6 @@ class FlowPreview:
 
 
 # -- comparison (pure) ------------------------------------------------------------------------------------
-def same_value(current: Any, new: Any) -> bool:
-    """Do two values say the same, across the systems' representations (``12000`` and ``12000.0``,
-    ``None`` and ``""``, ``True`` and ``"true"``)?"""
-    if current in (None, "") and new in (None, ""):
-        return True
-    if current == new:
-        return True
-    if isinstance(current, bool) or isinstance(new, bool):
-        return str(current).lower() == str(new).lower()
-    try:
-        return float(current) == float(new)
-    except (TypeError, ValueError):
-        return str(current).strip() == str(new).strip()
-
-
-def differences(mapped: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[FieldChange, ...]:
-    """The fields of ``mapped`` whose value differs from ``current``'s."""
-    return tuple(
-        FieldChange(name, current.get(name), value)
-        for name, value in mapped.items()
-        if not same_value(current.get(name), value)
-    )
-
-
-def _held(known: Mapping[str, Any] | None, name: str) -> tuple[bool, Any]:
-    entry = (known or {}).get(name)
-    return (True, entry[0]) if isinstance(entry, list | tuple) and entry else (False, None)
-
-
 def compare_two_way(
     flow: FlowRuntime,
     key: str,
@@ -146,46 +119,87 @@ def compare_two_way(
     source_shadow: Mapping[str, Any] | None = None,
     target_shadow: Mapping[str, Any] | None = None,
     label: str | None = None,
+    at: datetime | None = None,
+    target_at: datetime | None = None,
+    pending_target: Sequence[tuple[Mapping[str, Any], datetime]] = (),
+    matched: bool = False,
 ) -> RecordPreview:
-    """What syncing the source record ``source`` would do.
+    """What the worker does with the source record ``source`` (changed at ``at``), decided as it
+    decides (:mod:`crmsync.engine.decide`): nothing here compares on its own.
 
     ``target_id``/``current``: the linked target record and its fields (``current`` None: the link
-    points at a record the target no longer has). ``related``: per related object, its linked id
-    and fields. The shadows (``[value, at]`` per field) tell which side changed a two-way field
-    since the last sync: a field changed only on the target travels back to the source.
+    points at a record the target no longer has), or with ``matched`` the unlinked record's
+    counterpart found by the flow's match field (the worker adopts it: an update). ``related``: per
+    related object, its linked id and fields. The shadows (``[value, at]`` per field, as last synced)
+    tell what each side changed since (strictly: a value that differs is news); ``target_at``: when
+    the target record last changed; ``pending_target``: the target's changes of this record still
+    queued (payload, queued at). A field both sides changed is settled by the flow's policy; a
+    two-way field changed only on the target (its shadow known) travels back to the source.
     """
     obj = flow.object_name
-    if target_id is None:
-        decision = decide(flow, key, source, linked=False)  # what the worker decides (one function)
+    when = at or datetime.now(UTC)
+    known = dict(source_shadow or {})
+    if target_id is None or matched:
+        record = {k: v[0] for k, v in known.items() if isinstance(v, list | tuple) and v} | dict(source)
+        decision = decide(flow, key, record, linked=False)  # what the worker decides (one function)
         if decision.creation is None:
             return RecordPreview(key, "skipped", obj, label, reason=decision.reason)
         plan = decision.creation
-        new = tuple(FieldChange(f, None, v) for f, v in plan.fields.items())
-        rel = tuple(
+        made = tuple(
             RelatedPreview(
                 r.object_name, "create", None, tuple(FieldChange(f, None, v) for f, v in r.fields.items())
             )
             for r in plan.related
         )
-        return RecordPreview(key, "create", obj, label, fields=new, related=rel)
+        if matched and target_id is not None:  # adopted: updated with the values a create would write
+            fields = tuple(FieldChange(f, (current or {}).get(f), v) for f, v in plan.fields.items())
+            adopted = f"matched {obj} {target_id} by {flow.match_field}"
+            return RecordPreview(key, "update", obj, label, target_id, fields, made, reason=adopted)
+        new = tuple(FieldChange(f, None, v) for f, v in plan.fields.items())
+        return RecordPreview(key, "create", obj, label, fields=new, related=made)
     if current is None:
-        reason = f"linked {obj} {target_id} is not in {flow.target} any more: a sync would fail"
-        return RecordPreview(key, "refused", obj, label, target_id=target_id, reason=reason)
-    changes: list[FieldChange] = []
-    for change in differences(flow.to_target(key, source, owned=False), current):
-        back = _flows_back(flow, change.field, source, current, source_shadow, target_shadow)
-        changes.append(back if back is not None else change)
+        gone = f"linked {obj} {target_id} is not in {flow.target} any more: a sync would fail"
+        return RecordPreview(key, "refused", obj, label, target_id=target_id, reason=gone)
+    shadow_t = dict(target_shadow or {})
+    back = _travels_back(flow, current, shadow_t, target_at or when)
+    # the change back, queued with the source's, meets it as a conflict where both changed a field
+    pending = [*pending_target, *([(back, target_at or when)] if back else [])]
+    changed = news(known, {k: v for k, v in source.items() if k not in STAMPS}, when).fields
+    settled = settle(flow, "source", changed, when, pending, shadow_t)
+    back = {f: v for f, v in back.items() if f not in settled.lost}
+    decision = decide(flow, key, source, linked=True, news=settled.kept)
+    targets = {r.target for r in flow.rules if r.to_target}
+    main = {f: v for f, v in decision.fields.items() if f in targets}
+    changes = [FieldChange(f, current.get(f), v) for f, v in main.items()]  # every field it writes
+    for rule in flow.rules:
+        if rule.to_source and rule.target in back:
+            value = flow.to_source(target_id, {rule.target: back[rule.target]}).get(rule.source)
+            changes.append(FieldChange(rule.source, source.get(rule.source), value, "to_source"))
+    record = {k: v[0] for k, v in known.items() if isinstance(v, list | tuple) and v} | dict(source)
     rel_out: list[RelatedPreview] = []
-    rules = {r.object_name: r.rules for r in flow.related}
-    for obj_name, (rel_id, rel_current) in (related or {}).items():
-        if obj_name not in rules:
-            continue
+    for rel in flow.related:
+        if rel.object_name not in (related or {}):
+            continue  # the worker writes only linked related records
+        rel_id, rel_current = (related or {})[rel.object_name]
+        written = {r.target for r in rel.rules if r.source in settled.kept}
+        rel_fields = {
+            f: v
+            for f, v in flow.to_target(
+                key, {k: record[k] for k in settled.kept if k in record}, rel.rules, owned=False
+            ).items()
+            if f in written
+        }
         if rel_current is None:
-            rel_out.append(RelatedPreview(obj_name, "refused", rel_id))
+            rel_out.append(RelatedPreview(rel.object_name, "refused" if rel_fields else "unchanged", rel_id))
             continue
-        diff = differences(flow.to_target(key, source, rules[obj_name], owned=False), rel_current)
-        rel_out.append(RelatedPreview(obj_name, "update" if diff else "unchanged", rel_id, diff))
-    writes = bool(changes) or any(r.action == "update" for r in rel_out)
+        diff = tuple(FieldChange(f, rel_current.get(f), v) for f, v in rel_fields.items())
+        rel_out.append(RelatedPreview(rel.object_name, "update" if rel_fields else "unchanged", rel_id, diff))
+    writes = bool(main) or bool(back) or any(r.action in ("update", "refused") for r in rel_out)
+    reason: str | None = None
+    if settled.conflicts:
+        reason = "; ".join(c.message for c in settled.conflicts)
+    elif not writes:
+        reason = decision.reason or "nothing to write"
     return RecordPreview(
         key,
         "update" if writes else "unchanged",
@@ -194,29 +208,18 @@ def compare_two_way(
         target_id=target_id,
         fields=tuple(changes),
         related=tuple(rel_out),
+        reason=reason,
     )
 
 
-def _flows_back(
-    flow: FlowRuntime,
-    target_field: str,
-    source: Mapping[str, Any],
-    current: Mapping[str, Any],
-    source_shadow: Mapping[str, Any] | None,
-    target_shadow: Mapping[str, Any] | None,
-) -> FieldChange | None:
-    """The change on the source when only the target changed ``target_field`` since the last sync."""
-    rule = next((r for r in flow.rules if r.target == target_field and r.to_source), None)
-    if rule is None:
-        return None
-    t_known, t_value = _held(target_shadow, target_field)
-    s_known, s_value = _held(source_shadow, rule.source)
-    target_changed = t_known and not same_value(t_value, current.get(target_field))
-    source_changed = not s_known or not same_value(s_value, source.get(rule.source))
-    if not target_changed or source_changed:
-        return None
-    back = flow.to_source(str(current.get("Id") or ""), {target_field: current.get(target_field)})
-    return FieldChange(rule.source, source.get(rule.source), back.get(rule.source), "to_source")
+def _travels_back(
+    flow: FlowRuntime, current: Mapping[str, Any], target_shadow: Mapping[str, Any], at: datetime
+) -> dict[str, Any]:
+    """The two-way fields the target changed since the last sync (its shadow known, its value news)."""
+    fields = {
+        r.target: current.get(r.target) for r in flow.rules if r.to_source and r.target in target_shadow
+    }
+    return news(target_shadow, fields, at).fields
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -274,7 +277,7 @@ class Preview:
 
     def two_way(self, flow: FlowRuntime, *, limit: int | None = None) -> FlowPreview:
         board, limited = self.board_records(flow, limit=limit)
-        return self.compare(flow, [(r.id, dict(r.fields)) for r in board], limited=limited)
+        return self.compare(flow, board, limited=limited)
 
     def board_records(self, flow: FlowRuntime, *, limit: int | None = None) -> tuple[list[Record], bool]:
         """The items of the flow's board (at most ``limit``), and whether there were more."""
@@ -287,43 +290,58 @@ class Preview:
             records.append(record)
         return records, False
 
-    def compare(
-        self, flow: FlowRuntime, records: Sequence[tuple[str, dict[str, Any]]], *, limited: bool = False
-    ) -> FlowPreview:
-        """What syncing these source records (key, fields) would do, each against its linked records."""
-        keys = [k for k, _ in records]
+    def compare(self, flow: FlowRuntime, records: Sequence[Record], *, limited: bool = False) -> FlowPreview:
+        """What the worker would do with each of these source records (a change of the whole record,
+        stamped with when it was modified), against its linked or matching target records."""
+        keys = [r.id for r in records]
         main_links = self._links(flow.name, flow.source, keys)
         rel_links = {
             r.object_name: self._links(f"{flow.name}:{r.object_name}", flow.source, keys)
             for r in flow.related
         }
-        current = self._read_target(flow.target, flow.object_name, list(main_links.values()))
+        source_shadows = shadow.get_shadows(self.rt.store, flow.source, f"{flow.name}:source", keys)
+        matches = self._matches(flow, [r for r in records if r.id not in main_links], source_shadows)
+        current = self._read_target(
+            flow.target,
+            flow.object_name,
+            [*main_links.values(), *(m for m in matches.values() if isinstance(m, str))],
+        )
         rel_current = {
             obj: self._read_target(flow.target, obj, list(ids.values())) for obj, ids in rel_links.items()
         }
-        source_shadows = shadow.get_shadows(self.rt.store, flow.source, f"{flow.name}:source", keys)
         target_shadows = shadow.get_shadows(
             self.rt.store, flow.target, f"{flow.name}:target", list(main_links.values())
         )
+        pending = self._pending(flow, list(main_links.values()))
         out = []
-        for key, fields in records:
+        for item in records:
+            key, fields = item.id, dict(item.fields)
             target_id = main_links.get(key)
-            related = {
-                obj: (ids[key], rel_current[obj].get(ids[key]))
-                for obj, ids in rel_links.items()
-                if key in ids
-            }
             try:
+                found = matches.get(key) if target_id is None else None
+                if isinstance(found, FixTheData):
+                    raise found
+                linked = target_id or found
+                record = current.get(linked) if linked else None
+                related: dict[str, tuple[str, Mapping[str, Any] | None]] = {}
+                for obj, ids in rel_links.items():
+                    if key in ids:
+                        rel_record = rel_current[obj].get(ids[key])
+                        related[obj] = (ids[key], rel_record.fields if rel_record is not None else None)
                 preview = compare_two_way(
                     flow,
                     key,
                     fields,
-                    target_id=target_id,
-                    current=current.get(target_id) if target_id else None,
+                    target_id=linked,
+                    current=record.fields if record is not None else None,
                     related=related,
                     source_shadow=source_shadows.get(key),
                     target_shadow=target_shadows.get(target_id) if target_id else None,
                     label=_label(fields),
+                    at=try_stamp(item.modified),
+                    target_at=try_stamp(record.modified) if record is not None else None,
+                    pending_target=pending.get(target_id, []) if target_id else [],
+                    matched=found is not None,
                 )
             except FixTheData as exc:
                 preview = RecordPreview(
@@ -331,6 +349,61 @@ class Preview:
                 )
             out.append(preview)
         return FlowPreview(flow.name, "two_way", flow.source, flow.target, flow.object_name, out, limited)
+
+    def _matches(
+        self, flow: FlowRuntime, unlinked: Sequence[Record], shadows: Mapping[str, Any]
+    ) -> dict[str, str | FixTheData | None]:
+        """The match step of the worker's create: per unlinked record the worker would create, the
+        target record holding its match value (one lookup for all), or why it would be refused."""
+        match = flow.flow.match
+        if match is None or match.source is None:
+            return {}
+        values: dict[str, str] = {}
+        for r in unlinked:
+            known = {
+                k: v[0] for k, v in (shadows.get(r.id) or {}).items() if isinstance(v, list | tuple) and v
+            }
+            record = known | dict(r.fields)
+            if record.get(match.source) not in (None, "") and flow.matches_when(record):
+                values[r.id] = str(record[match.source])
+        if not values:
+            return {}
+        target = require(self.connector(flow.target), Queryable, f"flow {flow.name!r} (match)")
+        found = target.find_by_field(flow.object_name, match.field, sorted(set(values.values())))
+        out: dict[str, str | FixTheData | None] = {}
+        for key, value in values.items():
+            ids = found.get(value, [])
+            if len(ids) > 1:
+                out[key] = FixTheData(
+                    f"several {flow.object_name} records have {match.field} = {value!r}: "
+                    "crmsync will not guess which one is this record",
+                    object_name=flow.object_name,
+                )
+            else:
+                out[key] = ids[0] if ids else None
+        return out
+
+    def _pending(
+        self, flow: FlowRuntime, target_ids: Sequence[str]
+    ) -> dict[str, list[tuple[dict[str, Any], datetime]]]:
+        """The target's changes of these records still queued (what a conflict is settled against)."""
+        c = t.changes.c
+        found: dict[str, list[tuple[dict[str, Any], datetime]]] = {}
+        with self.rt.store.read() as conn:
+            for start in range(0, len(target_ids), 500):
+                rows = conn.execute(
+                    sa.select(c.record_key, c.payload, c.created_at).where(
+                        c.flow == flow.name,
+                        c.source == flow.target,
+                        c.record_key.in_(target_ids[start : start + 500]),
+                        c.state.in_(("pending", "leased")),
+                    )
+                )
+                for row in rows:
+                    found.setdefault(str(row.record_key), []).append(
+                        (dict(row.payload or {}), row.created_at)
+                    )
+        return found
 
     def _links(self, flow: str, source_system: str, keys: Sequence[str]) -> dict[str, str]:
         c = t.links.c
@@ -347,17 +420,15 @@ class Preview:
                 found.update({str(r.source_key): str(r.target_id) for r in rows})
         return found
 
-    def _read_target(
-        self, connection: str, object_name: str, ids: Sequence[str]
-    ) -> dict[str, Mapping[str, Any]]:
+    def _read_target(self, connection: str, object_name: str, ids: Sequence[str]) -> dict[str, Record]:
         """The target's records by id; an id is under both its 15- and 18-character forms."""
         if not ids:
             return {}
-        found: dict[str, Mapping[str, Any]] = {}
+        found: dict[str, Record] = {}
         target = require(self.connector(connection), Readable, f"a preview reading {object_name}")
         for record in target.read_records(object_name, list(ids)):
-            found[record.id] = record.fields
-            found[record.id[:15]] = record.fields
+            found[record.id] = record
+            found[record.id[:15]] = record
         return {i: found[i] if i in found else found[i[:15]] for i in ids if i in found or i[:15] in found}
 
     # -- application ------------------------------------------------------------------------------------

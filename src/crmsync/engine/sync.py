@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
+from crmsync.connectors.base import Record
 from crmsync.connectors.capabilities import Readable, require
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.preview import Preview, RecordPreview
@@ -98,14 +99,14 @@ def plan(
     flow: FlowRuntime,
     previews: Sequence[RecordPreview],
     items: dict[str, tuple[dict[str, Any], str | None]],
-    targets: dict[str, dict[str, Any]],
+    targets: dict[str, Record],
 ) -> list[Planned]:
     """The changes that apply ``previews`` (pure). ``items``: the board's fields and stamp per key;
     ``targets``: the linked target records whose two-way fields travel back, by id."""
     out: list[Planned] = []
     for p in previews:
         to_target = p.action in ("create", "refused") or any(c.direction == "to_target" for c in p.fields)
-        to_target = to_target or any(r.action == "update" for r in p.related)
+        to_target = to_target or any(r.action in ("update", "create", "refused") for r in p.related)
         fields, stamp = items[p.record]
         if to_target and p.action in ("create", "update", "refused"):  # refused: a dead letter says why
             change = NewChange(
@@ -121,13 +122,13 @@ def plan(
         target = targets.get(p.target_id or "")
         if back and target is not None:
             names = {r.target for r in flow.rules if r.to_source and r.source in back}
-            stamp = str(target.get("SystemModstamp") or "")
+            stamp = target.modified or ""  # when the target record changed, as its connector tells
             change = NewChange(
                 source=flow.target,
                 flow=flow.name,
                 record_key=str(p.target_id),
                 operation="upsert",
-                fields={n: target.get(n) for n in names} | ({"SystemModstamp": stamp} if stamp else {}),
+                fields={n: target.fields.get(n) for n in names} | ({"_at": stamp} if stamp else {}),
                 delivery_id=f"sync:{flow.name}:{p.target_id}:{stamp or '-'}",
             )
             out.append(Planned("to_source", "update", change))
@@ -160,14 +161,14 @@ class InitialSync:
         preview = Preview(self.rt, connector=self.rt.connector)  # the runtime's connectors: not closed here
         records, _ = preview.board_records(flow)
         items = {r.id: (dict(r.fields), r.modified) for r in records}
-        shown = preview.compare(flow, [(key, fields) for key, (fields, _) in items.items()])
+        shown = preview.compare(flow, records)
         back_ids = [
             p.target_id
             for p in shown.records
             if p.target_id and any(c.direction == "to_source" for c in p.fields)
         ]
         targets = {
-            r.id: dict(r.fields)
+            r.id: r
             for r in (
                 require(self.rt.connector(flow.target), Readable, f"sync of {flow.name!r}").read_records(
                     flow.object_name, back_ids
@@ -176,7 +177,7 @@ class InitialSync:
                 else []
             )
         }
-        targets |= {key[:15]: fields for key, fields in targets.items()}
+        targets |= {key[:15]: record for key, record in targets.items()}
         planned = plan(flow, shown.records, items, targets)
         summary = SyncSummary(flow.name)
         summary.to_target.skipped = sum(1 for p in shown.records if p.action in ("unchanged", "skipped"))
@@ -263,12 +264,14 @@ class InitialSync:
                 side.waiting += 1
             else:
                 latest = self._latest(flow, p.change.record_key)
-                message = str(latest.get("message") or "") if latest else ""
-                if latest is not None and latest["outcome"] == "skipped":
+                if latest is None:  # purged long ago: as planned
+                    side.created += p.action == "create"
+                    side.updated += p.action == "update"
+                elif latest["outcome"] == "skipped":
                     side.skipped += 1
-                elif p.action == "create" and not message.startswith("matched"):
+                elif latest["operation"] == "create":  # what the worker did (an adopted record: update)
                     side.created += 1
-                else:  # an update, or an existing record adopted by the match key
+                else:
                     side.updated += 1
 
     def _latest(self, flow: FlowRuntime, key: str) -> dict[str, Any] | None:

@@ -24,15 +24,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
 from crmsync.connectors.base import Connector, Write
 from crmsync.connectors.capabilities import KeepsHistory, Readable, RelatedCreator, Writable, require
-from crmsync.connectors.stamps import try_stamp as parse_stamp
-from crmsync.engine.decide import Creation, Side, decide, needs_full_read, winner
+from crmsync.engine.decide import (
+    STAMPS,
+    Creation,
+    Side,
+    decide,
+    needs_full_read,
+    news,
+    settle,
+    stamped_at,
+)
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
 from crmsync.errors import CrmsyncError, FixTheData
@@ -45,10 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: fields a trigger adds to tell when the change happened at its origin (not synced)
-STAMPS = ("_at", "SystemModstamp")
-#: Salesforce stamps whole seconds: a change stamped so may have happened up to a second later
-CLOCK_SLACK = timedelta(seconds=1)
 #: earlier values kept per field, to recognise a late read of a superseded version
 RECENT = 4
 
@@ -64,6 +68,13 @@ class Applied:
     def skipped(self) -> bool:
         return self.action == "skipped"
 
+    @property
+    def operation(self) -> Literal["create", "update", "delete"] | None:
+        """What it did to the record written (an adopted counterpart is updated); None: skipped."""
+        if self.action == "skipped":
+            return None
+        return "create" if self.action == "created" else "delete" if self.action == "deleted" else "update"
+
     @classmethod
     def skip(cls, reason: str) -> Applied:
         return cls("skipped", f"skipped: {reason}")
@@ -77,10 +88,7 @@ class TwoWay:
     def apply(self, flow: FlowRuntime, change: ClaimedChange) -> Applied:
         """Apply one record's net change; returns what happened (for the sync log). Raises on failure."""
         side: Side = "source" if change.source == flow.source else "target"
-        at = (
-            parse_stamp(next((change.fields.get(s) for s in STAMPS if change.fields.get(s)), None))
-            or change.created_at
-        )
+        at = stamped_at(change.fields) or change.created_at
         fields = {k: v for k, v in change.fields.items() if k not in STAMPS}
         if side == "source":
             return self._forward(flow, change, fields, at)
@@ -313,25 +321,12 @@ class TwoWay:
         fields: Mapping[str, Any],
         at: datetime,
     ) -> dict[str, Any]:
-        """The fields of an incoming change that are news: not an echo, not older than what we hold."""
-        news = {}
-        for name, value in fields.items():
-            held = known.get(name)
-            if held is not None and held[0] == value:
-                continue  # our own write coming back, or unchanged
-            # a whole-second stamp (Salesforce's) may be up to a second later than it reads
-            slack = CLOCK_SLACK if at.microsecond == 0 else timedelta(0)
-            if (
-                held is not None
-                and len(held) > 2
-                and any(old == value and at <= (parse_stamp(when) or at) + slack for old, when in held[2])
-            ):
-                continue  # a value this side held a moment ago, read late (e.g. a poll of an older version)
-            if held is not None and (parse_stamp(held[1]) or at) > at + slack:
-                self._log(flow, record_id, f"stale {side} value of {name!r} ignored: a newer one is synced")
-                continue
-            news[name] = value
-        return news
+        """The fields of an incoming change that are news (:func:`~crmsync.engine.decide.news`); the
+        stale ones are logged."""
+        found = news(known, fields, at)
+        for name in found.stale:
+            self._log(flow, record_id, f"stale {side} value of {name!r} ignored: a newer one is synced")
+        return found.fields
 
     def _settle(
         self,
@@ -352,32 +347,14 @@ class TwoWay:
         pending = self._pending(flow, other_system, other_id)
         if not pending:
             return edits
-        other_known = self._shadow(flow, other_side, other_id)
-        kept = dict(edits)
-        lost: dict[str, tuple[Any, datetime]] = {}
-        for rule in flow.rules:
-            mine, theirs = (rule.source, rule.target) if side == "source" else (rule.target, rule.source)
-            if mine not in kept:
-                continue
-            for payload, created in pending:
-                if theirs in payload and (other_known.get(theirs) or [None])[0] != payload[theirs]:
-                    their_at = parse_stamp(payload.get("_at") or payload.get("SystemModstamp")) or created
-                    won = winner(flow.conflict_policy, rule.owned_by_source, side, at, their_at)
-                    message = (
-                        f"conflict on {rule.source}/{rule.target}: both sides changed it; "
-                        f"{flow.conflict_policy} → the {won} wins"
-                    )
-                    self._log(flow, record_id, message, outcome="conflict")
-                    if won != side:
-                        kept.pop(mine)
-                    else:
-                        lost[theirs] = (payload[theirs], their_at)
-                    break
-        for name, (value, their_at) in lost.items():
+        settled = settle(flow, side, edits, at, pending, self._shadow(flow, other_side, other_id))
+        for conflict in settled.conflicts:
+            self._log(flow, record_id, conflict.message, outcome="conflict")
+        for name, (value, their_at) in settled.lost.items():
             # the losing change is still queued: its value, remembered as the one the other side held
             # until the winner's write, arrives as no news and is never written back
             self.remember(flow, other_side, other_id, {name: value}, their_at)
-        return kept
+        return settled.kept
 
     def _pending(
         self, flow: FlowRuntime, system: str, record_key: str

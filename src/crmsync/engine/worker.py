@@ -351,7 +351,7 @@ class Worker:
                 self.rt.ledger.skipped(flow, change, what.message)
                 outcome.skipped += 1
             else:
-                self.rt.ledger.applied_one(flow, change, what.message)
+                self.rt.ledger.applied_one(flow, change, what.message, operation=what.operation)
                 outcome.applied += 1
                 self.rt.metrics.applied(flow.name, 1, [change.created_at])
             self._complete([change])

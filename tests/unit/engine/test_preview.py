@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from crmsync.config import load_config
 from crmsync.engine.flows import FlowRuntime
-from crmsync.engine.preview import FieldChange, compare_two_way, differences, same_value
+from crmsync.engine.preview import FieldChange, compare_two_way
 from crmsync.errors import FixTheData
 
 RECIPE = Path(__file__).resolve().parents[3] / "examples" / "monday-salesforce" / "crmsync.yaml"
@@ -51,27 +52,17 @@ LEAD = {
 }
 
 
-@pytest.mark.parametrize(
-    ("current", "new", "same"),
-    [
-        (12000.0, "12000", True),
-        (12000, 12000.0, True),
-        (None, "", True),
-        ("", None, True),
-        ("Acme ", "Acme", True),
-        (True, "true", True),
-        (False, "true", False),
-        ("Acme", "Acme Corp", False),
-        (None, "x", False),
-        (1, 2, False),
-    ],
-)
-def test_same_value_across_representations(current: Any, new: Any, same: bool) -> None:
-    assert same_value(current, new) is same
+#: what was last synced of JANE on each side, as the worker remembers it (``[value, at]``)
+SYNCED_SOURCE = {name: [value, AT] for name, value in JANE.items()}
+SYNCED_TARGET = {name: [value, AT] for name, value in LEAD.items() if name != "Id"}
+LATER = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
 
 
-def test_differences_lists_only_changed_fields_with_current_and_new() -> None:
-    assert differences({"A": 1, "B": "x", "C": None}, {"A": 1.0, "B": "y"}) == (FieldChange("B", "y", "x"),)
+def linked(leads: FlowRuntime, source: dict[str, Any], **kw: Any) -> Any:
+    kw.setdefault("source_shadow", SYNCED_SOURCE)
+    kw.setdefault("target_shadow", SYNCED_TARGET)
+    kw.setdefault("current", LEAD)
+    return compare_two_way(leads, "1", source, target_id=LEAD["Id"], at=LATER, target_at=LATER, **kw)
 
 
 def test_an_unlinked_record_matching_when_would_be_created_with_its_related_objects(
@@ -103,89 +94,113 @@ def test_an_unlinked_record_not_matching_when_is_skipped_with_the_reason(leads: 
     assert p.reason == "status is 'New': does not match the flow's when"
 
 
-def test_a_linked_record_with_equal_mapped_fields_is_unchanged(leads: FlowRuntime) -> None:
-    p = compare_two_way(leads, "1", JANE, target_id=LEAD["Id"], current=LEAD)
+def test_a_linked_record_the_source_did_not_change_since_the_last_sync_is_unchanged(
+    leads: FlowRuntime,
+) -> None:
+    p = linked(leads, JANE)
     assert p.action == "unchanged" and p.fields == () and p.target_id == LEAD["Id"]
+    assert p.reason == "no news (echo or unchanged)"
+
+
+def test_a_value_spelled_differently_from_the_last_synced_one_is_news_as_the_worker_sees_it(
+    leads: FlowRuntime,
+) -> None:
+    # a loose comparison with the target ("Acme Corp " is "Acme Corp") would call it unchanged;
+    # the worker compares strictly with what it synced, and writes it
+    p = linked(leads, {**JANE, "text": "Acme Corp "})
+    assert p.action == "update"
+    assert p.fields == (FieldChange("Company", "Acme Corp", "Acme Corp "),)
+
+
+def test_a_linked_record_never_synced_is_written_whole(leads: FlowRuntime) -> None:
+    p = linked(leads, JANE, source_shadow=None)
+    assert p.action == "update"
+    assert {c.field for c in p.fields} == {"LastName", "FirstName", "Email", "Phone", "Company", "Status"}
 
 
 def test_a_value_the_transforms_refuse_raises_fix_the_data(leads: FlowRuntime) -> None:
     # the worker would dead-letter it; the preview lists it as refused with this message
     with pytest.raises(FixTheData, match="'Lost' is not in the value map"):
-        compare_two_way(leads, "1", {**JANE, "status": "Lost"}, target_id=LEAD["Id"], current=LEAD)
+        linked(leads, {**JANE, "status": "Lost"})
 
 
 def test_a_linked_record_with_a_changed_field_would_be_updated_from_current_to_new(
     leads: FlowRuntime,
 ) -> None:
-    p = compare_two_way(leads, "1", {**JANE, "name": "Jane Smith"}, target_id=LEAD["Id"], current=LEAD)
+    p = linked(leads, {**JANE, "name": "Jane Smith"})
     assert p.action == "update"
-    assert p.fields == (FieldChange("LastName", "Cooper", "Smith"),)
+    assert p.fields == (FieldChange("LastName", "Cooper", "Smith"), FieldChange("FirstName", "Jane", "Jane"))
 
 
-def test_related_records_are_compared_and_their_updates_make_an_update(leads: FlowRuntime) -> None:
+def test_linked_related_records_get_the_fields_that_changed(leads: FlowRuntime) -> None:
     account = {"Id": "001A", "Name": "Acme Corp"}
     opportunity = {"Id": "006A", "Name": "Acme Corp", "Amount": 12000.0, "StageName": "Qualification"}
     related = {"Account": ("001A", account), "Opportunity": ("006A", opportunity)}
-    p = compare_two_way(
-        leads, "1", {**JANE, "status": "Quote"}, target_id=LEAD["Id"], current=LEAD, related=related
+    p = linked(leads, {**JANE, "status": "Quote"}, related=related)
+    assert p.action == "update" and p.fields == (
+        FieldChange("Status", "Working - Contacted", "Working - Contacted"),
     )
-    assert p.action == "update" and p.fields == ()  # the Lead's Status maps to the same value
     by_object = {r.object_name: r for r in p.related}
     assert by_object["Account"].action == "unchanged"
     assert by_object["Opportunity"].action == "update"
-    changes = {c.field: (c.current, c.new) for c in by_object["Opportunity"].fields}
-    assert changes["StageName"] == ("Qualification", "Proposal/Price Quote")
+    assert by_object["Opportunity"].fields == (
+        FieldChange("StageName", "Qualification", "Proposal/Price Quote"),
+    )
 
 
 def test_a_field_changed_only_in_the_target_since_the_last_sync_goes_back_to_the_source(
     leads: FlowRuntime,
 ) -> None:
-    current = {**LEAD, "Company": "Acme Holdings"}
-    source_shadow = {"text": ["Acme Corp", AT]}
-    target_shadow = {"Company": ["Acme Corp", AT]}
-    p = compare_two_way(
-        leads,
-        "1",
-        JANE,
-        target_id=LEAD["Id"],
-        current=current,
-        source_shadow=source_shadow,
-        target_shadow=target_shadow,
-    )
+    p = linked(leads, JANE, current={**LEAD, "Company": "Acme Holdings"})
     assert p.action == "update"
     assert p.fields == (FieldChange("text", "Acme Corp", "Acme Holdings", "to_source"),)
 
 
-def test_a_field_changed_on_the_source_goes_to_the_target_even_if_the_target_changed_too(
-    leads: FlowRuntime,
+@pytest.mark.parametrize(
+    ("source_at", "target_at", "expected"),
+    [
+        (LATER + dt.timedelta(minutes=1), LATER, (FieldChange("Company", "Acme Holdings", "Acme Group"),)),
+        (
+            LATER,
+            LATER + dt.timedelta(minutes=1),
+            (FieldChange("text", "Acme Group", "Acme Holdings", "to_source"),),
+        ),
+    ],
+)
+def test_a_field_both_sides_changed_is_settled_by_the_flow_s_policy(
+    leads: FlowRuntime, source_at: dt.datetime, target_at: dt.datetime, expected: tuple[FieldChange, ...]
 ) -> None:
-    current = {**LEAD, "Company": "Acme Holdings"}
     p = compare_two_way(
         leads,
         "1",
         {**JANE, "text": "Acme Group"},
         target_id=LEAD["Id"],
-        current=current,
-        source_shadow={"text": ["Acme Corp", AT]},
-        target_shadow={"Company": ["Acme Corp", AT]},
+        current={**LEAD, "Company": "Acme Holdings"},
+        source_shadow=SYNCED_SOURCE,
+        target_shadow=SYNCED_TARGET,
+        at=source_at,
+        target_at=target_at,
     )
-    assert p.fields == (FieldChange("Company", "Acme Holdings", "Acme Group"),)
+    assert p.action == "update" and p.fields == expected  # newest_wins
+    assert p.reason is not None and "conflict on text/Company" in p.reason
 
 
 def test_a_one_way_field_never_goes_back_even_when_only_the_target_changed(leads: FlowRuntime) -> None:
-    current = {**LEAD, "LastName": "Smith"}  # name → LastName is one way (split_name)
-    p = compare_two_way(
-        leads,
-        "1",
-        JANE,
-        target_id=LEAD["Id"],
-        current=current,
-        source_shadow={"name": ["Jane Cooper", AT]},
-        target_shadow={"LastName": ["Cooper", AT]},
-    )
-    assert p.fields == (FieldChange("LastName", "Smith", "Cooper"),)
+    p = linked(leads, JANE, current={**LEAD, "LastName": "Smith"})
+    assert p.action == "unchanged" and p.fields == ()
 
 
 def test_a_link_to_a_record_the_target_no_longer_has_is_refused(leads: FlowRuntime) -> None:
     p = compare_two_way(leads, "1", JANE, target_id="00Qgone", current=None)
     assert p.action == "refused" and p.reason is not None and "00Qgone" in p.reason
+
+
+def test_an_unlinked_record_whose_counterpart_the_match_step_finds_is_adopted_as_an_update(
+    leads: FlowRuntime,
+) -> None:
+    existing = {**LEAD, "LastName": "Cooper-Smith"}
+    p = compare_two_way(leads, "1", JANE, target_id=LEAD["Id"], current=existing, matched=True)
+    assert p.action == "update" and p.target_id == LEAD["Id"]
+    assert FieldChange("LastName", "Cooper-Smith", "Cooper") in p.fields
+    assert [r.action for r in p.related] == ["create", "create", "create"]  # made with it, as the worker does
+    assert p.reason is not None and p.reason.startswith("matched Lead 00Q000000000001AAA")
