@@ -91,9 +91,13 @@ def sandbox(seed: str = "billing") -> Iterator[Sandbox]:
         proc.wait(30)
 
 
-def recipe_config(directory: Path, env: dict[str, str], store_url: str, **worker: Any) -> Path:
-    """The usage-billing recipe with the sandbox's credentials and the given store."""
+def recipe_config(
+    directory: Path, env: dict[str, str], store_url: str, *, web: dict[str, Any] | None = None, **worker: Any
+) -> Path:
+    """The usage-billing recipe with the sandbox's credentials and the given store (and web settings)."""
     text = RECIPE.read_text().replace("sqlite:///crmsync.db", store_url)
+    if web:
+        text = text.replace("web:\n", "web:\n" + "".join(f"  {k}: {v}\n" for k, v in web.items()), 1)
     if worker:
         block = "worker:\n" + "".join(f"  {k}: {v}\n" for k, v in worker.items())
         text = text.replace("worker:\n  concurrency: 2\n  batch_size: 200\n", block)
@@ -141,6 +145,8 @@ class LoadResult:
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    #: latencies of the requests answered 2xx only
+    ok_latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -161,14 +167,18 @@ async def _closed_loop(
             while time.perf_counter() < stop_at:
                 i = next(counter)
                 t0 = time.perf_counter()
+                ok = False
                 try:
                     response = await request(client, i)
                     result.statuses[response.status_code] = result.statuses.get(response.status_code, 0) + 1
-                    if response.status_code >= 300:
+                    ok = response.status_code < 300
+                    if not ok:
                         result.errors += 1
                 except httpx.HTTPError:
                     result.errors += 1
                 result.latencies.append(time.perf_counter() - t0)
+                if ok:
+                    result.ok_latencies.append(result.latencies[-1])
                 result.requests += 1
 
         await asyncio.gather(*(one_user() for _ in range(concurrency)))

@@ -1,4 +1,10 @@
-"""Ingest: accepted entries/s and latency, crmsync (SQLite, PostgreSQL) beside a bare 202 endpoint."""
+"""Ingest: accepted entries/s and latency, crmsync (SQLite, PostgreSQL) beside a bare 202 endpoint.
+
+Each store is measured twice in the same run: with group commit (the default: concurrent requests
+share a transaction) and with ``web.group_commit: false`` (one transaction per request, the previous
+path). Under saturation (many more concurrent senders than the server keeps up with) the latency of
+the requests accepted is reported beside how many were answered 503 (backpressure).
+"""
 
 from __future__ import annotations
 
@@ -58,7 +64,13 @@ def fresh_pg_database(name: str) -> str:
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
-def measure(url: str, token: str, contracts: list[str], quick: bool) -> dict[str, Any]:
+#: concurrent senders for the saturation measurement
+SATURATION = 256
+
+
+def measure(
+    url: str, token: str, contracts: list[str], quick: bool, *, saturate: bool = False
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     seconds = 3.0 if quick else 6.0
 
@@ -96,14 +108,32 @@ def measure(url: str, token: str, contracts: list[str], quick: bool) -> dict[str
         }
         paced = open_loop(url, single("p"), rate=200, seconds=seconds * 2)
         result["at_200_entries_per_s"] = {**_rates(paced, 1), **summary_ms(paced.latencies)}
+        if saturate:
+            result["saturated"] = _saturated(url, single("x"), seconds)
         return result
     singles = closed_loop(url, single("s"), concurrency=16, seconds=seconds)
     batches = closed_loop(url, batch("b", 100), concurrency=4, seconds=seconds)
     paced = open_loop(url, single("p"), rate=200, seconds=seconds * 2)
-    return {
+    out = {
         "single_records": _rates(singles, 1),
         "batches_of_100": _rates(batches, 100),
         "at_200_entries_per_s": {**_rates(paced, 1), **summary_ms(paced.latencies)},
+    }
+    if saturate:
+        out["saturated"] = _saturated(url, single("x"), seconds)
+    return out
+
+
+def _saturated(url: str, request: Any, seconds: float) -> dict[str, Any]:
+    """Single records from many concurrent senders: the latency of what was accepted (2xx), and
+    how many were refused for backpressure (503)."""
+    r = closed_loop(url, request, concurrency=SATURATION, seconds=seconds)
+    return {
+        **_rates(r, 1),
+        **summary_ms(r.ok_latencies),
+        "generator": f"python, {SATURATION} senders",
+        "non_2xx": r.errors,
+        "answered_503": r.statuses.get(503, 0),
     }
 
 
@@ -130,11 +160,19 @@ def run(quick: bool = False) -> dict[str, Any]:
                 if backend == "sqlite"
                 else fresh_pg_database("crmsync_bench")
             )
-            config = recipe_config(directory, box.env, store)
-            crmsync("db", "upgrade", "-c", str(config))
-            token = crmsync("token", "create", "bench", "-c", str(config)).strip()
-            with crmsync_process("serve", config) as (_, port):
-                results[f"crmsync_{backend}"] = measure(
-                    f"http://127.0.0.1:{port}", token, box.info["contracts"], quick
-                )
+            token = ""
+            for name, web in (("", {}), ("_per_request", {"group_commit": "false"})):
+                config = recipe_config(directory, box.env, store, web=web)
+                if not token:
+                    crmsync("db", "upgrade", "-c", str(config))
+                    token = crmsync("token", "create", "bench", "-c", str(config)).strip()
+                with crmsync_process("serve", config) as (_, port):
+                    results[f"crmsync_{backend}{name}"] = measure(
+                        f"http://127.0.0.1:{port}", token, box.info["contracts"], quick, saturate=not name
+                    )
+    for backend in ("sqlite", "postgresql"):
+        bare = results["bare_asgi_202"]["single_records"]["entries_per_s"]
+        for name in ("", "_per_request"):
+            x = results[f"crmsync_{backend}{name}"]["single_records"]
+            x["share_of_bare"] = round(x["entries_per_s"] / bare, 3) if bare else None
     return results

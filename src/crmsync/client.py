@@ -14,11 +14,18 @@ locked record (409), :class:`~crmsync.errors.FixTheData` for any other refusal o
 :class:`~crmsync.errors.Fatal` for a bad token (401), :class:`~crmsync.errors.RetryLater` when crmsync
 cannot be reached or answers 5xx — the records were not taken then; send them again (with the same
 ``delivery_id`` they are never applied twice).
+
+Every record is sent with a ``delivery_id`` (a random one when the caller gives none), and a
+request crmsync refuses for now — 503 or 429, e.g. its backpressure past ``web.ingest_backlog`` —
+is sent again after the ``Retry-After`` it names (at most ``retries`` times) with the same
+delivery ids, so a record is queued once however often it is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypedDict
 
@@ -42,7 +49,14 @@ class Client:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        retries: int = 5,
+        max_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
     ):
+        #: how often a request answered 503/429 is sent again, and the longest wait before each
+        self.retries = retries
+        self.max_wait = max_wait
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "User-Agent": "crmsync-client"},
@@ -51,8 +65,11 @@ class Client:
         )
 
     def submit(self, flow: str, records: Iterable[RecordIn]) -> dict[str, int]:
-        """Queue ``records`` on ``flow`` in one request; returns ``{"accepted", "duplicates"}``."""
-        body = {"records": [dict(r) for r in records]}
+        """Queue ``records`` on ``flow`` in one request; returns ``{"accepted", "duplicates"}``.
+
+        A record without a ``delivery_id`` is given one, so that sending the request again (after a
+        503 or 429) never queues it twice."""
+        body = {"records": [{**r, "delivery_id": r.get("delivery_id") or uuid.uuid4().hex} for r in records]}
         result: dict[str, int] = self._call("POST", f"/api/v1/flows/{flow}/records", json=body)
         return result
 
@@ -78,13 +95,17 @@ class Client:
         return records
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RetryLater(f"crmsync cannot be reached: {exc}", url=path) from exc
-        if response.status_code < 300:
-            return response.json()
-        raise _error(response)
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise RetryLater(f"crmsync cannot be reached: {exc}", url=path) from exc
+            if response.status_code < 300:
+                return response.json()
+            if response.status_code not in (429, 503) or attempt == self.retries:
+                raise _error(response)
+            self._sleep(min(self.max_wait, _retry_after(response.headers.get("retry-after"), attempt)))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._http.close()
@@ -96,6 +117,13 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _retry_after(header: str | None, attempt: int) -> float:
+    """Seconds to wait before sending again: the reply's ``Retry-After`` (seconds), else 1, 2, 4 …"""
+    if header is not None and header.strip().isdigit():
+        return float(header.strip())
+    return float(2**attempt)
 
 
 def _error(response: httpx.Response) -> CrmsyncError:

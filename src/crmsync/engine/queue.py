@@ -187,35 +187,53 @@ class ChangeQueue:
             return self._enqueue(conn, changes)
         return self.store.run(lambda c: self._enqueue(c, changes))
 
+    def enqueue_groups(self, groups: Sequence[Sequence[NewChange]]) -> list[EnqueueResult]:
+        """Store several requests' changes in one transaction (group commit), committed on return;
+        one result per group, in order. A delivery id seen in an earlier group (or stored before)
+        is a duplicate of the later group."""
+        for group in groups:
+            for change in group:
+                if change.operation not in ("upsert", "delete"):
+                    raise ValueError(f"unknown operation {change.operation!r}: expected 'upsert' or 'delete'")
+        if not any(groups):
+            return [EnqueueResult(0, 0) for _ in groups]
+        return self.store.run(lambda c: self._enqueue_groups(c, groups))
+
     def _enqueue(self, conn: Connection, changes: Sequence[NewChange]) -> EnqueueResult:
+        return self._enqueue_groups(conn, [changes])[0]
+
+    def _enqueue_groups(self, conn: Connection, groups: Sequence[Sequence[NewChange]]) -> list[EnqueueResult]:
         seen: set[tuple[str, str]] = set()
-        unique: list[NewChange] = []
-        for change in changes:
-            if change.delivery_id is not None:
-                key = (change.source, change.delivery_id)
-                if key in seen:
-                    continue
-                seen.add(key)
-            unique.append(change)
-        in_batch_duplicates = len(changes) - len(unique)
+        unique: list[tuple[int, NewChange]] = []
+        for index, changes in enumerate(groups):
+            for change in changes:
+                if change.delivery_id is not None:
+                    key = (change.source, change.delivery_id)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                unique.append((index, change))
         now = self.clock()
         for attempt in range(5):
             existing = self._delivered(conn, seen)
-            rows = [
-                self._row(change, now)
-                for change in unique
+            kept = [
+                (index, change)
+                for index, change in unique
                 if change.delivery_id is None or (change.source, change.delivery_id) not in existing
             ]
             try:
-                if rows:
+                if kept:
                     with conn.begin_nested():
-                        conn.execute(sa.insert(t_changes), rows)
+                        conn.execute(sa.insert(t_changes), [self._row(change, now) for _, change in kept])
             except IntegrityError:
                 # A concurrent transaction committed one of these deliveries after we looked.
                 if attempt == 4:
                     raise
                 continue
-            return EnqueueResult(len(rows), in_batch_duplicates + len(unique) - len(rows))
+            accepted = [0] * len(groups)
+            for index, _ in kept:
+                accepted[index] += 1
+            return [EnqueueResult(n, len(group) - n) for n, group in zip(accepted, groups, strict=True)]
         raise AssertionError("unreachable")
 
     def _delivered(self, conn: Connection, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:

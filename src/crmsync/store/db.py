@@ -51,6 +51,10 @@ Dialect = Literal["sqlite", "postgresql", "mysql"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 60.0
+#: connections a process keeps open (more are opened for a burst and closed after): enough for the
+#: web app's ingest checks, its committer, the workers and pollers, so a busy process does not open
+#: and close a connection per request
+POOL_SIZE = 10
 _RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock not available
 _RETRYABLE_MYSQL_CODES = {1213, 1205}  # deadlock, lock wait timeout
 
@@ -95,6 +99,7 @@ class Store:
             return _sqlite_engine(url, echo)
         kwargs: dict[str, Any] = {
             "echo": echo,
+            "pool_size": POOL_SIZE,
             "pool_pre_ping": True,
             "isolation_level": "READ COMMITTED",
             "connect_args": {"connect_timeout": 10},
@@ -365,6 +370,7 @@ def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
         # a URI (sqlite:///file:PATH?mode=ro&uri=true) names its file after "file:"
         path = (url.database or "").removeprefix("file:") if url.query.get("uri") else url.database
         Path(path or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["pool_size"] = POOL_SIZE
     engine = sa.create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -52,27 +52,31 @@ def create_token(db: StoreOrConnection, name: str) -> str:
 
 
 def verify_token(db: StoreOrConnection, token: str) -> str | None:
-    """The name of the valid (unrevoked) token, or None; records when it was last used."""
+    """The name of the valid (unrevoked) token, or None; records when it was last used.
+
+    The check is a read (on SQLite it does not take the write lock, so concurrent requests are not
+    serialised by it); ``last_used_at`` is written at most every :data:`TOUCH_EVERY`."""
     if len(token) != TOKEN_LENGTH or not token.startswith(PREFIX):
         return None
     digest = _hash(token)
     now = utcnow()
     t = api_tokens.c
-    with connection(db) as conn:
+    with connection(db, write=False) as conn:
         rows = conn.execute(
             sa.select(t.id, t.name, t.token_hash, t.last_used_at).where(
                 t.prefix == token[:8], t.revoked_at.is_(None)
             )
         ).all()
-        match = None
-        for row in rows:
-            if hmac.compare_digest(row.token_hash, digest):
-                match = row
-        if match is None:
-            return None
-        if match.last_used_at is None or now - match.last_used_at >= TOUCH_EVERY:
+    match = None
+    for row in rows:
+        if hmac.compare_digest(row.token_hash, digest):
+            match = row
+    if match is None:
+        return None
+    if match.last_used_at is None or now - match.last_used_at >= TOUCH_EVERY:
+        with connection(db) as conn:
             conn.execute(sa.update(api_tokens).where(t.id == match.id).values(last_used_at=now))
-        return str(match.name)
+    return str(match.name)
 
 
 def list_tokens(db: StoreOrConnection) -> list[TokenInfo]:

@@ -44,7 +44,9 @@ class ErrorReply(BaseModel):
 class ApiError(Exception):
     """A refusal the API answers with ``status`` and ``{"error": {"code", "message", "details"}}``."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, *, retry_after: int | None = None
+    ) -> None:
         self.omitted = 0
         if isinstance(details, list) and len(details) > MAX_DETAILS:
             self.omitted = len(details) - MAX_DETAILS
@@ -55,12 +57,18 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+        #: seconds the client should wait before sending again (sent as ``Retry-After``)
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         body = ErrorBody(
             code=self.code, message=self.message, details=self.details, omitted=self.omitted or None
         )
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         return JSONResponse(
-            ErrorReply(error=body).model_dump(exclude_none=True), status_code=self.status, headers=headers
+            ErrorReply(error=body).model_dump(exclude_none=True),
+            status_code=self.status,
+            headers=headers or None,
         )

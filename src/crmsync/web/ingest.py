@@ -13,11 +13,15 @@ the target cannot be asked about locks (it is down or slow), records are accepte
 asks before writing.
 
 Everything past reading the body runs in a worker thread (:meth:`Ingestor.handle`), never on the
-event loop; every check is bounded in time for any input.
+event loop; every check is bounded in time for any input. With ``web.group_commit`` (the default)
+the records of concurrent requests are committed together (:mod:`crmsync.web.commit`), each request
+still answered only after its own records committed. Past ``web.ingest_backlog`` requests in
+progress the API answers 503 with ``Retry-After`` (backpressure) rather than letting latency grow.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -40,13 +44,19 @@ from starlette.requests import ClientDisconnect, Request
 
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.limits import DescribedLimits, generic_problem
-from crmsync.engine.queue import NewChange
+from crmsync.engine.queue import EnqueueResult, NewChange
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import CrmsyncError, FixTheData
 from crmsync.web.auth import authenticate
+from crmsync.web.commit import GroupCommitter
 from crmsync.web.errors import ApiError
 
 log = logging.getLogger(__name__)
+
+#: seconds a client refused for backpressure is asked to wait (``Retry-After``)
+BUSY_RETRY_AFTER = 1
+#: requests checked at once (authentication, values, lock rule), each in a thread of its own
+CHECK_THREADS = 8
 
 Scalar = StrictStr | StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | None
 Key = (
@@ -163,6 +173,18 @@ class Ingestor:
         self.rt = runtime
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lock-check")
         self.limits = DescribedLimits(self._describe, self._pool)
+        web = runtime.config.web
+        self.backlog = web.ingest_backlog
+        self.committer = (
+            GroupCommitter(
+                runtime.queue, window=web.group_commit_window_seconds, max_records=5 * web.max_batch
+            )
+            if web.group_commit
+            else None
+        )
+        self._in_progress = 0  # requests between arrival and answer (changed on the event loop only)
+        #: threads checking requests at once (each may read the store; more would only queue on it)
+        self._checkers = anyio.CapacityLimiter(CHECK_THREADS)
 
     def _describe(self, connection: str, object_name: str) -> Mapping[str, Any] | None:
         connector = self.rt.connector(connection)
@@ -177,7 +199,8 @@ class Ingestor:
             )
         return flow
 
-    def accept(self, flow: FlowRuntime, records: list[IngestRecord]) -> dict[str, Any]:
+    def changes(self, flow: FlowRuntime, records: list[IngestRecord]) -> list[NewChange]:
+        """The changes to queue for ``records``, once every check passed (else an :class:`ApiError`)."""
         problems: list[dict[str, str]] = []
         for i, record in enumerate(records):
             for problem in flow.refuse_fields(record.fields):
@@ -200,7 +223,7 @@ class Ingestor:
             self.rt.metrics.refused(flow.name, "values")
             raise ApiError(422, "invalid_value", "records contain values the target cannot hold", problems)
         self._check_locks(flow, records)
-        changes = [
+        return [
             NewChange(
                 source=flow.source,
                 flow=flow.name,
@@ -211,10 +234,17 @@ class Ingestor:
             )
             for r in records
         ]
+
+    def accept(self, flow: FlowRuntime, records: list[IngestRecord]) -> dict[str, Any]:
+        """Check ``records`` and queue them in a transaction of their own."""
+        changes = self.changes(flow, records)
         try:
             result = self.rt.queue.enqueue(changes)
         except CrmsyncError as exc:
             raise ApiError(503, "store_unavailable", f"could not queue the records: {exc}") from exc
+        return self._answer(flow, result)
+
+    def _answer(self, flow: FlowRuntime, result: EnqueueResult) -> dict[str, Any]:
         self.rt.metrics.received(flow.name, result.accepted, result.duplicates)
         return {"accepted": result.accepted, "duplicates": result.duplicates}
 
@@ -286,8 +316,38 @@ class Ingestor:
             )
 
     async def __call__(self, request: Request, token: str) -> dict[str, Any]:
-        body = await read_body(request, self.rt.max_body_bytes)
-        return await anyio.to_thread.run_sync(self.handle, token, request.path_params["flow"], body)
+        if self._in_progress >= self.backlog:
+            flow_name = request.path_params["flow"]
+            self.rt.metrics.refused(flow_name if flow_name in self.rt.flows else "", "busy")
+            raise ApiError(
+                503,
+                "busy",
+                f"{self._in_progress} ingest requests are in progress (web.ingest_backlog); "
+                f"send again in {BUSY_RETRY_AFTER} s with the same delivery ids",
+                retry_after=BUSY_RETRY_AFTER,
+            )
+        self._in_progress += 1
+        try:
+            body = await read_body(request, self.rt.max_body_bytes)
+            flow_name = request.path_params["flow"]
+            if self.committer is None:
+                return await anyio.to_thread.run_sync(self.handle, token, flow_name, body)
+            flow, changes = await anyio.to_thread.run_sync(
+                self.check, token, flow_name, body, limiter=self._checkers
+            )
+            try:
+                result = await asyncio.wrap_future(self.committer.submit(changes))
+            except CrmsyncError as exc:
+                raise ApiError(503, "store_unavailable", f"could not queue the records: {exc}") from exc
+            return self._answer(flow, result)
+        finally:
+            self._in_progress -= 1
+
+    def check(self, token: str, flow_name: str, body: bytes) -> tuple[FlowRuntime, list[NewChange]]:
+        """Everything blocking before the commit, in one worker thread: authenticate, then check."""
+        authenticate(self.rt.store, token)
+        flow = self.flow(flow_name)
+        return flow, self.changes(flow, parse_records(body, self.rt.max_batch))
 
     def handle(self, token: str, flow_name: str, body: bytes) -> dict[str, Any]:
         """Everything blocking, in one worker thread: authenticate first, then check and queue."""
@@ -296,4 +356,6 @@ class Ingestor:
         return self.accept(flow, parse_records(body, self.rt.max_batch))
 
     def close(self) -> None:
+        if self.committer is not None:
+            self.committer.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
