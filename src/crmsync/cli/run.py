@@ -24,7 +24,9 @@ from crmsync.engine.readiness import Readiness, blockers
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.sync import initial_syncs
 from crmsync.service.process import Process
+from crmsync.store import processes
 from crmsync.store import webhooks as webhook_receivers
+from crmsync.store.schema import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +121,23 @@ def worker(
         "--scheduler/--no-scheduler",
         help="Also fire the cron jobs (off when `crmsync scheduler` runs them).",
     ),
+    reconcile_interval: float = typer.Option(
+        60.0,
+        min=0.1,
+        help="Seconds between two reads of each webhook source's boards: a lost webhook is caught "
+        "within this (and within three times this when the process reading them stops).",
+    ),
 ) -> None:
     """Run only workers, with the pollers, reconcilers and alert checks: they claim queued changes and
     apply them. Run as many as needed against one store. Stops cleanly on SIGTERM."""
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
     proc = Process(
-        runtime, web=False, workers=concurrency or cfg.worker.concurrency, scheduler=with_scheduler
+        runtime,
+        web=False,
+        workers=concurrency or cfg.worker.concurrency,
+        scheduler=with_scheduler,
+        reconcile_interval=reconcile_interval,
     )
     typer.echo(f"crmsync worker: {proc.workers} thread(s) on {runtime.store.shown_url}", err=True)
     try:
@@ -151,8 +163,9 @@ def status(
     config: Path = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Queue depth, age of the oldest pending change, dead letters, API budget use, refused logins
-    and paused flows (exit status 1 while a login is refused or a flow is paused)."""
+    """Queue depth, age of the oldest pending change, dead letters, API budget use, the live processes
+    and what each holds, refused logins and paused flows (exit status 1 while a login is refused or a
+    flow is paused)."""
     cfg = load_or_exit(config)
     runtime = Runtime(cfg)
     try:
@@ -160,6 +173,7 @@ def status(
         budgets = runtime.ledger.budgets()
         found = blockers(runtime.store)
         refused = [r for r in webhook_receivers.receivers(runtime.store) if r.refused]
+        running = processes.live(runtime.store)
     finally:
         runtime.close()
     data = {
@@ -174,6 +188,20 @@ def status(
             p.flow: {"connection": p.connection, "reason": p.reason, "since": p.paused_at.isoformat()}
             for p in found.paused
         },
+        "processes": [
+            {
+                "id": p.id,
+                "host": p.host,
+                "pid": p.pid,
+                "role": p.role,
+                "started": p.started_at.isoformat(),
+                "last_beat": p.beat_at.isoformat(),
+                "leased_changes": p.leased_changes,
+                "leases": list(p.leases),
+                **p.details,
+            }
+            for p in running
+        ],
         "webhooks_refused": {
             r.connection: {
                 "count": r.refused,
@@ -187,6 +215,16 @@ def status(
         typer.echo(json.dumps(data, indent=2))
     else:
         table = _status_table(stats, budgets, found)
+        now = utcnow()
+        for p in running:
+            held = [f"{p.leased_changes} change(s) leased", *p.leases]
+            table.add_row(
+                Text(f"process {printable(p.host)}:{p.pid} ({p.role})"),
+                Text(
+                    f"since {p.started_at:%Y-%m-%d %H:%M:%S} UTC, beat "
+                    f"{max(0.0, (now - p.beat_at).total_seconds()):.0f} s ago; holds {', '.join(held)}"
+                ),
+            )
         for r in refused:
             last = f"{r.refused_at:%Y-%m-%d %H:%M:%S} UTC" if r.refused_at else "-"
             table.add_row(

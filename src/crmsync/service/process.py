@@ -16,7 +16,11 @@ SIGTERM or Ctrl-C stops taking new work; each worker finishes the batch it holds
       ├─ reconcilers, one per webhook connection        workers > 0 (a store lease each)
       ├─ watchdog (queue lag, dead letters)             workers > 0
       ├─ scheduler (cron jobs)                          scheduler (default: workers > 0)
+      ├─ heartbeat (its row of ``processes``)           always: `crmsync status` lists the live ones
       └─ configuration watch                            always (a file read from disk)
+
+Every lease owner a process uses starts with its id, ``host:pid:`` (:mod:`crmsync.store.processes`),
+so `crmsync status` can tell what each live process holds.
 
 The configuration watch reads ``crmsync.yaml`` again when it changes on disk (the dashboard's
 Settings page, or an editor) and hands it to the runtime: every process of a deployment picks up
@@ -26,7 +30,6 @@ an edit without a restart. A file that no longer validates is logged and ignored
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import threading
@@ -42,7 +45,8 @@ from crmsync.engine.poller import poller_for
 from crmsync.engine.reconcile import BoardReconciler
 from crmsync.engine.runtime import Runtime
 from crmsync.engine.worker import Worker
-from crmsync.store import leases
+from crmsync.store import leases, processes
+from crmsync.store.schema import utcnow
 from crmsync.web.sockets import listening_socket
 
 log = logging.getLogger(__name__)
@@ -69,8 +73,13 @@ class Process:
         reconcile_interval: float = 60.0,
         watchdog_interval: float = 15.0,
         scheduler: bool | None = None,
+        role: str | None = None,
     ) -> None:
         self.rt = runtime
+        self.id = processes.this_process()
+        self.role = role or (
+            "run" if web and workers else "serve" if web else "worker" if workers else "scheduler"
+        )
         self.web = web
         self.workers = workers
         self.host = host if host is not None else runtime.config.web.host
@@ -84,13 +93,14 @@ class Process:
         self._server: _Server | None = None
         self._sock: socket.socket | None = None
         self._serving = False
+        self._heartbeat: threading.Thread | None = None
 
     @property
     def bound_port(self) -> int | None:
         return self._sock.getsockname()[1] if self._sock is not None else None
 
     def start_workers(self) -> None:
-        base = f"{socket.gethostname()}:{os.getpid()}"
+        base = self.id
         for i in range(self.workers):
             worker = Worker(
                 self.rt,
@@ -108,7 +118,7 @@ class Process:
         """Poll the connections that are polled for changes and receive no webhooks (whatever their
         connector: its own cycle, or ``read_changes`` per object); one process polls a connection at
         a time (a lease in the store), the others stand by and take over if it stops."""
-        owner = f"{socket.gethostname()}:{os.getpid()}:poller"
+        owner = f"{self.id}:poller"
         for connection, targets in self.rt.poll_targets().items():
             poller = poller_for(self.rt.connector(connection), targets, self.rt.queue, self.rt.store)
             thread = threading.Thread(
@@ -130,7 +140,7 @@ class Process:
 
     def start_reconcilers(self, interval: float) -> None:
         """Read the boards of two-way flows now and then: a lost webhook is caught within ``interval``."""
-        owner = f"{socket.gethostname()}:{os.getpid()}:reconcile"
+        owner = f"{self.id}:reconcile"
         for connection, flows in self.rt.reconcile_targets().items():
             reconciler = BoardReconciler(self.rt, connection, flows)
 
@@ -156,7 +166,9 @@ class Process:
         """Fire the configured cron jobs; with several processes each occurrence fires once."""
         from crmsync.scheduler.scheduler import Scheduler
 
-        scheduler = Scheduler.from_config(self.rt.store, self.rt.config, runtime=self.rt)
+        scheduler = Scheduler.from_config(
+            self.rt.store, self.rt.config, runtime=self.rt, owner=f"{self.id}:scheduler"
+        )
         if not scheduler.jobs:
             return
         thread = threading.Thread(target=scheduler.run, args=(self.stopping,), name="scheduler", daemon=True)
@@ -216,6 +228,26 @@ class Process:
         thread.start()
         self._threads.append(thread)
 
+    def start_heartbeat(self, interval: float = processes.BEAT_SECONDS) -> None:
+        """Keep this process's row of ``processes`` fresh while it runs (removed when it stops)."""
+        started = utcnow()
+        details: dict[str, object] = {"web": self.web, "workers": self.workers, "scheduler": self.scheduler}
+
+        def beat() -> None:
+            while True:
+                if self.web and self.bound_port is not None:
+                    details["port"] = self.bound_port
+                try:
+                    processes.beat(self.rt.store, self.id, self.role, started, details)
+                except Exception:  # the store may be away for a moment: beat again next time
+                    log.warning("could not write the heartbeat of %s", self.id, exc_info=True)
+                if self.stopping.wait(interval):
+                    break
+
+        thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        thread.start()
+        self._heartbeat = thread
+
     def bind(self) -> None:
         """Open the listening socket now (so a port of 0 is known before serving)."""
         from crmsync.web.app import create_app
@@ -235,6 +267,7 @@ class Process:
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (blocking). Workers finish their current batch, then it returns."""
         self._handle_signals()
+        self.start_heartbeat()
         self.start_config_watch()
         self.start_workers()
         if self.workers:
@@ -279,5 +312,12 @@ class Process:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout)
+            self._heartbeat = None
+            try:
+                processes.gone(self.rt.store, self.id)
+            except Exception:  # the store is away: the row is dropped once it stops beating
+                log.warning("could not remove the heartbeat of %s", self.id, exc_info=True)
         if self._sock is not None and not self._serving:
             self._sock.close()  # bound but never served

@@ -328,3 +328,18 @@ web_keys = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     **_TABLE_ARGS,
 )
+
+# the live crmsync processes: each beats every few seconds; `crmsync status` lists them and drops
+# those that stopped beating (what each holds is read from its leases, by the owner prefix)
+processes = sa.Table(
+    "processes",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("beat_at", UTCDateTime(), nullable=False),
+    sa.Column("details", JSONText(), nullable=True),
+    **_TABLE_ARGS,
+)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -224,3 +224,57 @@ def test_the_scheduler_runs_alone_and_stops_cleanly_on_sigterm(config: Path, tmp
     ) as proc:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp_path / "scheduler.log").read_text()
+
+
+def test_status_lists_the_live_processes_of_a_scaled_out_deployment_on_postgresql(
+    salesforce: SalesforceEmulator, tmp_path: Path
+) -> None:
+    """2 web + 2 workers + 1 scheduler on one PostgreSQL store: each is listed with its role, host,
+    pid and port; a process that stops leaves the list."""
+    with server_database("postgresql") as url:
+        config = write_config(tmp_path, salesforce)
+        config.write_text(config.read_text().replace(f"sqlite:///{tmp_path / 'crmsync.db'}", url))
+        crmsync("db", "upgrade", "-c", str(config))
+        args = {
+            "web-1": ("serve", "-c", str(config), "--port", "0"),
+            "web-2": ("serve", "-c", str(config), "--port", "0"),
+            "worker-1": ("worker", "-c", str(config), "--no-scheduler"),
+            "worker-2": ("worker", "-c", str(config), "--no-scheduler"),
+            "scheduler": ("scheduler", "-c", str(config)),
+        }
+        ready = {"serve": "crmsync serving:", "worker": "crmsync worker:", "scheduler": "crmsync scheduler:"}
+        with ExitStack() as stack:
+            procs = {
+                name: stack.enter_context(started(*a, log=tmp_path / f"{name}.log", ready=ready[a[0]]))
+                for name, a in args.items()
+            }
+
+            def listed() -> list[dict[str, object]]:
+                found: list[dict[str, object]] = json.loads(
+                    crmsync("status", "--json", "-c", str(config)).stdout
+                )["processes"]
+                return found
+
+            def pids(rows: list[dict[str, object]]) -> dict[object, object]:
+                return {row["pid"]: row["role"] for row in rows}
+
+            everyone = {p.pid: a[0] for p, a in zip(procs.values(), args.values(), strict=True)}
+            wait_until(lambda: pids(listed()) == everyone, 60)
+            rows = listed()
+            assert all(r["last_beat"] and r["started"] and r["host"] for r in rows)
+            assert all(r["leased_changes"] == 0 and r["leases"] == [] for r in rows)  # nothing to do
+            assert sorted(r["port"] for r in rows if r["role"] == "serve") == sorted(  # type: ignore[type-var]
+                int(re.search(r"http://[^:]+:(\d+)", (tmp_path / f"{n}.log").read_text()).group(1))  # type: ignore[union-attr]
+                for n in ("web-1", "web-2")
+            )
+            stopped = procs["web-2"]
+            stopped.send_signal(signal.SIGTERM)
+            assert stopped.wait(30) == 0
+            del everyone[stopped.pid]
+            assert pids(listed()) == everyone
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(60)
+            assert listed() == []

@@ -108,8 +108,24 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
     )
 
+    # the live processes and their heartbeats (`crmsync status`)
+    op.create_table(
+        "processes",
+        sa.Column("id", sa.String(200), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("beat_at", TIMESTAMP, nullable=False),
+        sa.Column("details", JSON_TEXT, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_processes"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("processes")
     op.drop_table("web_keys")
     op.drop_table("dashboard_users")
     with op.batch_alter_table("job_runs") as batch:
