@@ -366,8 +366,9 @@ class Exports(Protocol):
 
     def export(
         self, object_name: str, fields: Sequence[str], *, order_by: str, count: int | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Every record's ``fields`` (a parent's field as ``Parent.Field``), ordered by ``order_by``;
+    ) -> Iterator[Record]:
+        """Every record with its ``fields`` (a parent's field as ``Parent.Field``) and when it last
+        changed (``modified``), ordered by ``order_by``;
         ``count``: what :meth:`count_records` said, if the caller asked (saves a call). A name that is
         not a field name raises :class:`~crmsync.errors.ConfigError`."""
         ...

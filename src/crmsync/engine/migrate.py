@@ -1,12 +1,13 @@
 """``crmsync migrate FLOW``: a one-time, repeatable backfill of a Monday.com board from Salesforce.
 
-The flow is one-way, Salesforce (``source``, object ``source_object``) → Monday.com (``target``,
-board ``object``), with a ``match`` column on the board that holds each record's Salesforce id::
+The flow is one-way, from a source whose connector exports whole objects (``Exports``: Salesforce;
+``source``, object ``source_object``) → Monday.com (``target``, board ``object``), with a ``match``
+column on the board that holds each record's source id. No query text is written here::
 
-    count ──► read ───────────────► map ──► upsert by the match column ──► link + shadow + log
-    (COUNT())  SOQL (< 2,000)        to_target   aliased mutations, as       one transaction
-               Bulk API 2.0 query    (field      many a request as the       per batch
-               (≥ 2,000 records)     map)        complexity budget allows
+    count ──► export ─────────────► map ──► upsert by the match column ──► link + shadow + log
+    (the source connector: Exports;  to_target   aliased mutations, as       one transaction
+    Salesforce reads by a query, or  (field      many a request as the       per batch
+    a Bulk API 2.0 job from 2,000)   map)        complexity budget allows
 
 - **Resumable.** After each batch the engine records, in one store transaction, a link per record
   (source key → item id), the shadows that make the items' own webhooks echoes (what
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,7 +45,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from crmsync.connectors.base import Write, WriteResult
+from crmsync.connectors.base import Record, Write, WriteResult
+from crmsync.connectors.capabilities import Exports, missing, offers, require
 from crmsync.connectors.monday.client import COMPLEXITY_FIELD, SMALL_QUERY_COST, raise_first
 from crmsync.connectors.stamps import try_stamp as parse_stamp
 from crmsync.engine.flows import FlowRuntime
@@ -58,17 +59,11 @@ from crmsync.store.synclog import LogEntry, record_many
 
 log = logging.getLogger(__name__)
 
-#: from this many source records on, read through a Bulk API 2.0 query (Salesforce's own advice)
-BULK_THRESHOLD = 2_000
 #: how often one batch is sent again after *retry later* before the migration stops
 MAX_ATTEMPTS = 6
 #: first and longest wait between two attempts of a batch, seconds (unless the vendor says)
 FIRST_WAIT = 1.0
 MAX_WAIT = 120.0
-#: the Salesforce field that says when a record last changed (the shadow's time)
-STAMP_FIELD = "SystemModstamp"
-
-_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 
 
 @dataclass
@@ -100,21 +95,8 @@ class _Planned:
     at: datetime
 
 
-def _flat(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A REST query row as the Bulk API gives it: ``attributes`` dropped, parents as ``Parent.Field``."""
-    out: dict[str, Any] = {}
-    for name, value in row.items():
-        if name == "attributes":
-            continue
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
-    return out
-
-
-def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
+def _chunks(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) >= size:
@@ -170,14 +152,14 @@ class Migration:
         flow, connections = self.flow, self.rt.config.connections
         problems = []
         source, target = connections.get(flow.source), connections.get(flow.target)
-        if source is None or source.type != "salesforce":
-            problems.append(f"its source {flow.source!r} is not a Salesforce connection")
+        if source is None:
+            problems.append(f"its source {flow.source!r} is not a connection")
+        elif not offers(self.rt.connector_type(flow.source), Exports):
+            problems.append(missing(source.type, flow.source, Exports, "a migration").message)
         if target is None or target.type != "monday":
             problems.append(f"its target {flow.target!r} is not a monday connection")
         if not flow.source_object:
-            problems.append("it names no source_object (the Salesforce object to read)")
-        elif not _FIELD.fullmatch(flow.source_object) or "." in flow.source_object:
-            problems.append(f"source_object {flow.source_object!r} is not a Salesforce object name")
+            problems.append("it names no source_object (the object to read)")
         if flow.match_field is None:
             problems.append(
                 "it has no match column (match: {field: <column id>}): the board column that holds "
@@ -190,40 +172,26 @@ class Migration:
             raise ConfigError(message, problems=[message])
 
     def _source_fields(self) -> list[str]:
-        """The Salesforce fields to read: the key, every mapped source field, the ``when`` field."""
+        """The source fields to read: the key, every mapped source field, the ``when`` field."""
         flow = self.flow
         wanted = [flow.key_field, *(r.source for r in flow.rules if r.to_target)]
         if flow.when is not None:
             wanted.append(flow.when.field)
-        wanted.append(STAMP_FIELD)
-        out: list[str] = []
-        seen: set[str] = set()
-        for name in wanted:
-            if not _FIELD.fullmatch(name):
-                raise ConfigError(
-                    f"flow {flow.name!r}: {name!r} is not a Salesforce field name",
-                    problems=[f"flow {flow.name!r}: {name!r} is not a Salesforce field name"],
-                )
-            if name.lower() not in seen:
-                seen.add(name.lower())
-                out.append(name)
-        return out
+        return list(dict.fromkeys(wanted))
 
-    @property
-    def soql(self) -> str:
-        return f"SELECT {', '.join(self.fields)} FROM {self.source_object} ORDER BY {self.flow.key_field}"
-
-    def _salesforce(self) -> Any:
-        return self.rt.connector(self.flow.source)
+    def _source(self) -> Exports:
+        return require(
+            self.rt.connector(self.flow.source), Exports, f"the migration of flow {self.flow.name!r}"
+        )
 
     def _monday(self) -> Any:
         return self.rt.connector(self.flow.target)
 
     def count(self) -> int:
-        """How many records the source object holds (one ``SELECT COUNT()`` call, remembered)."""
+        """How many records the source object holds (asked once, remembered)."""
         self._start()
         if self._count is None:
-            self._count = int(self._salesforce().client.count(f"SELECT COUNT() FROM {self.source_object}"))
+            self._count = self._source().count_records(self.source_object)
         return self._count
 
     def batch_size(self) -> int:
@@ -337,7 +305,7 @@ class Migration:
     def _migrate(self, board: str, size: int) -> None:
         buffer: list[_Planned] = []
         for rows in _chunks(self._read(), size):
-            linked = self._linked([str(r.get(self.flow.key_field)) for r in rows])
+            linked = self._linked([str(r.fields.get(self.flow.key_field)) for r in rows])
             full = False
             for row in rows:
                 if self._room() <= len(buffer):
@@ -362,14 +330,10 @@ class Migration:
             return 1 << 62
         return max(0, self.limit - (self.summary.written + self.summary.failed))
 
-    def _read(self) -> Iterator[dict[str, Any]]:
-        client = self._salesforce().client
-        if self.count() >= BULK_THRESHOLD:
-            log.info("reading %d %s records through a Bulk API 2.0 query", self.count(), self.source_object)
-            yield from client.bulk_query(self.soql)
-        else:
-            for row in client.query_iter(self.soql):
-                yield _flat(row)
+    def _read(self) -> Iterator[Record]:
+        yield from self._source().export(
+            self.source_object, self.fields, order_by=self.flow.key_field, count=self.count()
+        )
 
     def _linked(self, keys: Sequence[str]) -> set[str]:
         c = t.links.c
@@ -381,14 +345,15 @@ class Migration:
             ).all()
         return {str(r.source_key) for r in rows}
 
-    def _plan(self, row: Mapping[str, Any], linked: set[str]) -> _Planned | None:
+    def _plan(self, record: Record, linked: set[str]) -> _Planned | None:
         flow = self.flow
+        row = record.fields
         key = str(row.get(flow.key_field) or "")
         if not key or key in linked or not flow.matches_when(row):
             self.summary.skipped += 1
             return None
         source = {r.source: row.get(r.source) for r in flow.rules if r.to_target}
-        at = parse_stamp(row.get(STAMP_FIELD)) or datetime.now(UTC)
+        at = parse_stamp(record.modified) or datetime.now(UTC)
         try:
             fields = flow.to_target(key, source, owned=False)
         except FixTheData as exc:

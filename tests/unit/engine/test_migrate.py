@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from crmsync.config import load_config
 from crmsync.connectors.base import Write, WriteResult
 from crmsync.connectors.monday.client import Reply
+from crmsync.connectors.salesforce.export import BULK_THRESHOLD, SalesforceExports
 from crmsync.engine import migrate as m
 from crmsync.engine.migrate import Migration
 from crmsync.engine.runtime import Runtime
@@ -96,11 +97,13 @@ class FakeClient:
             }
 
 
-class FakeSalesforce:
+class FakeSalesforce(SalesforceExports):
+    """The Salesforce connector's exports over a scripted client (the query text is the connector's)."""
+
     calls_made = 0
 
     def __init__(self, rows: list[dict[str, Any]], count: int | None = None) -> None:
-        self.client = FakeClient(rows, count)
+        self.client = FakeClient(rows, count)  # type: ignore[assignment]
 
 
 class FakeMondayClient:
@@ -254,7 +257,7 @@ def test_shadows_are_the_ones_the_two_way_engine_keeps(world: World) -> None:
 
 
 def test_large_sources_are_read_through_the_bulk_api(make_world: Callable[..., World]) -> None:
-    world = make_world([account(n) for n in range(4)], count=m.BULK_THRESHOLD)
+    world = make_world([account(n) for n in range(4)], count=BULK_THRESHOLD)
     summary = world.migration().run()
     assert world.sf.client.used == ["bulk"]
     assert counts(summary) == (4, 0, 0, 0)
@@ -394,7 +397,7 @@ def test_a_dry_run_reads_and_maps_reads_only_the_board_columns_and_stores_nothin
     ("flow", "problem"),
     [
         ("nope", "unknown flow 'nope'; valid: accounts, back"),
-        ("back", "its source 'monday' is not a Salesforce connection"),
+        ("back", "connection 'monday' (type monday) cannot export an object's records (Exports)"),
     ],
 )
 def test_flows_that_cannot_be_migrated_are_refused(world: World, flow: str, problem: str) -> None:

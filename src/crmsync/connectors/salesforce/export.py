@@ -1,7 +1,8 @@
 """Whole objects read for a backfill (``crmsync migrate``): the records' chosen fields in key order,
 through a SOQL query (REST, page after page) or, from :data:`BULK_THRESHOLD` records on, a Bulk API
-2.0 query job (Salesforce's own advice for large reads). Rows come out alike either way: flat
-(a parent's field as ``Parent.Field``), without ``attributes``."""
+2.0 query job (Salesforce's own advice for large reads). Records come out alike either way: flat
+fields (a parent's field as ``Parent.Field``, no ``attributes``), stamped with their
+``SystemModstamp``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from crmsync.connectors.base import Record
 from crmsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: from this many records on, read through a Bulk API 2.0 query
 BULK_THRESHOLD = 2_000
+#: when a record last changed (read with every export)
+STAMP_FIELD = "SystemModstamp"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
@@ -75,15 +79,19 @@ class SalesforceExports:
 
     def export(
         self, object_name: str, fields: Sequence[str], *, order_by: str, count: int | None = None
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Record]:
         """Every record's ``fields`` ordered by ``order_by``; ``count``: the records the caller has
         counted already (else counted here), which picks a Bulk API 2.0 job from
         :data:`BULK_THRESHOLD` on."""
-        soql = export_soql(object_name, fields, order_by)
+        soql = export_soql(object_name, [*fields, STAMP_FIELD], order_by)
         total = self.count_records(object_name) if count is None else count
         if total >= BULK_THRESHOLD:
             log.info("reading %d %s records through a Bulk API 2.0 query", total, object_name)
-            yield from self.client.bulk_query(soql)
-            return
-        for row in self.client.query_iter(soql):
-            yield flat(row)
+            rows: Iterator[Mapping[str, Any]] = self.client.bulk_query(soql)
+        else:
+            rows = (flat(row) for row in self.client.query_iter(soql))
+        for row in rows:
+            stamp = row.get(STAMP_FIELD)
+            yield Record(
+                object_name, str(row.get("Id") or ""), dict(row), modified=str(stamp) if stamp else None
+            )
