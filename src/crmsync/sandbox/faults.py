@@ -126,6 +126,11 @@ class FaultSet:
         self._lock = threading.Lock()
         self._random = random.Random(seed)
 
+    def seed(self, seed: int | str) -> None:
+        """Draw the rules' probabilities from a generator seeded with ``seed`` (a test replays a run)."""
+        with self._lock:
+            self._random.seed(seed)
+
     def add(self, rule: FaultRule | None = None, **kwargs: Any) -> FaultRule:
         rule = rule if rule is not None else FaultRule(**kwargs)
         with self._lock:
