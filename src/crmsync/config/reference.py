@@ -17,7 +17,23 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
 from crmsync.config import models
+from crmsync.connectors import registry
 from crmsync.engine import transforms
+
+
+def _connection_sections() -> list[tuple[str, type[BaseModel]]]:
+    """One section per registered connection type's settings model, and per model nested in it."""
+    out: list[tuple[str, type[BaseModel]]] = []
+    for kind in registry.kinds():
+        model = registry.settings_model(kind)
+        out.append((f"connections.NAME (type: {kind})", model))
+        for key, info in model.model_fields.items():
+            inner = get_args(info.annotation)[0] if get_origin(info.annotation) is list else info.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                suffix = "[]" if get_origin(info.annotation) is list else ""
+                out.append((f"connections.NAME.{key}{suffix} (type: {kind})", inner))
+    return out
+
 
 #: each section of the file: (heading, model)
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -27,9 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("worker", models.WorkerConfig),
     ("worker.backoff", models.BackoffConfig),
     ("alerts", models.AlertsConfig),
-    ("connections.NAME (type: salesforce)", models.SalesforceConnection),
-    ("connections.NAME (type: app)", models.AppConnection),
-    ("connections.NAME (type: monday)", models.MondayConnection),
+    *_connection_sections(),
     ("flows.NAME", models.Flow),
     ("flows.NAME.fields[]", models.FieldMapping),
     ("flows.NAME.match", models.MatchRule),
@@ -84,6 +98,8 @@ def type_name(annotation: Any) -> str:
     }
     if annotation in simple:
         return simple[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr):  # e.g. a database URL
+        return "secret"
     if annotation is Any:
         return "any"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

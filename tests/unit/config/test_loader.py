@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from crmsync.config import AppConnection, Config, SalesforceConnection, load_config
+from crmsync.config.models import WebConfig
 from crmsync.connectors import registry
 from crmsync.errors import ConfigError
 
@@ -160,8 +161,7 @@ def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> 
     found = problems(tmp_path, text)
     assert found == [
         "3: web.port: Input should be a valid integer, unable to parse string as an integer",
-        "4: web.hots: unknown key; valid: host, port, max_body_bytes, max_batch, header_timeout_seconds, "
-        "body_timeout_seconds (did you mean 'host'?)",
+        f"4: web.hots: unknown key; valid: {', '.join(WebConfig.model_fields)} (did you mean 'host'?)",
         "8: connections.sf.auth: Input should be 'jwt', 'client_credentials', 'password' or 'refresh_token'",
         f"11: connections.board.type: unknown connection type 'trelo'; valid: {VALID_TYPES}",
         "14: flows.usage.source: unknown connection 'ap'; valid: board, sf",

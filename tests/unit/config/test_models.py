@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from crmsync.config import Config, SalesforceConnection, models, reference
 from crmsync.config.checks import query_params
+from crmsync.connectors import registry
 
 DOC = Path(__file__).parents[3] / "docs" / "configuration.md"
 
@@ -24,12 +25,18 @@ def test_every_field_has_a_description_and_unknown_keys_are_refused() -> None:
             assert "\n" not in info.description
 
 
+def _holds_secret(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr):
+        return True
+    return any(_holds_secret(arg) for arg in get_args(annotation))
+
+
 def test_secrets_are_secret_types() -> None:
     secret_fields = {
         (model.__name__, name)
         for model in all_models()
         for name, info in model.model_fields.items()
-        if "SecretStr" in str(info.annotation)
+        if _holds_secret(info.annotation)
     }
     assert secret_fields == {
         ("SalesforceConnection", "client_secret"),
@@ -38,8 +45,20 @@ def test_secrets_are_secret_types() -> None:
         ("MondayConnection", "token"),
         ("MondayConnection", "app_token"),
         ("MondayConnection", "signing_secret"),
+        ("MemoryConnection", "token"),
+        ("MemoryConnection", "webhook_secret"),
+        ("TrelloConnection", "token"),
+        ("TrelloConnection", "app_secret"),
+        ("SqlConnection", "url"),
         ("AlertsConfig", "urls"),
     }
+
+
+def test_the_reference_lists_every_registered_connection_type() -> None:
+    headings = {heading for heading, _ in reference.SECTIONS}
+    for kind in registry.kinds():
+        assert f"connections.NAME (type: {kind})" in headings
+    assert {"memory", "trello", "sql"} <= set(registry.kinds())
 
 
 def test_defaults_when_sections_are_absent() -> None:
