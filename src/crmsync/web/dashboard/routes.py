@@ -141,6 +141,9 @@ class Dashboard:
             except SQLAlchemyError as exc:
                 log.warning("store unavailable: %s", exc)
                 return self.refusal(request, session, 503, "the store cannot be reached; try again")
+            except Exception:
+                log.exception("unexpected error on %s %s", request.method, request.url.path)
+                return self.refusal(request, session, 500, "unexpected error; see the server log")
 
         return endpoint
 
@@ -176,6 +179,9 @@ class Dashboard:
             except SQLAlchemyError as exc:
                 log.warning("store unavailable: %s", exc)
                 return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
+            except Exception:
+                log.exception("unexpected error on %s %s", request.method, request.url.path)
+                return ApiError(500, "internal_error", "unexpected error; see the server log").response()
 
         return endpoint
 
@@ -566,7 +572,9 @@ def _text(form: FormData, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _int(raw: str | None, default: int) -> int:
+def _int(raw: str | int | None, default: int) -> int:
+    if isinstance(raw, int):
+        return raw
     try:
         return int(raw) if raw is not None and len(raw) < 12 else default
     except ValueError:
