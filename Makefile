@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check format bench clean
+.PHONY: install demo test chaos check format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,16 @@ install: $(STAMP)
 demo: install  ## the workflows against the built-in sandbox; PORT=N, DEMO_ARGS="--workdir D --monday-port N ..."
 	$(VENV)/bin/crmsync demo $(if $(PORT),--port $(PORT)) $(DEMO_ARGS)
 
-test: install  ## the whole test suite (needs the PostgreSQL and MariaDB test servers)
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):  # the dashboard's browser tests drive Debian's chromium (Playwright's own download is not used)
+	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+
+test: install $(CHROMIUM)  ## the whole test suite (needs the PostgreSQL and MariaDB test servers)
 	$(PY) -m pytest
+
+chaos: install  ## the chaos suite at full size (10,000 changes; CRMSYNC_CHAOS_SEED=N replays a run); make test runs it smaller
+	CRMSYNC_CHAOS_SIZE=full $(PY) -m pytest -s -m chaos tests/chaos
 
 check: install  ## format check, lint, types, layers (import-linter: [tool.importlinter] in pyproject.toml)
 	$(VENV)/bin/ruff format --check src tests bench
