@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import socket
 import threading
@@ -36,7 +37,7 @@ from crmsync.engine.queue import ChangeQueue
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError, LockedRecord
 from crmsync.service.process import Process
-from crmsync.store import tokens
+from crmsync.store import tokens, users
 from crmsync.store.db import Store
 
 DEFAULT_RECIPE = Path("examples/usage-billing/crmsync.yaml")
@@ -163,6 +164,9 @@ def demo(
             f"  store           {runtime.store.shown_url}  (the queue, links and sync log)\n",
             soft_wrap=True,
         )
+        password = secrets.token_urlsafe(12)  # a new one per demo run
+        users.add_user(runtime.store, "admin", password, "admin")
+        console.print(f"\nDashboard: {base}/  log in as admin / {password}", soft_wrap=True)
         if not once:
             console.print("demo running; Ctrl-C to stop")
             threading.Event().wait()

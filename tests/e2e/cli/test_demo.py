@@ -81,6 +81,21 @@ def test_demo_runs_on_the_ports_asked_keeps_log_lines_out_of_its_table_and_print
             headers={"Authorization": f"Bearer {token.group(1)}", "Content-Type": "application/json"},
         )
         assert reply.status_code == 202, reply.text
+        dashboard = re.search(r"Dashboard: (\S+)  log in as admin / (\S+)", printed)
+        assert dashboard, printed
+        with httpx.Client(base_url=dashboard.group(1)) as browser:  # the dashboard shows the demo's flow
+            form = browser.get("/login")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert csrf, form.text
+            login = {
+                "csrf_token": csrf.group(1),
+                "username": "admin",
+                "password": dashboard.group(2),
+                "next": "/",
+            }
+            assert browser.post("/login", data=login).status_code == 303
+            flows = browser.get("/api/v1/dashboard/overview").json()["flows"]
+        assert [f["name"] for f in flows] == ["usage"] and flows[0]["applied_last_hour"] > 0, flows
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)
