@@ -78,3 +78,25 @@ def test_dead_letters_list_show_replay_discard(app: typer.Typer, tmp_path: Path)
     lines = runner.invoke(app, ["dead-letters", "list", "--all", "--json", "--url", url]).output.splitlines()
     assert [json.loads(line)["state"] for line in lines] == ["discarded", "replayed"]
     store.dispose()
+
+
+def test_a_discard_keeps_its_reason_and_list_filters_by_text(app: typer.Typer, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    store = Store(url)
+    store.upgrade()
+    queue = ChangeQueue(store)
+    queue.enqueue(
+        [NewChange("app", "usage", "u1", "upsert", {"n": 1}), NewChange("app", "usage", "u2", "upsert", {})]
+    )
+    claimed = queue.claim("w")
+    queue.dead(claimed[0], FixTheData("STRING_TOO_LONG: product", vendor_code="STRING_TOO_LONG"))
+    queue.dead(claimed[1], FixTheData("INVALID_FIELD: n", vendor_code="INVALID_FIELD"))
+    found = runner.invoke(app, ["dead-letters", "list", "--json", "--search", "too_long", "--url", url])
+    assert [json.loads(line)["record_key"] for line in found.output.splitlines()] == ["u1"]
+    done = runner.invoke(
+        app, ["dead-letters", "discard", "1", "--reason", "the ad was withdrawn", "--url", url]
+    )
+    assert done.exit_code == 0, done.output
+    shown = json.loads(runner.invoke(app, ["dead-letters", "show", "1", "--url", url]).output)
+    assert (shown["state"], shown["discard_reason"]) == ("discarded", "the ad was withdrawn")
+    store.dispose()
