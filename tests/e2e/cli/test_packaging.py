@@ -53,5 +53,5 @@ def test_the_sandbox_dependencies_are_an_extra_and_unused_ones_are_gone() -> Non
     core = [r for r in declared if "extra ==" not in r]
     sandbox = [r for r in declared if r.replace("'", '"').endswith('extra == "sandbox"')]
     names = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].strip().lower() for r in core}
-    assert not names & {"lark", "graphql-core", "tenacity", "ariadne", "python-multipart", "httpx2"}
+    assert not names & {"lark", "graphql-core", "tenacity", "ariadne", "httpx2"}
     assert {r.split(">")[0].strip() for r in sandbox} == {"graphql-core", "lark"}
