@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -178,9 +179,15 @@ class Sandbox:
         return {k: merged[k] for k in ENV_KEYS}
 
     def write_env(self, path: Path) -> None:
+        """Write the credentials as KEY=value lines: readable by the owner only from the start, and
+        atomically (a reader never sees a half-written file)."""
         lines = [f"{k}={v}" for k, v in self.env().items()]
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
+        os.chmod(partial, 0o600)
+        os.replace(partial, path)
 
     def _load_state(self) -> bool:
         if self.state_file is None or not self.state_file.exists():
