@@ -13,7 +13,8 @@ reconcile costs reads, never duplicate writes.
 The first pass (no watermark yet) reads the whole board, so a delivery lost at any time before
 it — before crmsync ran, in its first minute — is caught. A flow with ``initial_sync: false``
 leaves what happened before crmsync first ran it alone: its first pass reads from that moment
-(noted once per board, when the first reconciler starts).
+(noted once per board, when the first reconciler starts — or, when the vendor or the store fails
+just then, on its first pass that works: a process starting during an outage does not stop).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.connectors.capabilities import CatchUp, PolledSource, require
 from crmsync.connectors.stamps import try_stamp as parse_stamp
@@ -44,10 +47,17 @@ class BoardReconciler:
         self.rt = runtime
         self.connection = connection
         self.flows = list(flows)
-        self._note_start()
+        self._noted = False
+        try:
+            self._note_start()
+        except (CrmsyncError, SQLAlchemyError) as exc:  # a process starting while the vendor or the
+            # store fails must start all the same: the first pass that works notes it
+            log.warning("could not note when crmsync started listening to %s yet: %s", connection, exc)
 
     def _note_start(self) -> None:
         """Note when crmsync first listened to each board (kept across restarts)."""
+        if self._noted:
+            return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for name in self.flows:
             board = self.rt.board_of(self.rt.flows[name], self.connection)
@@ -56,11 +66,13 @@ class BoardReconciler:
                 and watermarks.get(self.rt.store, self.connection, f"listening:{board}") is None
             ):
                 watermarks.put(self.rt.store, self.connection, f"listening:{board}", now)
+        self._noted = True
 
     def catch_up(self) -> int:
         """When the process starts: the events missed while crmsync was down, for a source that
         reads its events back (:class:`~crmsync.connectors.capabilities.CatchUp`; others wait for
         the first reconcile); how many changes were queued."""
+        self._note_start()
         if not isinstance(self.rt.connector(self.connection), CatchUp):
             return 0
         return EventCatchUp(self.rt, self.connection, self.flows).catch_up_once()
@@ -69,6 +81,7 @@ class BoardReconciler:
         """One pass over every board; returns how many changes were queued (before de-duplication).
         A source that reads its events back is caught up event by event (one change, and one
         history row, per missed event; deletions included) instead of by its records' state."""
+        self._note_start()
         if isinstance(self.rt.connector(self.connection), CatchUp):
             return EventCatchUp(self.rt, self.connection, self.flows).catch_up_once()
         connector = require(self.rt.connector(self.connection), PolledSource, "reconciling")
