@@ -160,17 +160,27 @@ def news(known: Mapping[str, Sequence[Any]], fields: Mapping[str, Any], at: date
         held = known.get(name)
         if held is not None and held[0] == value:
             continue
-        if (
-            held is not None
-            and len(held) > 2
-            and any(old == value and at <= (try_stamp(when) or at) + slack for old, when in held[2])
-        ):
+        if held is not None and len(held) > 2 and _superseded(held, value, at, slack):
             continue
         if held is not None and (try_stamp(held[1]) or at) > at + slack:
             stale.append(name)
             continue
         out[name] = value
     return News(out, tuple(stale))
+
+
+def _superseded(held: Sequence[Any], value: Any, at: datetime, slack: timedelta) -> bool:
+    """Whether a read stamped ``at`` showing ``value`` is a version the side held before: one of its
+    recent values (newest first, each ``[value, when it was recorded]``), read no later than the
+    moment the next value replaced it (or than its own recording, which a settled conflict may date
+    after the winner's write)."""
+    until = try_stamp(held[1]) or at
+    for old, when in held[2]:
+        recorded = try_stamp(when) or until
+        if old == value and at <= max(until, recorded) + slack:
+            return True
+        until = recorded
+    return False
 
 
 @dataclass(frozen=True)

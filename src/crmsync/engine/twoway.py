@@ -297,6 +297,9 @@ class TwoWay:
                 entry.append([[held[0], held[1]], *(held[2] if len(held) > 2 else [])][:RECENT])
             elif held is not None and len(held) > 2:
                 entry.append(held[2])
+            elif held is None and old and value is not None:
+                # a field of a known record crmsync had no value for: it was empty until now
+                entry.append([[None, at.isoformat()]])
             stamped[name] = entry
         shadow.put_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id, stamped)
 

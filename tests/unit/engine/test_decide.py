@@ -65,3 +65,29 @@ def test_preview_shows_the_values_the_worker_creates(leads: FlowRuntime) -> None
     assert [(r.object_name, {c.field: c.new for c in r.fields}) for r in shown.related] == [
         (r.object_name, r.fields) for r in made.related
     ]
+
+
+def _at(second: float) -> dt.datetime:
+    return dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC) + dt.timedelta(seconds=second)
+
+
+def test_a_late_read_of_a_value_held_until_crmsync_wrote_over_it_is_not_news() -> None:
+    from crmsync.engine.decide import news
+
+    # crmsync wrote Phone at 38.4 s; the field was empty before. A poll returns a version stamped
+    # 38 s (Salesforce's whole second) that still shows it empty: a superseded version, not an edit.
+    known = {"Phone": ["+1555", _at(38.4).isoformat(), [[None, _at(38.4).isoformat()]]]}
+    assert news(known, {"Phone": None}, _at(38)).fields == {}
+    # the same value read well after crmsync's write is somebody clearing the field: news
+    assert news(known, {"Phone": None}, _at(45)).fields == {"Phone": None}
+
+
+def test_an_older_value_counts_as_superseded_until_the_next_one_replaced_it() -> None:
+    from crmsync.engine.decide import news
+
+    known = {
+        "Stage": ["C", _at(30).isoformat(), [["B", _at(20).isoformat()], ["A", _at(10).isoformat()]]],
+    }
+    assert news(known, {"Stage": "B"}, _at(25)).fields == {}  # B held from 20 s until 30 s
+    assert news(known, {"Stage": "A"}, _at(15)).fields == {}  # A held from 10 s until 20 s
+    assert news(known, {"Stage": "A"}, _at(31.5)).fields == {"Stage": "A"}  # A was gone by then: an edit
