@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import chaos, scale
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 DOC = ROOT / "docs" / "performance.md"
@@ -110,6 +112,10 @@ def render(r: dict[str, Any]) -> str:
         out += _sweep(r["sweep"])
     if "report_import" in r:
         out += report_import_section(r["report_import"])
+    if "scale" in r:
+        out += scale.section(r["scale"])
+    if "chaos" in r:
+        out += chaos.section(r["chaos"])
     return "\n".join(out)
 
 
