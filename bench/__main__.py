@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import drain, e2e, ingest, report_import, sandbox_bench, scale, sweep, w2
+from bench import drain, e2e, ingest, report_import, sandbox_bench, scale, sweep, w1, w2
 
 SECTIONS = {
     "sandbox": sandbox_bench.run,
@@ -23,6 +23,7 @@ SECTIONS = {
     "e2e": e2e.run,
     "drain": drain.run,
     "scale": scale.run,
+    "w1": w1.run,
     "w2": w2.run,
     "sweep": sweep.run,
     "report_import": report_import.run,

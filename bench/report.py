@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import chaos, scale
+from bench import chaos, scale, w1
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -106,6 +106,8 @@ def render(r: dict[str, Any]) -> str:
         ]  # fmt: skip
         calls = ", ".join(f"`{k}` {v}" for k, v in d["salesforce_calls_by_endpoint"].items())
         out += ["", f"Calls by endpoint: {calls}.", ""]
+    if "w1" in r:
+        out += w1.section(r["w1"])
     if "w2" in r:
         out += _w2(r["w2"])
     if "sweep" in r:
