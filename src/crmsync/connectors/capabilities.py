@@ -32,6 +32,10 @@ question for a connector *class*, without connecting (``crmsync check``)::
                       all or none
     Budgeted          share an API budget between processes        attach_store, over_guard
                       and hold back non-urgent work
+    PacedBudget       tell a long run while it waits for the       budget_name, on_wait
+                      budget (the connector paces its calls)
+    ChoiceFields      the labels a status, dropdown or picklist    choice_fields → Choices.refused
+                      accepts (a dry run names refused values)
     NamedObjects      turn an object's name (a board's) into       object_id
                       its id
     ActivityLog       tell when records last changed, leaving      last_changed
@@ -61,7 +65,7 @@ through).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -308,6 +312,62 @@ class Budgeted(Protocol):
 
 
 @runtime_checkable
+class PacedBudget(Protocol):
+    """A connector that waits for its API budget before a call (monday's complexity per minute):
+    whoever drives a long run (``crmsync migrate``) can tell the user while it waits."""
+
+    def budget_name(self) -> str:
+        """What a wait is for, in words: ``"monday's complexity budget"``."""
+        ...
+
+    def on_wait(self, report: Callable[[float | None], None] | None) -> None:
+        """While set, each wait for the budget is told to ``report``: the seconds left, about once a
+        second, then None when it ends (:func:`countdown`). None: waits are no longer told."""
+        ...
+
+
+def countdown(seconds: float, sleep: Callable[[float], None], report: Callable[[float | None], None]) -> None:
+    """Sleep ``seconds`` in steps of at most one, telling ``report`` the seconds left, then None."""
+    left = seconds
+    try:
+        while left > 0:
+            report(left)
+            step = min(1.0, left)
+            sleep(step)
+            left -= step
+    finally:
+        report(None)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A field whose values must be among its labels (a status, a dropdown, a picklist)."""
+
+    field: str
+    title: str
+    labels: tuple[str, ...]
+    #: a value may hold several labels (a list, or text separated by commas)
+    multiple: bool = False
+
+    def refused(self, value: Any) -> list[str]:
+        """The parts of ``value`` that are not labels (none for an empty value)."""
+        if value in (None, "", []):
+            return []
+        parts = value if isinstance(value, list) else str(value).split(",") if self.multiple else [value]
+        return [str(part).strip() for part in parts if str(part).strip() not in self.labels]
+
+
+@runtime_checkable
+class ChoiceFields(Protocol):
+    """The system refuses a value that is not one of a field's labels, and can list them: a dry run
+    names each value the target would refuse before anything is written."""
+
+    def choice_fields(self, object_name: str) -> Mapping[str, Choices]:
+        """The object's fields with a fixed list of labels, by field name (one cheap call)."""
+        ...
+
+
+@runtime_checkable
 class NamedObjects(Protocol):
     """Objects a configuration may name instead of numbering (a monday board's name)."""
 
@@ -477,6 +537,8 @@ CAPABILITIES: dict[str, type] = {
     "Queryable": Queryable,
     "RelatedCreator": RelatedCreator,
     "Budgeted": Budgeted,
+    "PacedBudget": PacedBudget,
+    "ChoiceFields": ChoiceFields,
     "NamedObjects": NamedObjects,
     "ActivityLog": ActivityLog,
     "CatchUp": CatchUp,
@@ -499,6 +561,8 @@ _WHAT = {
     "Queryable": "cannot answer queries",
     "RelatedCreator": "cannot create related records together",
     "Budgeted": "has no shared API budget",
+    "PacedBudget": "does not pace itself to a budget",
+    "ChoiceFields": "cannot list the labels of its choice fields",
     "NamedObjects": "cannot look objects up by name",
     "ActivityLog": "does not tell when records last changed",
     "CatchUp": "cannot read back missed webhook events",

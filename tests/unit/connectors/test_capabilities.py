@@ -56,6 +56,8 @@ def test_each_built_in_connector_declares_what_it_can_do() -> None:
             "PolledSource",
             "WebhookSource",
             "Budgeted",
+            "PacedBudget",
+            "ChoiceFields",
             "NamedObjects",
             "Catalogued",
         },

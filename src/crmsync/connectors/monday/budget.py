@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crmsync.connectors.base import ApiUsage
+from crmsync.connectors.capabilities import countdown
 from crmsync.errors import BudgetExhausted
 from crmsync.store import schema as t
 from crmsync.store.db import Store, upsert
@@ -141,6 +142,8 @@ class ComplexityPacer:
         self.sleep = sleep
         self.max_wait = max_wait
         self.waited = 0.0  # seconds slept for the budget, for metrics and tests
+        #: told the seconds left while a wait lasts, then None (``MondayConnector.on_wait``)
+        self.report: Callable[[float | None], None] | None = None
 
     def _open(self, window: Window | None, now: float) -> Window:
         if window is None or now >= window.opened + WINDOW + MARGIN:
@@ -168,7 +171,10 @@ class ComplexityPacer:
                 raise BudgetExhausted(
                     f"the complexity budget of {self.per_minute}/min stays spent", retry_after=wait
                 )
-            self.sleep(wait)
+            if self.report is None:
+                self.sleep(wait)
+            else:
+                countdown(wait, self.sleep, self.report)
             self.waited += wait
 
     def settle(self, estimated: int, actual: int) -> None:

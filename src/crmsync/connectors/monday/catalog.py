@@ -1,11 +1,16 @@
 """The boards and columns of a monday account, for ``crmsync check --connect``: a board named or
-numbered in the configuration, and its columns (one query per board, cached by the connector)."""
+numbered in the configuration, and its columns (one query per board, cached by the connector);
+and the labels of a board's status and dropdown columns (``ChoiceFields``, for a dry run)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from crmsync.connectors.capabilities import Choices
+from crmsync.connectors.monday.client import COMPLEXITY_FIELD, SMALL_QUERY_COST, MondayClient, raise_first
 from crmsync.connectors.monday.fields import GROUP, NAME
 from crmsync.errors import ConfigError
 
@@ -47,3 +52,46 @@ class MondayCatalog:
 
     def describe_missing(self, object_name: str) -> str:
         return self._missing.get(object_name, f"no monday board {object_name!r}")
+
+
+@dataclass(frozen=True)
+class ColumnChoices(Choices):
+    """A status or dropdown column's labels; a value may also be monday's own JSON
+    (``{"label": …}``, ``{"labels": [...]}``) or a label's index (a number, always accepted)."""
+
+    def refused(self, value: Any) -> list[str]:
+        if isinstance(value, Mapping):
+            value = value.get("label", value.get("labels"))
+        if isinstance(value, int) and not isinstance(value, bool):
+            return []  # an index: monday's own numbering, not a label
+        return super().refused(value)
+
+
+def choices_of(columns: Iterable[Mapping[str, Any]]) -> dict[str, Choices]:
+    """Status and dropdown columns (``id title type settings_str``) → their labels, by column id."""
+    out: dict[str, Choices] = {}
+    for column in columns:
+        kind = "status" if column.get("type") in ("status", "color") else str(column.get("type"))
+        if kind not in ("status", "dropdown"):
+            continue
+        labels = json.loads(column.get("settings_str") or "{}").get("labels") or {}
+        names = labels.values() if isinstance(labels, dict) else [lab.get("name") for lab in labels]
+        out[str(column["id"])] = ColumnChoices(
+            field=str(column["id"]),
+            title=str(column.get("title")),
+            labels=tuple(str(n) for n in names if n),
+            multiple=kind == "dropdown",
+        )
+    return out
+
+
+def board_choices(client: MondayClient, board: str) -> dict[str, Choices]:
+    """The status and dropdown columns of ``board`` with their labels: one small query."""
+    reply = client.query(
+        "query ($b: [ID!]) { boards(ids: $b) { columns { id title type settings_str } } "
+        f"{COMPLEXITY_FIELD} }}",
+        {"b": [board]},
+        cost=SMALL_QUERY_COST,
+    )
+    raise_first(reply)
+    return choices_of(column for b in reply.data.get("boards") or [] for column in b.get("columns") or [])

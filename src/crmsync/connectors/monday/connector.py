@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,10 @@ from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Wr
 from crmsync.connectors.capabilities import (
     Budgeted,
     Catalogued,
+    ChoiceFields,
+    Choices,
     NamedObjects,
+    PacedBudget,
     PolledSource,
     Readable,
     WebhookSource,
@@ -38,7 +41,7 @@ from crmsync.connectors.capabilities import (
 )
 from crmsync.connectors.monday import columns as codec
 from crmsync.connectors.monday.budget import StoreBook
-from crmsync.connectors.monday.catalog import MondayCatalog
+from crmsync.connectors.monday.catalog import MondayCatalog, board_choices
 from crmsync.connectors.monday.client import (
     COMPLEXITY_FIELD,
     ITEM_READ_COST,
@@ -124,8 +127,10 @@ class MondayConnector(
     PolledSource,
     WebhookSource,
     Budgeted,
+    PacedBudget,
     NamedObjects,
     Catalogued,
+    ChoiceFields,
 ):
     """One monday.com account, for one configured connection (webhooks: :class:`.MondayReceiver`)."""
 
@@ -175,8 +180,16 @@ class MondayConnector(
     def calls_made(self) -> int:
         return self.client.calls_made
 
+    def budget_name(self) -> str:
+        return "monday's complexity budget"
+
+    def on_wait(self, report: Callable[[float | None], None] | None) -> None:
+        """Tell ``report`` the seconds left while the pacer waits for the complexity budget."""
+        self.client.pacer.report = report
+
     def max_batch_size(self, object_name: str) -> int:
-        return MAX_WRITES_PER_REQUEST
+        """As many writes as one request may carry within the per-minute budget."""
+        return self.writes_per_request()
 
     def writes_per_request(self) -> int:
         """How many mutations one request may carry within the per-minute budget."""
@@ -525,6 +538,10 @@ class MondayConnector(
             modified=str(item["updated_at"]) if item.get("updated_at") else None,
             deleted=item.get("state") not in (None, "active"),
         )
+
+    def choice_fields(self, object_name: str) -> dict[str, Choices]:
+        """The board's status and dropdown columns and their labels (one small query, not cached)."""
+        return board_choices(self.client, _board_id(object_name))
 
     def object_id(self, name: str) -> str:
         return self.board_id(name)

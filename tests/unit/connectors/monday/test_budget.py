@@ -54,6 +54,25 @@ def test_reservations_fill_the_window_then_wait_for_it_to_close(clock: FakeClock
     assert p.usage().used == 1 and p.waited == WINDOW + MARGIN
 
 
+def test_a_wait_for_the_window_is_told_second_by_second_while_a_report_is_set(clock: FakeClock) -> None:
+    from crmsync.connectors.monday.connector import MondayConnector
+    from crmsync.connectors.monday.settings import MondaySettings
+
+    connector = MondayConnector("monday", settings=MondaySettings(token="t", complexity_per_minute=1000))
+    p = connector.client.pacer = pacer(clock)
+    told: list[float | None] = []
+    connector.on_wait(told.append)
+    p.penalise(2.5)  # the window stays full for 2.5 s
+    p.acquire(1)
+    assert told == [2.5, 1.5, 0.5, None] and clock.now == pytest.approx(START + 2.5)
+    connector.on_wait(None)
+    p.penalise(2.0)
+    p.acquire(1)
+    assert told[-1] is None and len(told) == 4  # no longer told
+    assert connector.budget_name() == "monday's complexity budget"
+    connector.close()
+
+
 def test_a_request_dearer_than_the_budget_goes_alone_in_a_fresh_window(clock: FakeClock) -> None:
     p = pacer(clock)
     p.acquire(5000)
