@@ -1,4 +1,5 @@
-"""``crmsync migrate FLOW [--dry-run] [--limit N]``: backfill a Monday.com board from Salesforce.
+"""``crmsync migrate FLOW [--dry-run] [--limit N]``: backfill a flow's target (a Monday.com board)
+from its source (Salesforce).
 
 Runs :class:`crmsync.engine.migrate.Migration` with a progress bar, then prints the summary:
 created, updated, skipped (already migrated, or not matching the flow's ``when``), failed (see
@@ -23,7 +24,9 @@ from crmsync.engine.migrate import Migration, MigrationSummary
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError
 
-FLOW_ARGUMENT: Any = typer.Argument(..., help="The flow to migrate: Salesforce (source) → monday (target).")
+FLOW_ARGUMENT: Any = typer.Argument(
+    ..., help="The flow to migrate: a source that exports (Salesforce) → a target that is written (monday)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,10 +43,11 @@ def migrate(
         None, "--limit", min=1, help="Write at most N records (records already migrated do not count)."
     ),
     batch: int | None = typer.Option(
-        None, "--batch", min=1, help="Records per batch (default: as many as one monday request carries)."
+        None, "--batch", min=1, help="Records per batch (default: as many as the target takes in one call)."
     ),
 ) -> None:
-    """Backfill a monday board from Salesforce: resumable, batched inside the complexity budget."""
+    """Backfill a flow's target (a monday board) from its source (Salesforce): resumable, batched
+    inside the target's budget."""
     cfg = load_or_exit(config)
     console = Console()
     runtime = Runtime(cfg)
@@ -64,8 +68,10 @@ def migrate(
             task = bar.add_task(what, total=total)
             migration.progress = lambda n: bar.advance(task, n)
 
+            reason = migration.waiting_for()
+
             def waiting(seconds: float | None) -> None:
-                note = f"{what} — waiting {seconds:.0f} s for monday's complexity budget" if seconds else what
+                note = f"{what} — waiting {seconds:.0f} s for {reason}" if seconds else what
                 bar.update(task, description=note)
 
             migration.waiting = waiting
@@ -126,10 +132,13 @@ def _command(flow: str, config: Path) -> str:
 
 
 def _dry_run_hint(console: Console, migration: Migration, flow: str, config: Path) -> None:
-    """What the dry run found that monday would refuse, and what to run next."""
+    """What the dry run found that the target would refuse, and what to run next."""
     problems = migration.label_problems
     if problems:
-        table = Table("column", "value", "records", "the column's labels", title="Values monday would refuse")
+        target = migration.flow.target
+        table = Table(
+            "column", "value", "records", "the column's labels", title=f"Values {target} would refuse"
+        )
         for (column, title, value, labels), count in problems.most_common():
             table.add_row(f"{column} ({title})", repr(value), str(count), ", ".join(labels) or "(none)")
         console.print(table)

@@ -1,38 +1,42 @@
-"""``crmsync migrate FLOW``: a one-time, repeatable backfill of a Monday.com board from Salesforce.
+"""``crmsync migrate FLOW``: a one-time, repeatable backfill of a target from a source (a Monday.com
+board from Salesforce, say).
 
 The flow is one-way, from a source whose connector exports whole objects (``Exports``: Salesforce;
-``source``, object ``source_object``) → Monday.com (``target``, board ``object``), with a ``match``
-column on the board that holds each record's source id. No query text is written here::
+``source``, object ``source_object``) → a target that can be written to (``Writable``: Monday.com;
+``target``, object ``object``), with a ``match`` field on the target that holds each record's source
+id. The engine asks the connectors for capabilities only; no query text is written here::
 
-    count ──► export ─────────────► map ──► upsert by the match column ──► link + shadow + log
-    (the source connector: Exports;  to_target   aliased mutations, as       one transaction
-    Salesforce reads by a query, or  (field      many a request as the       per batch
-    a Bulk API 2.0 job from 2,000)   map)        complexity budget allows
+    count ──► export ─────────────► map ──► upsert by the match field ──► link + shadow + log
+    (the source connector: Exports;  to_target   Writable.write_batch, as     one transaction
+    Salesforce reads by a query, or  (field      many a call as its           per batch
+    a Bulk API 2.0 job from 2,000)   map)        max_batch_size (monday:
+                                                 what the budget allows)
 
 - **Resumable.** After each batch the engine records, in one store transaction, a link per record
-  (source key → item id), the shadows that make the items' own webhooks echoes (what
+  (source key → target id), the shadows that make the records' own webhooks echoes (what
   :meth:`crmsync.engine.twoway.TwoWay.remember` records) and a sync-log line. A rerun skips every
   linked record (counted as *skipped*). A record written but not yet linked when the process was
   killed is found again by its match column (the write is an upsert), so a migration killed at
-  any moment and run again ends with exactly one item per record.
+  any moment and run again ends with exactly one target record per source record.
 - **Errors** (:mod:`crmsync.errors`): *retry later* (including a spent budget) → wait and send the
   batch again, a bounded number of times; *fix the data* → that record is counted as failed and
   logged (``refused``), the others go on; *fatal* → what was written is recorded, then the error is
   raised (the migration stops; a rerun resumes).
-- **Dry run**: reads Salesforce and maps every record, reads the board's columns once (one small
-  query) and writes nothing; records without a link are counted as *created* (they would be
-  written: created, or updated if an item already holds their id), linked ones as *skipped*; a
-  record with a status or dropdown value that is not one of its column's labels is *failed*, and
-  :attr:`Migration.label_problems` says which column and value, as monday would refuse them.
-- **Waiting** for the complexity budget (or a vendor's retry-later) is reported to
-  :attr:`Migration.waiting` every second with the seconds left, then with None.
+- **Dry run**: reads the source and maps every record, writes nothing; records without a link are
+  counted as *created* (they would be written: created, or updated if a record already holds their
+  id), linked ones as *skipped*. On a target that lists its choice fields (``ChoiceFields``: a
+  board's status and dropdown columns, read once), a record with a value that is not one of its
+  field's labels is *failed*, and :attr:`Migration.label_problems` says which field and value, as
+  the target would refuse them.
+- **Waiting** for the target's budget (a ``PacedBudget``: monday's complexity budget) or a vendor's
+  retry-later is reported to :attr:`Migration.waiting` every second with the seconds left, then
+  with None; :meth:`Migration.waiting_for` says what for.
 - ``limit`` caps the records written (or that failed) by this run; skipped records do not count,
   so ``--limit 100`` run twice migrates 200 records.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -46,8 +50,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.connectors.base import Record, Write, WriteResult
-from crmsync.connectors.capabilities import Exports, missing, offers, require
-from crmsync.connectors.monday.client import COMPLEXITY_FIELD, SMALL_QUERY_COST, raise_first
+from crmsync.connectors.capabilities import (
+    ChoiceFields,
+    Choices,
+    Exports,
+    PacedBudget,
+    Writable,
+    countdown,
+    missing,
+    offers,
+    require,
+)
 from crmsync.connectors.stamps import try_stamp as parse_stamp
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.runtime import Runtime
@@ -107,7 +120,8 @@ def _chunks(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 class Migration:
-    """Backfill the board of a Salesforce → Monday.com flow. ``run()`` once; ``count()`` first if needed."""
+    """Backfill the target of a one-way flow (Salesforce → Monday.com, say). ``run()`` once;
+    ``count()`` first if needed."""
 
     def __init__(
         self,
@@ -143,9 +157,9 @@ class Migration:
         self.summary = MigrationSummary(dry_run=dry_run)
         #: told the seconds left while the migration waits (budget, retry later), then None
         self.waiting: Callable[[float | None], None] | None = None
-        #: dry run: (column id, column title, value, its labels) → records that would be refused
+        #: dry run: (field, its title, value, its labels) → records that would be refused
         self.label_problems: Counter[tuple[str, str, str, tuple[str, ...]]] = Counter()
-        self._labels: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+        self._choices: Mapping[str, Choices] = {}
 
     # -- set-up --------------------------------------------------------------------------------------
     def _check_flow(self) -> None:
@@ -156,14 +170,16 @@ class Migration:
             problems.append(f"its source {flow.source!r} is not a connection")
         elif not offers(self.rt.connector_type(flow.source), Exports):
             problems.append(missing(source.type, flow.source, Exports, "a migration").message)
-        if target is None or target.type != "monday":
-            problems.append(f"its target {flow.target!r} is not a monday connection")
+        if target is None:
+            problems.append(f"its target {flow.target!r} is not a connection")
+        elif not offers(self.rt.connector_type(flow.target), Writable):
+            problems.append(missing(target.type, flow.target, Writable, "a migration").message)
         if not flow.source_object:
             problems.append("it names no source_object (the object to read)")
         if flow.match_field is None:
             problems.append(
-                "it has no match column (match: {field: <column id>}): the board column that holds "
-                "the Salesforce id, so that a rerun finds the items it already wrote"
+                "it has no match column (match: {field: <column id>}): the target's field that holds "
+                "the source's id, so that a rerun finds the records it already wrote"
             )
         if not any(r.to_target for r in flow.rules):
             problems.append("none of its fields travels to the target")
@@ -184,8 +200,17 @@ class Migration:
             self.rt.connector(self.flow.source), Exports, f"the migration of flow {self.flow.name!r}"
         )
 
-    def _monday(self) -> Any:
-        return self.rt.connector(self.flow.target)
+    def _target(self) -> Writable:
+        return require(
+            self.rt.connector(self.flow.target), Writable, f"the migration of flow {self.flow.name!r}"
+        )
+
+    def waiting_for(self) -> str:
+        """What a wait is for, in words: the target's budget (monday's complexity budget), if it
+        paces itself to one."""
+        if offers(self.rt.connector_type(self.flow.target), PacedBudget):
+            return require(self.rt.connector(self.flow.target), PacedBudget).budget_name()
+        return f"{self.flow.target} to accept writes again"
 
     def count(self) -> int:
         """How many records the source object holds (asked once, remembered)."""
@@ -195,12 +220,17 @@ class Migration:
         return self._count
 
     def batch_size(self) -> int:
-        """Records per batch: as many as one Monday.com request may carry inside the budget."""
+        """Records per batch: as many as the target takes in one call (monday: in one request,
+        inside the complexity budget)."""
         if self._batch is not None:
             return max(1, self._batch)
-        if self.dry_run:  # no Monday call: the connector is not asked
+        if self.dry_run:  # nothing is written: the target is not asked
             return 100
-        return max(1, int(self._monday().writes_per_request()))
+        return max(1, int(self._target().max_batch_size(self._object())))
+
+    def _object(self) -> str:
+        """The target object's id (a name is looked up once: a monday board's)."""
+        return str(self.rt.board_of(self.flow, self.flow.target))
 
     # -- run -----------------------------------------------------------------------------------------
     def run(self) -> MigrationSummary:
@@ -226,83 +256,48 @@ class Migration:
 
     def _run(self) -> None:
         size = self.batch_size()
-        board = str(self.rt.board_of(self.flow, self.flow.target))
-        if self.dry_run:
-            self._labels = self._board_labels(board)
+        target = self._object()
+        if self.dry_run and offers(self.rt.connector_type(self.flow.target), ChoiceFields):
+            self._choices = require(self.rt.connector(self.flow.target), ChoiceFields).choice_fields(target)
         with self._reporting_waits():
-            self._migrate(board, size)
-
-    def _board_labels(self, board: str) -> dict[str, tuple[str, str, tuple[str, ...]]]:
-        """Status and dropdown columns of the board: column id → (type, title, labels); one query."""
-        reply = self._monday().client.query(
-            f"query ($b: [ID!]) {{ boards(ids: $b) {{ columns {{ id title type settings_str }} }} "
-            f"{COMPLEXITY_FIELD} }}",
-            {"b": [board]},
-            cost=SMALL_QUERY_COST,
-        )
-        raise_first(reply)
-        out: dict[str, tuple[str, str, tuple[str, ...]]] = {}
-        for boards in reply.data.get("boards") or []:
-            for column in boards.get("columns") or []:
-                kind = "status" if column.get("type") in ("status", "color") else str(column.get("type"))
-                if kind not in ("status", "dropdown"):
-                    continue
-                labels = json.loads(column.get("settings_str") or "{}").get("labels") or {}
-                names = labels.values() if isinstance(labels, dict) else [lab.get("name") for lab in labels]
-                out[str(column["id"])] = (kind, str(column.get("title")), tuple(str(n) for n in names if n))
-        return out
+            self._migrate(target, size)
 
     def _refused_labels(self, fields: Mapping[str, Any]) -> list[tuple[str, str, str, tuple[str, ...]]]:
-        """(column, title, value, labels) of each status or dropdown value monday would refuse."""
+        """(field, title, value, labels) of each value of a choice field the target would refuse."""
         found = []
-        for column, value in fields.items():
-            if column not in self._labels or value in (None, "", []):
+        for name, value in fields.items():
+            choices = self._choices.get(name)
+            if choices is None:
                 continue
-            kind, title, labels = self._labels[column]
-            if isinstance(value, Mapping):
-                value = value.get("label", value.get("labels"))
-            if isinstance(value, int) and not isinstance(value, bool):
-                continue  # an index: monday's own numbering, not a label
-            values = (
-                value if isinstance(value, list) else str(value).split(",") if kind == "dropdown" else [value]
-            )
-            for one in values:
-                if str(one).strip() not in labels:
-                    found.append((column, title, str(one).strip(), labels))
+            for one in choices.refused(value):
+                found.append((name, choices.title, one, choices.labels))
         return found
 
     @contextmanager
     def _reporting_waits(self) -> Iterator[None]:
-        """While migrating, the monday pacer's waits for the budget are reported to :attr:`waiting`."""
-        if self.dry_run:
+        """While migrating, the target's waits for its budget are reported to :attr:`waiting`."""
+        if self.dry_run or not offers(self.rt.connector_type(self.flow.target), PacedBudget):
             yield
             return
-        pacer = self._monday().client.pacer
-        original = pacer.sleep
-        pacer.sleep = lambda seconds: self._wait(seconds, original)
+        paced = require(self.rt.connector(self.flow.target), PacedBudget)
+        paced.on_wait(self._told)
         try:
             yield
         finally:
-            pacer.sleep = original
+            paced.on_wait(None)
+
+    def _told(self, seconds: float | None) -> None:
+        if self.waiting is not None:
+            self.waiting(seconds)
 
     def _wait(self, seconds: float, sleep: Callable[[float], None]) -> None:
         """Sleep ``seconds`` in steps of at most one, telling :attr:`waiting` what is left."""
         if self.waiting is None:
             sleep(seconds)
             return
-        left = seconds
-        try:
-            while left > 0:
-                if self.waiting is not None:
-                    self.waiting(left)
-                step = min(1.0, left)
-                sleep(step)
-                left -= step
-        finally:
-            if self.waiting is not None:
-                self.waiting(None)
+        countdown(seconds, sleep, self._told)
 
-    def _migrate(self, board: str, size: int) -> None:
+    def _migrate(self, target: str, size: int) -> None:
         buffer: list[_Planned] = []
         for rows in _chunks(self._read(), size):
             linked = self._linked([str(r.fields.get(self.flow.key_field)) for r in rows])
@@ -315,14 +310,14 @@ class Migration:
                 if planned is not None:
                     buffer.append(planned)
             while len(buffer) >= size:  # requests stay full even when many records are skipped
-                self._flush(board, buffer[:size])
+                self._flush(target, buffer[:size])
                 buffer = buffer[size:]
             if self.progress is not None:
                 self.progress(len(rows))
             if full:
                 break
         if buffer:
-            self._flush(board, buffer)
+            self._flush(target, buffer)
 
     def _room(self) -> int:
         """How many more records this run may write (``limit``)."""
@@ -364,8 +359,8 @@ class Migration:
         if refused:
             for problem in refused:
                 self.label_problems[problem] += 1
-            column, title, value, labels = refused[0]
-            message = f"column {column} ({title}): {value!r} is not one of its labels ({', '.join(labels)})"
+            name, title, value, labels = refused[0]
+            message = f"field {name} ({title}): {value!r} is not one of its labels ({', '.join(labels)})"
             self._failed(key, FixTheData(message, record=key))
             return None
         write = Write(
@@ -374,16 +369,16 @@ class Migration:
         return _Planned(key, source, write, at)
 
     # -- writing a batch -------------------------------------------------------------------------------
-    def _flush(self, board: str, batch: list[_Planned]) -> None:
+    def _flush(self, target: str, batch: list[_Planned]) -> None:
         if self.dry_run:
             self.summary.created += len(batch)
             return
-        monday = self._monday()
+        writer = self._target()
         waiting = list(batch)
         wait = FIRST_WAIT
         for attempt in range(1, self.max_attempts + 1):
             try:
-                results = monday.write_batch(board, [p.write for p in waiting])
+                results = writer.write_batch(target, [p.write for p in waiting])
             except RetryLater as exc:
                 if attempt == self.max_attempts:
                     raise self._gave_up(exc, len(waiting)) from exc
@@ -394,8 +389,8 @@ class Migration:
                     self._failed(waiting[0].key, exc)
                     return
                 half = len(waiting) // 2
-                self._flush(board, waiting[:half])
-                self._flush(board, waiting[half:])
+                self._flush(target, waiting[:half])
+                self._flush(target, waiting[half:])
                 return
             done, again, stop = self._sort(waiting, results)
             self._record(done)
@@ -423,21 +418,26 @@ class Migration:
             elif isinstance(error, Fatal):
                 stop = stop or error
             else:
-                self._failed(planned.key, error or FixTheData("monday gave no item id", record=planned.key))
+                gave = f"{self.flow.target} gave no record id"
+                self._failed(planned.key, error or FixTheData(gave, record=planned.key))
         return done, again, stop
 
     def _pause(self, exc: RetryLater, wait: float) -> float:
         seconds = exc.retry_after if exc.retry_after is not None else wait
         seconds = min(max(seconds, 0.0), MAX_WAIT)
         log.warning(
-            "monday asks to retry later (%s); waiting %.1f s before sending the batch again", exc, seconds
+            "%s asks to retry later (%s); waiting %.1f s before sending the batch again",
+            self.flow.target,
+            exc,
+            seconds,
         )
         self._wait(seconds, self.sleep)
         return min(wait * 2, MAX_WAIT)
 
     def _gave_up(self, exc: CrmsyncError, count: int) -> RetryLater:
         return RetryLater(
-            f"monday still refused a batch of {count} records after {self.max_attempts} attempts ({exc}); "
+            f"{self.flow.target} still refused a batch of {count} records after {self.max_attempts} "
+            f"attempts ({exc}); "
             "what was written is recorded: run the migration again to resume",
             retry_after=getattr(exc, "retry_after", None),
             url=exc.url,
@@ -481,7 +481,7 @@ class Migration:
                     source=flow.source,
                     target=flow.target,
                     target_id=item,
-                    message=f"migrated: {operation}d item {item}",
+                    message=f"migrated: {operation}d record {item}",
                 )
             )
         with self.rt.store.begin() as conn:

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +13,9 @@ import sqlalchemy as sa
 
 from crmsync.config import load_config
 from crmsync.connectors.base import Write, WriteResult
-from crmsync.connectors.monday.client import Reply
+from crmsync.connectors.capabilities import ChoiceFields, Choices, PacedBudget, Writable, countdown
+from crmsync.connectors.memory.system import MemorySystem
+from crmsync.connectors.monday.catalog import choices_of
 from crmsync.connectors.salesforce.export import BULK_THRESHOLD, SalesforceExports
 from crmsync.engine import migrate as m
 from crmsync.engine.migrate import Migration
@@ -106,25 +107,14 @@ class FakeSalesforce(SalesforceExports):
         self.client = FakeClient(rows, count)  # type: ignore[assignment]
 
 
-class FakeMondayClient:
-    """Reads the board's columns; its pacer's sleep is what a budget wait calls."""
-
-    def __init__(self, owner: FakeMonday) -> None:
-        self.owner = owner
-        self.pacer = SimpleNamespace(sleep=owner.slept.append)
-
-    def query(self, text: str, variables: Any = None, *, cost: int) -> Reply:
-        self.owner.calls_made += 1
-        return Reply({"boards": [{"columns": self.owner.columns}]})
-
-
 class FakeMonday:
-    """A board keyed by the match column; scripted failures."""
+    """A board keyed by the match column (its columns as monday describes them); scripted failures;
+    a pacer whose waits for the budget are told to whoever asked (``on_wait``)."""
 
     def __init__(self, per_request: int = 3) -> None:
         self.slept: list[float] = []
         self.columns: list[dict[str, Any]] = []
-        self.client = FakeMondayClient(self)
+        self.report: Callable[[float | None], None] | None = None
         self.per_request = per_request
         self.items: dict[str, str] = {}  # Salesforce id -> item id
         self.values: dict[str, dict[str, Any]] = {}
@@ -134,8 +124,26 @@ class FakeMonday:
         self.batches: list[list[str]] = []
         self.calls_made = 0
 
-    def writes_per_request(self) -> int:
+    def max_batch_size(self, board: str) -> int:
         return self.per_request
+
+    def budget_name(self) -> str:
+        return "monday's complexity budget"
+
+    def on_wait(self, report: Callable[[float | None], None] | None) -> None:
+        self.report = report
+
+    def wait_for_budget(self, seconds: float) -> None:
+        """What the pacer does when the window is full."""
+        if self.report is None:
+            self.slept.append(seconds)
+        else:
+            countdown(seconds, self.slept.append, self.report)
+
+    def choice_fields(self, board: str) -> dict[str, Choices]:
+        assert board == "4242"
+        self.calls_made += 1
+        return choices_of(self.columns)  # monday's reading of status and dropdown columns
 
     def write_batch(self, board: str, writes: list[Write]) -> list[WriteResult]:
         assert board == "4242"
@@ -470,13 +478,22 @@ def test_the_dry_run_names_the_column_and_value_monday_would_refuse_and_what_to_
     assert f"then migrate: crmsync migrate accounts -c {world.runtime.config.path}" in result.output
 
 
+def test_the_fake_board_offers_what_a_migration_asks_for() -> None:
+    monday = FakeMonday()
+    assert (
+        isinstance(monday, Writable) and isinstance(monday, PacedBudget) and isinstance(monday, ChoiceFields)
+    )
+
+
 def test_a_budget_wait_is_told_second_by_second(world: World) -> None:
     migration = world.migration()
     told: list[float | None] = []
     migration.waiting = told.append
     with migration._reporting_waits():
-        world.monday.client.pacer.sleep(2.5)
+        world.monday.wait_for_budget(2.5)
     assert told == [2.5, 1.5, 0.5, None] and world.monday.slept == [1.0, 1.0, 0.5]
+    assert world.monday.report is None  # the target is told to stop reporting when the run ends
+    assert migration.waiting_for() == "monday's complexity budget"
 
 
 def test_ctrl_c_prints_how_to_resume_and_exits_130(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -488,3 +505,60 @@ def test_ctrl_c_prints_how_to_resume_and_exits_130(world: World, monkeypatch: py
         f"to resume, run the same command again: crmsync migrate accounts -c {world.runtime.config.path}"
         in (result.output)
     )
+
+
+# -- any target that can be written -------------------------------------------------------------------
+def test_a_target_that_cannot_be_written_is_refused_naming_the_capability(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmsync.connectors.app import AppConnector
+
+    real = world.runtime.connector_type
+    monkeypatch.setattr(world.runtime, "connector_type", lambda n: AppConnector if n == "monday" else real(n))
+    with pytest.raises(ConfigError) as refused:
+        Migration(world.runtime, "accounts")
+    assert "connection 'monday' (type monday) cannot be written to (Writable), needed by a migration" in str(
+        refused.value
+    )
+
+
+def test_the_command_refuses_a_target_that_cannot_be_written(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from crmsync.cli.main import app
+
+    path = tmp_path / "crmsync.yaml"
+    text = CONFIG.format(db=tmp_path / "c.db", extra="").replace(
+        '  monday: {type: monday, token: t, api_url: "http://127.0.0.1:9/v2"}', "  monday: {type: app}"
+    )
+    path.write_text(text.split("  back:")[0])
+    result = CliRunner().invoke(app, ["migrate", "accounts", "-c", str(path)])
+    assert result.exit_code == 1
+    assert "connection 'monday' (type app) cannot be written to (Writable)" in result.output
+
+
+def test_any_writable_target_is_migrated_into_without_budget_or_labels(tmp_path: Path) -> None:
+    """An in-memory system as the target: it has no paced budget and no choice fields to ask."""
+    system = f"migrate-{tmp_path.name}"
+    path = tmp_path / "crmsync.yaml"
+    text = CONFIG.format(db=tmp_path / "c.db", extra="").replace(
+        '  monday: {type: monday, token: t, api_url: "http://127.0.0.1:9/v2"}',
+        f"  monday: {{type: memory, system: {system}}}",
+    )
+    path.write_text(text.split("  back:")[0].replace('object: "4242"', "object: Account"))
+    runtime = Runtime(load_config(path), upgrade=True)
+    sf = FakeSalesforce([account(n) for n in range(5)])
+    real = runtime.connector
+    runtime.connector = lambda name: sf if name == "salesforce" else real(name)  # type: ignore[method-assign]
+    try:
+        dry = Migration(runtime, "accounts", dry_run=True).run()
+        assert counts(dry) == (5, 0, 0, 0) and MemorySystem.named(system).records("Account") == []
+        migration = Migration(runtime, "accounts")
+        assert migration.waiting_for() == "monday to accept writes again"
+        assert counts(migration.run()) == (5, 0, 0, 0)
+        records = MemorySystem.named(system).records("Account")
+        assert sorted(r.fields["text_sfid"] for r in records) == sorted(account(n)["Id"] for n in range(5))
+        assert counts(Migration(runtime, "accounts").run()) == (0, 0, 5, 0)
+    finally:
+        runtime.close()
+        runtime.store.dispose()
