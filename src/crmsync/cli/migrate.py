@@ -23,6 +23,7 @@ from crmsync.config.loader import DEFAULT_PATH
 from crmsync.engine.migrate import Migration, MigrationSummary
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.scheduler.runs import CommandRun
 
 FLOW_ARGUMENT: Any = typer.Argument(
     ..., help="The flow to migrate: a source that exports (Salesforce) → a target that is written (monday)."
@@ -52,6 +53,7 @@ def migrate(
     console = Console()
     runtime = Runtime(cfg)
     migration: Migration | None = None
+    recorded: CommandRun | None = None
     try:
         migration = Migration(runtime, flow, dry_run=dry_run, limit=limit, batch=batch)
         total = migration.count()
@@ -66,7 +68,15 @@ def migrate(
             if dry_run:
                 what = f"dry run of {what}"
             task = bar.add_task(what, total=total)
-            migration.progress = lambda n: bar.advance(task, n)
+            # the dashboard's Jobs page shows the run too (any replica reads it from the store)
+            recorded = CommandRun(runtime.store, f"migrate:{flow}")
+            run = recorded
+
+            def advance(n: int) -> None:
+                bar.advance(task, n)
+                run.advance(n, total, what)
+
+            migration.progress = advance
 
             reason = migration.waiting_for()
 
@@ -76,12 +86,17 @@ def migrate(
 
             migration.waiting = waiting
             summary = migration.run()
+            recorded.finish("succeeded", summary_line(summary))
     except ConfigError as exc:
+        if recorded is not None:
+            recorded.finish("failed", exc.message)
         for problem in exc.problems or [exc.message]:
             typer.secho(problem, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.secho("\nmigration interrupted", fg=typer.colors.YELLOW, err=True)
+        if recorded is not None and migration is not None:
+            recorded.finish("failed", f"interrupted: {summary_line(migration.summary)}")
         if migration is not None:
             console.print(summary_table(migration.summary, stopped=True))
         typer.echo(
@@ -91,6 +106,8 @@ def migrate(
         raise typer.Exit(130) from None
     except CrmsyncError as exc:
         typer.secho(f"migration stopped: {exc}", fg=typer.colors.RED, err=True)
+        if recorded is not None and migration is not None:
+            recorded.finish("failed", f"stopped: {exc}; {summary_line(migration.summary)}")
         if migration is not None:
             console.print(summary_table(migration.summary, stopped=True))
             typer.echo("what was written is recorded: run the same command again to resume", err=True)
@@ -125,6 +142,17 @@ def summary_table(summary: MigrationSummary, *, stopped: bool = False) -> Table:
     if rate:
         table.add_row("records/s", f"{rate:.0f}")
     return table
+
+
+def summary_line(summary: MigrationSummary) -> str:
+    """The summary on one line (what the dashboard shows of a run)."""
+    counts = (
+        f"created {summary.created}, updated {summary.updated}, skipped {summary.skipped}, "
+        f"failed {summary.failed}"
+    )
+    calls = ", ".join(f"{name} {n}" for name, n in summary.api_calls.items())
+    line = f"{'dry run (nothing written): ' if summary.dry_run else ''}{counts}"
+    return line + (f"; API calls: {calls}" if calls else "") + f"; {summary.seconds:.1f} s"
 
 
 def _command(flow: str, config: Path) -> str:

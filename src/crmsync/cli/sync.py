@@ -20,8 +20,9 @@ from rich.table import Table
 
 from crmsync.cli.config import CONFIG_OPTION, load_or_exit
 from crmsync.engine.runtime import Runtime
-from crmsync.engine.sync import InitialSync, SyncSummary
+from crmsync.engine.sync import InitialSync, SideCounts, SyncSummary
 from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.scheduler.runs import CommandRun
 
 FLOW_ARGUMENT: Any = typer.Argument(..., help="The two-way flow to sync.")
 
@@ -57,16 +58,27 @@ def sync(
             transient=False,
         ) as bar:
             task: TaskID = bar.add_task(flow, total=None)
+            # the dashboard's Jobs page shows the run too (any replica reads it from the store)
+            recorded = CommandRun(runtime.store, f"sync:{flow}")
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
+                recorded.progress(done, total, f"{flow}: changes applied")
 
             try:
                 summary = InitialSync(runtime).run(flow, stop=stop, wait=wait, progress=progress)
             except KeyboardInterrupt:
                 stop.set()
+                recorded.finish("failed", "interrupted: what is queued stays queued")
                 typer.secho(f"stopped: what is queued stays queued; `crmsync sync {flow}` resumes", err=True)
                 raise typer.Exit(130) from None
+            except CrmsyncError as exc:
+                recorded.finish("failed", str(exc))
+                raise
+            recorded.finish(
+                "succeeded" if summary.complete else "failed",
+                summary_line(summary),
+            )
     except ConfigError as exc:
         for problem in exc.problems or [exc.message]:
             typer.secho(problem, fg=typer.colors.RED, err=True)
@@ -83,6 +95,19 @@ def sync(
     failed = summary.to_target.failed + summary.to_source.failed
     if failed or not summary.complete:
         raise typer.Exit(1)
+
+
+def summary_line(summary: SyncSummary) -> str:
+    """The summary on one line (what the dashboard shows of a run)."""
+
+    def side(label: str, counts: SideCounts) -> str:
+        return f"{label}: " + ", ".join(
+            f"{name} {getattr(counts, name)}"
+            for name in ("created", "updated", "skipped", "failed", "waiting")
+        )
+
+    line = f"{side('to the target', summary.to_target)}; {side('back to the source', summary.to_source)}"
+    return line if summary.complete else f"{line}; some changes are still queued"
 
 
 def _print(summary: SyncSummary) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmsync.store.db import StoreOrConnection, connection
-from crmsync.store.schema import job_runs
+from crmsync.store.schema import job_runs, utcnow
 
 Status = Literal["running", "succeeded", "failed"]
 
@@ -97,6 +97,34 @@ class ProgressRecorder:
                 progress(self.db, self.run_id, done, total, what)
         if self.then is not None:
             self.then(done, total, what)
+
+
+class CommandRun:
+    """A command's run (``crmsync migrate``, ``crmsync sync``) recorded as a job run named
+    ``job`` (``migrate:FLOW``), so the dashboard's Jobs page shows its progress and summary like a
+    job's. Recording never stops the command: a store that fails is passed over."""
+
+    def __init__(self, db: StoreOrConnection, job: str, clock: Callable[[], datetime] | None = None) -> None:
+        self.db, self.clock = db, clock or utcnow
+        self.run_id = start(db, job, self.clock())
+        self._recorder = ProgressRecorder(db, self.run_id)
+        self._last: tuple[int, int | None, str] | None = None
+
+    def progress(self, done: int, total: int | None, what: str) -> None:
+        """``done`` of ``total`` are done (recorded at most every half second)."""
+        self._last = (done, total, what)
+        self._recorder(done, total, what)
+
+    def advance(self, count: int, total: int | None, what: str) -> None:
+        """``count`` more of ``total`` are done."""
+        self.progress((self._last[0] if self._last else 0) + count, total, what)
+
+    def finish(self, status: Status, summary: str) -> None:
+        """Record how the run ended, with how far it got."""
+        with contextlib.suppress(SQLAlchemyError):
+            if self._last is not None:
+                progress(self.db, self.run_id, *self._last)
+            finish(self.db, self.run_id, status, " ".join(summary.split()), self.clock())
 
 
 def get(db: StoreOrConnection, run_id: int) -> JobRun | None:

@@ -17,6 +17,8 @@ import pytest
 from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
+from crmsync.scheduler import runs
+from crmsync.store.db import Store
 
 from ..conftest import ROOT, wait_until
 
@@ -67,6 +69,14 @@ def org(tmp_path: Path, salesforce: SalesforceEmulator, monkeypatch: pytest.Monk
         yield Org(path, salesforce, monday, str(monday.board_id("Leads")))
 
 
+def recorded_runs(org: Org) -> list[runs.JobRun]:
+    store = Store(f"sqlite:///{org.config.parent / 'c.db'}")
+    try:
+        return runs.recent(store, job="sync:leads")
+    finally:
+        store.dispose()
+
+
 def leads_by_email(sf: SalesforceEmulator) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for lead in sf.records("Lead"):
@@ -85,6 +95,12 @@ def test_sync_brings_both_sides_in_step_and_a_second_run_changes_nothing(org: Or
     assert code == 0, first
     assert first["to_target"] == {"created": 1, "updated": 1, "skipped": 3, "failed": 0, "waiting": 0}
     assert first["complete"] is True
+    (run,) = recorded_runs(org)  # what the dashboard's Jobs page shows of it
+    assert run.status == "succeeded" and run.finished_at is not None
+    assert (run.progress_done, run.progress_total) == (2, 2)
+    assert run.message is not None and run.message.startswith(
+        "to the target: created 1, updated 1, skipped 3, failed 0, waiting 0; back to the source: "
+    )
     assert len(org.sf.records("Lead")) == leads_before + 1  # Cameron's Lead was matched, not copied
     by_email = leads_by_email(org.sf)
     for item in org.items():

@@ -18,6 +18,7 @@ from tests.e2e.conftest import Crmsync, wait_until
 
 from crmsync.client import Client
 from crmsync.sandbox.salesforce import SalesforceEmulator
+from crmsync.scheduler import runs
 from crmsync.store import users
 
 CHROMIUM = "/usr/bin/chromium"
@@ -327,3 +328,24 @@ def test_every_page_has_no_serious_accessibility_violation(
         page.goto(path)
         accessible(page)
     shot(page, tmp_path, "connection")
+
+
+def test_a_running_migration_shows_its_progress_then_its_summary_on_the_jobs_page(
+    browser: Browser, crm: Crmsync, contexts: list[BrowserContext], tmp_path: Path
+) -> None:
+    # what `crmsync migrate usage` records as it runs, in another process (see cli/migrate.py)
+    migration = runs.CommandRun(crm.runtime.store, "migrate:usage")
+    migration.advance(40, 100, "usage: Usage__c → board")
+    page = log_in(browser, crm, contexts)
+    page.get_by_role("link", name="Jobs").click()
+    row = page.locator("#runs tr", has_text="migrate:usage")
+    expect(row).to_contain_text("running")
+    expect(row.get_by_role("progressbar")).to_have_attribute("value", "40")
+    expect(row).to_contain_text("40 of 100 usage: Usage__c → board")
+    accessible(page)
+    shot(page, tmp_path, "jobs-migration")
+    migration.advance(60, 100, "usage: Usage__c → board")
+    migration.finish("succeeded", "created 100, updated 0, skipped 0, failed 0; 1.5 s")
+    expect(row).to_contain_text("succeeded", timeout=10_000)  # refreshed in place
+    expect(row).to_contain_text("100 of 100")
+    expect(row).to_contain_text("created 100, updated 0, skipped 0, failed 0; 1.5 s")

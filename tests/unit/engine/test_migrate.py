@@ -562,3 +562,26 @@ def test_any_writable_target_is_migrated_into_without_budget_or_labels(tmp_path:
     finally:
         runtime.close()
         runtime.store.dispose()
+
+
+def test_the_command_records_its_progress_and_summary_as_a_run_the_dashboard_shows(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmsync.scheduler import runs
+
+    world.monday.refuse[account(4)["Id"]] = Fatal("token refused", status=401)
+    assert command(world, monkeypatch, "accounts").exit_code == 1
+    (stopped,) = runs.recent(world.runtime.store, job="migrate:accounts")
+    assert stopped.status == "failed" and stopped.finished_at is not None
+    assert stopped.message is not None and stopped.message.startswith("stopped: token refused; created 5, ")
+
+    world.monday.refuse.clear()
+    result = command(world, monkeypatch, "accounts")
+    assert result.exit_code == 0, result.output
+    run = runs.recent(world.runtime.store, job="migrate:accounts")[0]
+    assert run.id != stopped.id and run.status == "succeeded" and run.finished_at is not None
+    assert (run.progress_done, run.progress_total, run.progress_what) == (7, 7, "accounts: Account → 4242")
+    assert run.message is not None
+    assert run.message.startswith(
+        "created 2, updated 0, skipped 5, failed 0; API calls: salesforce 0, monday 1; "
+    )
