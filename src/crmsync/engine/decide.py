@@ -177,7 +177,8 @@ def _superseded(held: Sequence[Any], value: Any, at: datetime, slack: timedelta)
     until = try_stamp(held[1]) or at
     for old, when in held[2]:
         recorded = try_stamp(when) or until
-        if old == value and at <= max(until, recorded) + slack:
+        # a read stamped at the very moment the next value came cannot be ordered: it is news
+        if old == value and (at < until + slack or at <= recorded + slack):
             return True
         until = recorded
     return False

@@ -91,3 +91,12 @@ def test_an_older_value_counts_as_superseded_until_the_next_one_replaced_it() ->
     assert news(known, {"Stage": "B"}, _at(25)).fields == {}  # B held from 20 s until 30 s
     assert news(known, {"Stage": "A"}, _at(15)).fields == {}  # A held from 10 s until 20 s
     assert news(known, {"Stage": "A"}, _at(31.5)).fields == {"Stage": "A"}  # A was gone by then: an edit
+
+
+def test_a_value_read_at_the_very_moment_the_next_one_came_is_news() -> None:
+    from crmsync.engine.decide import news
+
+    # closed at 10.5 s, reopened in the same millisecond stamp: the two cannot be ordered by time,
+    # so the later arrival is taken as it comes (an edit), not as a late read
+    known = {"closed": [True, _at(10.5).isoformat(), [[False, _at(1.5).isoformat()]]]}
+    assert news(known, {"closed": False}, _at(10.5)).fields == {"closed": False}
