@@ -29,6 +29,8 @@ from crmsync.store.schema import utcnow
 
 #: most done changes read for latency figures
 LATENCY_SAMPLE = 20_000
+#: a connection whose newest write in this window was retried (a transient failure) is down
+DOWN_WINDOW = timedelta(minutes=5)
 UNFINISHED = ("pending", "leased")
 
 
@@ -80,6 +82,14 @@ def overview(rt: Runtime) -> dict[str, Any]:
             ).all()
         )
         budgets = conn.execute(sa.select(t.api_budget)).all()
+        newest_writes = sa.select(sa.func.max(lg.id)).where(
+            lg.at >= now - DOWN_WINDOW, lg.outcome.in_(("applied", "retry"))
+        )
+        writes = conn.execute(
+            sa.select(lg.id, lg.flow, lg.source, lg.outcome, lg.at, lg.message).where(
+                lg.id.in_(newest_writes.group_by(lg.flow, lg.source))
+            )
+        ).all()
         receivers = conn.execute(sa.select(t.webhook_receivers)).all()
         last_delivery: dict[str, datetime] = dict(
             conn.execute(sa.select(c.source, sa.func.max(c.created_at)).group_by(c.source)).all()
@@ -117,19 +127,27 @@ def overview(rt: Runtime) -> dict[str, Any]:
                 "window": row.window,
                 "used": int(row.used),
                 "limit": row.limit_value,
+                "use": round(int(row.used) / row.limit_value, 4) if row.limit_value else None,
                 "at": _iso(row.updated_at),
             }
         )
-    paused_connections = {p.connection: p.reason for p in paused.values()}
+    paused_connections = {p.connection: p for p in paused.values()}
+    last_write = _last_write(rt, writes)
     connections = []
     for name, conn_cfg in cfg.connections.items():
-        reason = paused_connections.get(name)
+        # paused: refused credentials (since when); down: its newest write failed transiently (when)
+        state, problem, at = "ok", None, None
+        if (stopped := paused_connections.get(name)) is not None:
+            state, problem, at = "paused", stopped.reason, _iso(stopped.paused_at)
+        elif (write := last_write.get(name)) is not None and write.outcome == "retry":
+            state, problem, at = "down", write.message, _iso(write.at)
         connections.append(
             {
                 "name": name,
                 "type": conn_cfg.type,
-                "state": "refused" if reason else "ok",
-                "problem": reason,
+                "state": state,
+                "problem": problem,
+                "at": at,
                 "budget": by_connection.get(name, []),
             }
         )
@@ -164,6 +182,20 @@ def overview(rt: Runtime) -> dict[str, Any]:
         "webhooks": webhooks,
         "jobs": jobs(rt),
     }
+
+
+def _last_write(rt: Runtime, writes: Iterable[Any]) -> dict[str, Any]:
+    """Per connection, the newest write to it of the last minutes (applied, or retried after a
+    transient failure), from the newest sync log line of each flow and direction."""
+    newest: dict[str, Any] = {}
+    for row in writes:
+        flow = rt.config.flows.get(row.flow)
+        if flow is None:
+            continue
+        written = flow.target if row.source in (None, flow.source) else flow.source
+        if written not in newest or row.id > newest[written].id:
+            newest[written] = row
+    return newest
 
 
 def jobs(rt: Runtime) -> list[dict[str, Any]]:
