@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from tests.e2e.conftest import Crmsync, wait_until
 
 from crmsync.client import Client
+from crmsync.config.secrets import SecretStore
 from crmsync.sandbox.salesforce import SalesforceEmulator
 from crmsync.scheduler import runs
 from crmsync.store import users
@@ -233,6 +234,30 @@ def test_edit_a_field_map_a_bad_edit_refused_with_its_line_a_good_one_used_next(
     wait_until(lambda: usage(salesforce, "ad-after-edit") is not None)
     assert usage(salesforce, "ad-after-edit")["Product__c"] == "MEDIUM"  # type: ignore[index]
     shot(page, tmp_path, "settings-saved")
+
+
+def test_credentials_saved_from_the_settings_go_to_the_secret_store_and_are_never_shown(
+    browser: Browser, crm: Crmsync, contexts: list[BrowserContext], tmp_path: Path
+) -> None:
+    secret = "typed-in-the-browser-9f3a"
+    page = log_in(browser, crm, contexts)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("link", name="salesforce").click()
+    page.get_by_label("client_secret").fill(secret)
+    accessible(page)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("credentials of salesforce saved to the secret store")
+    text = crm.config_path.read_text()
+    assert "client_secret: ${secret:SALESFORCE_CLIENT_SECRET}" in text and secret not in text
+    store = SecretStore(crm.config_path)
+    assert secret.encode() not in store.path.read_bytes()  # encrypted at rest
+    assert store.read() == {"SALESFORCE_CLIENT_SECRET": secret}
+    wait_until(lambda: crm.runtime.config.connections["salesforce"].client_secret is not None)  # type: ignore[union-attr]
+    expect(page.locator("#effective")).to_contain_text("client_secret: '********'")
+    for path in ("/settings", "/settings/connections/salesforce", "/api/v1/dashboard/settings"):
+        page.goto(path)
+        assert secret not in page.content(), path
+    shot(page, tmp_path, "settings-credentials")
 
 
 def test_a_viewer_cannot_replay(

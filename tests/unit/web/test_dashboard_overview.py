@@ -1,6 +1,7 @@
 """``GET /api/v1/dashboard/overview``: each connection's state, read from the store (any replica
 answers the same): paused with its reason, down when its newest write of the last minutes was
-retried, ok otherwise; and its API budget against the vendor's limit."""
+retried, ok otherwise; and its API budget against the vendor's limit. ``GET …/charts``: the
+workload snapshot trend (cards per list per day) from a SQL reporting connection."""
 
 from __future__ import annotations
 
@@ -130,3 +131,58 @@ def test_budget_use_is_read_against_the_vendors_limit(api: tuple[TestClient, Run
     (budget,) = states(client)["salesforce"]["budget"]
     assert budget["used"] == 1500 and budget["limit"] == 15000 and budget["use"] == 0.1
     assert states(client)["archive"]["budget"] == []
+
+
+def test_the_charts_json_serves_the_workload_snapshot_trend(tmp_path: Path) -> None:
+    reporting = f"""  reporting:
+    type: sql
+    url: "sqlite:///{tmp_path / "reports.db"}"
+"""
+    job = """jobs:
+  snapshot:
+    job: workload-snapshot
+    cron: "55 23 * * *"
+    args: {board: shop, target: reporting}
+"""
+    path = tmp_path / "crmsync.yaml"
+    path.write_text((CONFIG % {"db": tmp_path / "c.db"}).replace("flows:", reporting + "flows:") + job)
+    runtime = Runtime(load_config(path), upgrade=True)
+    try:
+        reports = runtime.connector("reporting")
+        reports.prepare()  # type: ignore[attr-defined]
+        today = utcnow().date()
+        rows = [
+            (today - timedelta(days=1), "Doing", "ada", 2),
+            (today - timedelta(days=1), "Doing", "bob", 1),
+            (today - timedelta(days=1), "Done", "ada", 4),
+            (today, "Doing", "ada", 1),
+            (today, "Done", "ada", 7),
+            (today - timedelta(days=90), "Done", "ada", 99),  # older than the chart's 30 days
+        ]
+        with reports.engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                sa.insert(reports.snapshot_table),  # type: ignore[attr-defined]
+                [
+                    {
+                        "snapshot_date": day,
+                        "board": "shop",
+                        "list_name": name,
+                        "member": member,
+                        "status": None,
+                        "card_count": cards,
+                        "taken_at": utcnow(),
+                    }
+                    for day, name, member, cards in rows
+                ],
+            )
+        token = tokens.create_token(runtime.store, "app")
+        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+            r = client.get("/api/v1/dashboard/charts", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["workload"] == {
+            "connection": "reporting",
+            "days": [str(today - timedelta(days=1)), str(today)],
+            "lists": {"Doing": [3, 1], "Done": [4, 7]},
+        }
+    finally:
+        runtime.close()
