@@ -175,6 +175,8 @@ def _superseded(held: Sequence[Any], value: Any, at: datetime, slack: timedelta)
     moment the next value replaced it (or than its own recording, which a settled conflict may date
     after the winner's write)."""
     until = try_stamp(held[1]) or at
+    if len(held) > 3:  # when crmsync wrote the value there: what that side held before lasted until then
+        until = max(until, try_stamp(held[3]) or until)
     for old, when in held[2]:
         recorded = try_stamp(when) or until
         # a read stamped at the very moment the next value came cannot be ordered: it is news
@@ -232,8 +234,12 @@ def settle(
         if mine not in kept:
             continue
         for payload, created in pending:
-            if theirs in payload and (other_known.get(theirs) or [None])[0] != payload[theirs]:
-                their_at = stamped_at(payload) or created
+            if theirs not in payload:
+                continue
+            their_at = stamped_at(payload) or created
+            # only a queued value that is news on its side conflicts: not an echo, nor a late read of
+            # a version that side held before crmsync wrote over it
+            if theirs in news(other_known, {theirs: payload[theirs]}, their_at).fields:
                 won = winner(flow.conflict_policy, rule.owned_by_source, side, at, their_at)
                 conflicts.append(Conflict(rule.source, rule.target, flow.conflict_policy, won))
                 if won != side:

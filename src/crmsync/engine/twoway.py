@@ -157,7 +157,7 @@ class TwoWay:
                 )
                 wrote.append(rel.object_name)
         self.remember(flow, "source", key, edits, at)
-        self.remember(flow, "target", link.target_id, main, at)
+        self.remember(flow, "target", link.target_id, main, at, written_at=datetime.now(UTC))
         return (
             Applied("updated", f"updated {', '.join(wrote)}") if wrote else Applied.skip("nothing to write")
         )
@@ -273,7 +273,7 @@ class TwoWay:
             Write(key=link.source_key, operation="update", fields=mapped, target_id=link.source_key),
         )
         self.remember(flow, "target", target_id, edits, at)
-        self.remember(flow, "source", link.source_key, mapped, at)
+        self.remember(flow, "source", link.source_key, mapped, at, written_at=datetime.now(UTC))
         return Applied("updated", f"updated source record {link.source_key}")
 
     # -- shadow and conflicts -----------------------------------------------------------------------------
@@ -282,9 +282,17 @@ class TwoWay:
         return dict(shadow.get_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id) or {})
 
     def remember(
-        self, flow: FlowRuntime, side: Side, record_id: str, fields: Mapping[str, Any], at: datetime
+        self,
+        flow: FlowRuntime,
+        side: Side,
+        record_id: str,
+        fields: Mapping[str, Any],
+        at: datetime,
+        *,
+        written_at: datetime | None = None,
     ) -> None:
-        """Note ``fields`` as synced on ``side`` at ``at`` (what echo and conflict checks compare with)."""
+        """Note ``fields`` as synced on ``side`` at ``at`` (what echo and conflict checks compare with);
+        ``written_at``: when crmsync wrote them there (the values held before lasted until then)."""
         if not fields:
             return
         system = flow.source if side == "source" else flow.target
@@ -300,6 +308,10 @@ class TwoWay:
             elif held is None and old and value is not None:
                 # a field of a known record crmsync had no value for: it was empty until now
                 entry.append([[None, at.isoformat()]])
+            if written_at is not None:
+                if len(entry) == 2:
+                    entry.append([])
+                entry.append(written_at.isoformat())
             stamped[name] = entry
         shadow.put_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id, stamped)
 
