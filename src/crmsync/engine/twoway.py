@@ -22,7 +22,7 @@ is also written an event that changes none of its fields (a comment), so it can 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -80,13 +80,48 @@ class Applied:
         return cls("skipped", f"skipped: {reason}")
 
 
+@dataclass(frozen=True)
+class Step:
+    """One write a change makes: ``write`` to ``object_name`` of the connection ``connection``."""
+
+    connection: str
+    object_name: str
+    write: Write
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying one change takes: its ``writes``, in order, then ``finish`` once every one of
+    them landed (the shadows remembered, a deleted record's links forgotten), which says what was
+    done. A change whose work is done while planning (a creation with its related records and
+    write-backs, a skip) has no writes left."""
+
+    writes: tuple[Step, ...]
+    finish: Callable[[], Applied]
+
+    @classmethod
+    def done(cls, applied: Applied) -> Plan:
+        return cls((), lambda: applied)
+
+
 class TwoWay:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
     # -- entry ---------------------------------------------------------------------------------------
     def apply(self, flow: FlowRuntime, change: ClaimedChange) -> Applied:
-        """Apply one record's net change; returns what happened (for the sync log). Raises on failure."""
+        """Apply one record's net change, one write per call; returns what happened (for the sync
+        log). Raises on failure. The worker plans and writes many changes together instead
+        (:mod:`.twoway_batch`)."""
+        plan = self.plan(flow, change)
+        for step in plan.writes:
+            self._write(self.rt.connector(step.connection), step.object_name, step.write)
+        return plan.finish()
+
+    def plan(self, flow: FlowRuntime, change: ClaimedChange) -> Plan:
+        """What one record's net change takes: news, conflicts and the decision are settled now;
+        the writes are left to the caller, who calls ``finish`` once they all landed. A creation
+        (with its related records, a match, the ids written back) is done here. Raises on failure."""
         side: Side = "source" if change.source == flow.source else "target"
         at = stamped_at(change.fields) or change.created_at
         fields = {k: v for k, v in change.fields.items() if k not in STAMPS}
@@ -97,20 +132,23 @@ class TwoWay:
     # -- source → target -------------------------------------------------------------------------------
     def _forward(
         self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime
-    ) -> Applied:
+    ) -> Plan:
         key = change.record_key
         link = links.get_link(self.rt.store, flow.name, flow.source, key)
         target = self.rt.connector(flow.target)
         if change.operation == "delete":
             if link is None or flow.on_delete == "ignore":
-                return Applied.skip("nothing linked to delete" if link is None else "on_delete is ignore")
-            self._write(
-                target,
-                flow.object_name,
-                Write(key=key, operation="delete", target_id=link.target_id, meta=change.meta),
-            )
-            self._forget(flow, key, link.target_id)
-            return Applied("deleted", f"deleted {flow.object_name} {link.target_id}")
+                return Plan.done(
+                    Applied.skip("nothing linked to delete" if link is None else "on_delete is ignore")
+                )
+            gone = link.target_id
+
+            def forget() -> Applied:
+                self._forget(flow, key, gone)
+                return Applied("deleted", f"deleted {flow.object_name} {gone}")
+
+            delete = Write(key=key, operation="delete", target_id=gone, meta=change.meta)
+            return Plan((Step(flow.target, flow.object_name, delete),), forget)
         known = self._shadow(flow, "source", key)
         edits = self._news(flow, "source", key, known, fields, at)
         if link is None:
@@ -120,27 +158,24 @@ class TwoWay:
             self.remember(flow, "source", key, record, at)
             decision = decide(flow, key, record, linked=False)
             if decision.creation is None:
-                return Applied.skip(decision.reason)
-            return self._create(flow, key, record, decision.creation, at, change)
-        edits = self._settle(flow, "source", key, link.target_id, edits, at)
+                return Plan.done(Applied.skip(decision.reason))
+            return Plan.done(self._create(flow, key, record, decision.creation, at, change))
+        target_id = link.target_id
+        edits = self._settle(flow, "source", key, target_id, edits, at)
         decision = decide(flow, key, fields, linked=True, news=edits)
         if decision.action == "skip":
             if change.meta is not None and isinstance(target, KeepsHistory) and target.keeps_history():
-                event = Write(key=key, operation="update", target_id=link.target_id, meta=change.meta)
-                self._write(target, flow.object_name, event)
-                return Applied("updated", f"recorded {change.meta.action or 'the event'} (no field changed)")
-            return Applied.skip(decision.reason)
+                event = Write(key=key, operation="update", target_id=target_id, meta=change.meta)
+                what = f"recorded {change.meta.action or 'the event'} (no field changed)"
+                return Plan((Step(flow.target, flow.object_name, event),), lambda: Applied("updated", what))
+            return Plan.done(Applied.skip(decision.reason))
         mapped = decision.fields
         record = {k: v[0] for k, v in known.items()} | fields
-        wrote = []
+        steps: list[Step] = []
         main = {f: v for f, v in mapped.items() if f in self._target_fields(flow)}
         if main:
-            self._write(
-                target,
-                flow.object_name,
-                Write(key=key, operation="update", fields=main, target_id=link.target_id, meta=change.meta),
-            )
-            wrote.append(flow.object_name)
+            update = Write(key=key, operation="update", fields=main, target_id=target_id, meta=change.meta)
+            steps.append(Step(flow.target, flow.object_name, update))
         for rel in flow.related:
             rel_link = links.get_link(self.rt.store, f"{flow.name}:{rel.object_name}", flow.source, key)
             rel_fields = flow.to_target(
@@ -150,17 +185,22 @@ class TwoWay:
                 f: v for f, v in rel_fields.items() if f in {r.target for r in rel.rules if r.source in edits}
             }
             if rel_link is not None and rel_fields:
-                self._write(
-                    target,
-                    rel.object_name,
-                    Write(key=key, operation="update", fields=rel_fields, target_id=rel_link.target_id),
+                rel_update = Write(
+                    key=key, operation="update", fields=rel_fields, target_id=rel_link.target_id
                 )
-                wrote.append(rel.object_name)
-        self.remember(flow, "source", key, edits, at)
-        self.remember(flow, "target", link.target_id, main, at, written_at=datetime.now(UTC))
-        return (
-            Applied("updated", f"updated {', '.join(wrote)}") if wrote else Applied.skip("nothing to write")
-        )
+                steps.append(Step(flow.target, rel.object_name, rel_update))
+        wrote = [s.object_name for s in steps]
+
+        def remember() -> Applied:
+            self.remember(flow, "source", key, edits, at)
+            self.remember(flow, "target", target_id, main, at, written_at=datetime.now(UTC))
+            return (
+                Applied("updated", f"updated {', '.join(wrote)}")
+                if wrote
+                else Applied.skip("nothing to write")
+            )
+
+        return Plan(tuple(steps), remember)
 
     def _create(
         self,
@@ -243,38 +283,40 @@ class TwoWay:
     # -- target → source ---------------------------------------------------------------------------------
     def _reverse(
         self, flow: FlowRuntime, change: ClaimedChange, fields: dict[str, Any], at: datetime
-    ) -> Applied:
+    ) -> Plan:
         target_id = change.record_key
         link = links.find_by_target(self.rt.store, flow.name, flow.target, target_id)
         if link is None:
-            return Applied.skip("not linked to a source record")
-        source = self.rt.connector(flow.source)
+            return Plan.done(Applied.skip("not linked to a source record"))
+        source_key = link.source_key
         board = self.rt.board_of(flow, flow.source) or ""
         if change.operation == "delete":
             if flow.on_delete == "ignore":
-                return Applied.skip("on_delete is ignore")
-            self._write(
-                source, board, Write(key=link.source_key, operation="delete", target_id=link.source_key)
-            )
-            self._forget(flow, link.source_key, target_id)
-            return Applied("deleted", f"deleted source record {link.source_key}")
+                return Plan.done(Applied.skip("on_delete is ignore"))
+
+            def forget() -> Applied:
+                self._forget(flow, source_key, target_id)
+                return Applied("deleted", f"deleted source record {source_key}")
+
+            delete = Write(key=source_key, operation="delete", target_id=source_key)
+            return Plan((Step(flow.source, board, delete),), forget)
         known = self._shadow(flow, "target", target_id)
         back_fields = {r.target for r in flow.rules if r.to_source}
         edits = self._news(
             flow, "target", target_id, known, {k: v for k, v in fields.items() if k in back_fields}, at
         )
-        edits = self._settle(flow, "target", target_id, link.source_key, edits, at)
+        edits = self._settle(flow, "target", target_id, source_key, edits, at)
         if not edits:
-            return Applied.skip("no news (echo or unchanged)")
+            return Plan.done(Applied.skip("no news (echo or unchanged)"))
         mapped = flow.to_source(target_id, edits)
-        self._write(
-            source,
-            board,
-            Write(key=link.source_key, operation="update", fields=mapped, target_id=link.source_key),
-        )
-        self.remember(flow, "target", target_id, edits, at)
-        self.remember(flow, "source", link.source_key, mapped, at, written_at=datetime.now(UTC))
-        return Applied("updated", f"updated source record {link.source_key}")
+
+        def remember() -> Applied:
+            self.remember(flow, "target", target_id, edits, at)
+            self.remember(flow, "source", source_key, mapped, at, written_at=datetime.now(UTC))
+            return Applied("updated", f"updated source record {source_key}")
+
+        update = Write(key=source_key, operation="update", fields=mapped, target_id=source_key)
+        return Plan((Step(flow.source, board, update),), remember)
 
     # -- shadow and conflicts -----------------------------------------------------------------------------
     def _shadow(self, flow: FlowRuntime, side: Side, record_id: str) -> dict[str, list[Any]]:
