@@ -26,10 +26,12 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from crmsync.client import Client
@@ -39,6 +41,7 @@ from crmsync.sandbox.monday import MondayEmulator
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.salesforce import SalesforceEmulator
 from crmsync.sandbox.tls import ensure_materials
+from crmsync.store import schema as t
 from crmsync.store import tokens
 from crmsync.store.db import Store
 
@@ -149,6 +152,7 @@ class Run:
     companies: dict[str, str] = field(default_factory=dict)  # monday item id -> company
     lead_ids: dict[str, str] = field(default_factory=dict)  # monday item id -> Salesforce Lead id
     events: list[str] = field(default_factory=list)
+    edits: list[str] = field(default_factory=list)  # people's W2 edits: when (UTC), where, what
     submit_retries: int = 0
     errors: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -228,8 +232,10 @@ def test_under_chaos_nothing_is_lost_duplicated_or_wrong(
             )
         except AssertionError as exc:
             found = differences(run, sf, monday, board)
+            where = diagnose(run, store, sf, found, tmp_path / "diagnosis.txt")
             raise AssertionError(
                 f"{exc} (seed {seed}; queue {queue.stats()}); {len(found)} differences: {found[:20]}"
+                f"; each wrong lead's history: {where}"
             ) from None
         drain = time.monotonic() - faults_stopped
         run.note(f"drained {drain:.1f} s after the faults stopped")
@@ -314,11 +320,11 @@ def chaos(
     monkey_thread = threading.Thread(
         target=monkey, args=(run, fleet, postgres, sf, stop, random.Random(f"{run.seed}:monkey"))
     )
-    for t in threads:
-        t.start()
+    for thread in threads:
+        thread.start()
     monkey_thread.start()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.join()
     run.note("everything sent")
     wait_until(lambda: time.monotonic() - run.started >= plan.window, plan.window, "the chaos window")
     stop.set()
@@ -391,10 +397,14 @@ def people(run: Run, sf: SalesforceEmulator, monday: MondayEmulator, rnd: random
             phone = f"+1{4000000000 + n}"
             monday.ui_change_column(item, "phone", phone)
             run.phones[item] = phone
+            run.edits.append(f"edit {datetime.now(UTC).isoformat()} item {item} phone on monday: {phone}")
         else:
             company = f"Chaos Co {item} v{n}"
             sf.update("Lead", run.lead_ids[item], {"Company": company})
             run.companies[item] = company
+            run.edits.append(
+                f"edit {datetime.now(UTC).isoformat()} item {item} Company in Salesforce: {company}"
+            )
         time.sleep(pause * rnd.uniform(0.5, 1.5))
 
 
@@ -486,6 +496,36 @@ def differences(run: Run, sf: SalesforceEmulator, monday: MondayEmulator, board:
     ours = [i for i in monday.items(board) if i["name"].endswith(" Chaos")]
     if len(ours) != run.plan.leads:
         out.append(f"{len(ours)} lead items on the board for {run.plan.leads}")
+    return out
+
+
+def diagnose(run: Run, store: Store, sf: SalesforceEmulator, found: list[str], out: Path) -> Path:
+    """Write what crmsync queued, logged and remembered for each wrong lead, beside Salesforce's
+    write journal of it and the edits people made, oldest first: a failing seed explains itself."""
+    wrong = {line.split()[1] for line in found if line.startswith("lead ")}
+    lines: list[str] = []
+    for item in sorted(wrong):
+        lead_id = run.lead_ids[item]
+        keys = [item, lead_id]
+        lines.append(f"== item {item} / Lead {lead_id}")
+        with store.read() as conn:
+            for r in conn.execute(
+                sa.select(t.changes).where(t.changes.c.record_key.in_(keys)).order_by(t.changes.c.id)
+            ).mappings():
+                lines.append(
+                    f"change {r['id']} {r['source']} {r['operation']} {r['state']} queued {r['created_at']}"
+                    f" attempts {r['attempts']} payload {json.dumps(r['payload'], default=str)}"
+                )
+            for r in conn.execute(
+                sa.select(t.sync_log).where(t.sync_log.c.record_key.in_(keys)).order_by(t.sync_log.c.id)
+            ).mappings():
+                lines.append(f"log {r['at']} {r['outcome']} {r['change_ids']} {r['message']}")
+            for r in conn.execute(sa.select(t.shadow).where(t.shadow.c.record_id.in_(keys))).mappings():
+                lines.append(f"shadow {r['object_name']} {json.dumps(r['fields'], default=str)}")
+        for c in sf.changes("Lead", lead_id):
+            lines.append(f"salesforce {c['at']} {c['operation']} by {c['client']}: {c['fields']}")
+        lines += [line for line in run.edits if f"item {item} " in line]
+    out.write_text("\n".join(lines) + "\n")
     return out
 
 

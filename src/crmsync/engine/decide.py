@@ -137,6 +137,57 @@ def stamped_at(fields: Mapping[str, Any]) -> datetime | None:
     return try_stamp(next((fields.get(s) for s in STAMPS if fields.get(s)), None))
 
 
+class ChangeTime(datetime):
+    """When a change folded from several happened (its newest part), and when each of its fields
+    did: a field's value keeps the time of the part it came from. Without this, a value carried by
+    an older part (say a late echo of crmsync's own write) would pass for as new as the newest
+    part, and win over a newer value synced meanwhile."""
+
+    fields: Mapping[str, datetime]
+
+    @classmethod
+    def of_parts(cls, newest: datetime, fields: Mapping[str, datetime]) -> ChangeTime:
+        made = cls.fromisoformat(newest.isoformat())
+        made.fields = dict(fields)
+        return made
+
+    def of(self, name: str) -> datetime:
+        return self.fields.get(name, self)
+
+
+def field_time(at: datetime, name: str) -> datetime:
+    """When ``name`` changed, of a change made at ``at`` (a :class:`ChangeTime` knows each field's)."""
+    return at.of(name) if isinstance(at, ChangeTime) else at
+
+
+def change_time(
+    flow: FlowRuntime,
+    side: Side,
+    fields: Mapping[str, Any],
+    created_at: datetime,
+    parts: Sequence[tuple[str, Mapping[str, Any], datetime]] = (),
+) -> datetime:
+    """When a change (``fields``, queued at ``created_at``) happened at its origin: its stamp; for a
+    change folded from ``parts``, a :class:`ChangeTime` holding each field's own time — under the
+    field's name on both sides of the flow, so the shadows of either side are stamped with it."""
+    if not parts:
+        return stamped_at(fields) or created_at
+    times: dict[str, datetime] = {}
+    for operation, payload, queued in parts:
+        if operation == "delete":
+            times = {}
+            continue
+        when = stamped_at(payload) or queued
+        times |= {name: when for name in payload if name not in STAMPS}
+    if not times:
+        return stamped_at(fields) or created_at
+    for rule in flow.rules:
+        mine, theirs = (rule.source, rule.target) if side == "source" else (rule.target, rule.source)
+        if mine in times:
+            times.setdefault(theirs, times[mine])
+    return ChangeTime.of_parts(max(times.values()), times)
+
+
 @dataclass(frozen=True)
 class News:
     """The fields of an incoming change that are news, and those dropped as stale."""
@@ -146,17 +197,20 @@ class News:
 
 
 def news(known: Mapping[str, Sequence[Any]], fields: Mapping[str, Any], at: datetime) -> News:
-    """Compare a change's ``fields`` (made at ``at``) with what was last synced on its side
-    (``known``: the shadow, ``[value, iso time, recent values]`` per field), strictly.
+    """Compare a change's ``fields`` (made at ``at``: a :class:`ChangeTime` says when each field was)
+    with what was last synced on its side (``known``: the shadow, ``[value, iso time, recent
+    values]`` per field), strictly.
 
     Not news: the value held (an echo of crmsync's own write, or unchanged), or a value the side held
     a moment before (a late read of a superseded version). Stale: older than the value held.
     """
     out: dict[str, Any] = {}
     stale: list[str] = []
-    # a whole-second stamp (Salesforce's) may be up to a second later than it reads
-    slack = CLOCK_SLACK if at.microsecond == 0 else timedelta(0)
+    whole = at
     for name, value in fields.items():
+        at = field_time(whole, name)
+        # a whole-second stamp (Salesforce's) may be up to a second later than it reads
+        slack = CLOCK_SLACK if at.microsecond == 0 else timedelta(0)
         held = known.get(name)
         if held is not None and held[0] == value:
             continue
@@ -240,7 +294,7 @@ def settle(
             # only a queued value that is news on its side conflicts: not an echo, nor a late read of
             # a version that side held before crmsync wrote over it
             if theirs in news(other_known, {theirs: payload[theirs]}, their_at).fields:
-                won = winner(flow.conflict_policy, rule.owned_by_source, side, at, their_at)
+                won = winner(flow.conflict_policy, rule.owned_by_source, side, field_time(at, mine), their_at)
                 conflicts.append(Conflict(rule.source, rule.target, flow.conflict_policy, won))
                 if won != side:
                     kept.pop(mine)

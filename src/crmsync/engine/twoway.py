@@ -35,11 +35,12 @@ from crmsync.engine.decide import (
     STAMPS,
     Creation,
     Side,
+    change_time,
     decide,
+    field_time,
     needs_full_read,
     news,
     settle,
-    stamped_at,
 )
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
@@ -123,7 +124,7 @@ class TwoWay:
         the writes are left to the caller, who calls ``finish`` once they all landed. A creation
         (with its related records, a match, the ids written back) is done here. Raises on failure."""
         side: Side = "source" if change.source == flow.source else "target"
-        at = stamped_at(change.fields) or change.created_at
+        at = change_time(flow, side, change.fields, change.created_at, change.parts)
         fields = {k: v for k, v in change.fields.items() if k not in STAMPS}
         if side == "source":
             return self._forward(flow, change, fields, at)
@@ -341,7 +342,8 @@ class TwoWay:
         old = self._shadow(flow, side, record_id)
         stamped: dict[str, list[Any]] = {}
         for name, value in fields.items():
-            entry: list[Any] = [value, at.isoformat()]
+            when = field_time(at, name)
+            entry: list[Any] = [value, when.isoformat()]
             held = old.get(name)
             if held is not None and held[0] != value:  # keep what it was just before, for late readers
                 entry.append([[held[0], held[1]], *(held[2] if len(held) > 2 else [])][:RECENT])
@@ -349,7 +351,7 @@ class TwoWay:
                 entry.append(held[2])
             elif held is None and old and value is not None:
                 # a field of a known record crmsync had no value for: it was empty until now
-                entry.append([[None, at.isoformat()]])
+                entry.append([[None, when.isoformat()]])
             if written_at is not None:
                 if len(entry) == 2:
                     entry.append([])

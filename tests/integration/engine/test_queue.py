@@ -121,6 +121,14 @@ def test_claim_folds_a_records_pending_changes_in_order(queue: ChangeQueue, cloc
     assert claimed["a"].created_at == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert claimed["a"].attempts == 0 and claimed["a"].lease_owner == "w"
     assert claimed["a"].source == "app" and claimed["a"].flow == "f"
+    # each folded part stays known with when it was queued: a field keeps the time of its own part
+    t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert [(op, dict(p), at - t0) for op, p, at in claimed["a"].parts] == [
+        ("upsert", {"x": 1, "y": 1}, timedelta(0)),
+        ("upsert", {"y": 2, "z": 3}, timedelta(seconds=1)),
+        ("upsert", {"x": 5}, timedelta(seconds=2)),
+    ]
+    assert claimed["d"].parts and not queue.claim("w")
 
 
 def test_claim_takes_the_oldest_available_first_up_to_the_limit(queue: ChangeQueue, clock: Clock) -> None:

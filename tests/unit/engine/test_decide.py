@@ -100,3 +100,42 @@ def test_a_value_read_at_the_very_moment_the_next_one_came_is_news() -> None:
     # so the later arrival is taken as it comes (an edit), not as a late read
     known = {"closed": [True, _at(10.5).isoformat(), [[False, _at(1.5).isoformat()]]]}
     assert news(known, {"closed": False}, _at(10.5)).fields == {"closed": False}
+
+
+def test_a_folded_change_keeps_each_fields_own_time_so_a_late_echo_inside_it_is_not_news(
+    leads: FlowRuntime,
+) -> None:
+    from crmsync.engine.decide import ChangeTime, change_time, field_time, news
+
+    # crmsync wrote company "v1" on the board at 10 s and "v2" at 20 s; the echo of "v1" (its
+    # webhook, stamped 10.2 s) was held back, then queued just before a person's phone edit at 30 s,
+    # and the two were folded into one change of the item
+    parts = [
+        ("upsert", {"text": "v1", "_at": _at(10.2).isoformat()}, _at(29)),
+        ("upsert", {"phone": "+1999", "_at": _at(30).isoformat()}, _at(30.1)),
+    ]
+    folded = {"text": "v1", "phone": "+1999", "_at": _at(30).isoformat()}
+    at = change_time(leads, "source", folded, _at(29), parts)
+    assert isinstance(at, ChangeTime) and at == _at(30)
+    assert field_time(at, "text") == _at(10.2) and field_time(at, "phone") == _at(30)
+    assert field_time(at, "Company") == _at(10.2)  # the same time under the field's Salesforce name
+    known = {
+        "text": ["v2", _at(20).isoformat(), [["v1", _at(10).isoformat()]], _at(20.1).isoformat()],
+        "phone": ["+1000", _at(5).isoformat()],
+    }
+    assert news(known, {"text": "v1", "phone": "+1999"}, at).fields == {"phone": "+1999"}
+    # stamped as a whole with the newest part's time, the echo would have passed for an edit at 30 s
+    assert news(known, {"text": "v1", "phone": "+1999"}, _at(30)).fields == {"text": "v1", "phone": "+1999"}
+
+
+def test_a_change_folded_after_a_delete_times_only_what_came_after_it(leads: FlowRuntime) -> None:
+    from crmsync.engine.decide import change_time, field_time
+
+    parts = [
+        ("upsert", {"text": "gone", "_at": _at(1).isoformat()}, _at(1)),
+        ("delete", {}, _at(2)),
+        ("upsert", {"phone": "+1"}, _at(3)),
+    ]
+    at = change_time(leads, "source", {"phone": "+1"}, _at(1), parts)
+    assert at == _at(3) and field_time(at, "phone") == _at(3) and field_time(at, "text") == _at(3)
+    assert change_time(leads, "source", {"phone": "+1", "_at": _at(7).isoformat()}, _at(9)) == _at(7)
