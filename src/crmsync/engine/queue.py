@@ -100,6 +100,9 @@ class ClaimedChange:
     lease_owner: str
     #: the event behind the change (a change with one is never folded with others)
     meta: EventMeta | None = None
+    #: the changes folded into this one, oldest first (operation, payload, queued at), when there
+    #: were several: each field's value came from one of them, and happened when that one did
+    parts: tuple[tuple[Operation, Mapping[str, Any], datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,9 @@ class ChangeQueue:
                     created_at=rows[0].created_at,
                     lease_owner=owner,
                     meta=EventMeta.from_dict(rows[0].meta) if len(rows) == 1 else None,
+                    parts=tuple((r.operation, r.payload, r.created_at) for r in rows)
+                    if len(rows) > 1
+                    else (),
                 )
             )
         values = {
