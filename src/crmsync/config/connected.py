@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from crmsync.config.models import Config, Flow
 from crmsync.connectors.base import Connector
-from crmsync.connectors.capabilities import Catalog, Catalogued
+from crmsync.connectors.capabilities import Catalog, Catalogued, PolymorphicCatalog
 
 __all__ = ["Catalog", "Problem", "Reference", "catalog_for", "check_references", "references", "suggest"]
 
@@ -128,11 +128,16 @@ def _has_field(catalog: Catalog, object_name: str, field: str, fields: Sequence[
     head, _, rest = field.partition(".")
     if not rest:
         return head.lower() in {f.lower() for f in fields}
-    related = catalog.parent_of(object_name, head)  # Account.Name: a relationship, then its field
-    if related is None:
-        return False
-    related_fields = catalog.field_names(related)
-    return related_fields is not None and _has_field(catalog, related, rest, related_fields)
+    if isinstance(catalog, PolymorphicCatalog):  # What.Amount: any object What may lead to
+        parents = list(catalog.parents_of(object_name, head))
+    else:
+        parent = catalog.parent_of(object_name, head)  # Account.Name: a relationship, then its field
+        parents = [] if parent is None else [parent]
+    for related in parents:
+        related_fields = catalog.field_names(related)
+        if related_fields is not None and _has_field(catalog, related, rest, related_fields):
+            return True
+    return False
 
 
 def catalog_for(connector: Connector) -> Catalog | None:

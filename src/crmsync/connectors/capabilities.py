@@ -406,6 +406,16 @@ class Catalog(Protocol):
 
 
 @runtime_checkable
+class PolymorphicCatalog(Protocol):
+    """A catalog whose relationships may lead to several objects (Salesforce's ``Task.What``: an
+    Account, an Opportunity…): a field through one is known when any of them has it."""
+
+    def parents_of(self, object_name: str, relationship: str) -> Sequence[str]:
+        """Every object a relationship of ``object_name`` may lead to (none: no such relationship)."""
+        ...
+
+
+@runtime_checkable
 class Catalogued(Protocol):
     """The system can say which objects and fields exist (a Salesforce org's describes, a board's
     columns): the names a configuration gives are checked against it."""

@@ -64,3 +64,22 @@ def test_a_connector_s_own_catalog_checks_the_names_whatever_its_type() -> None:
 
 def test_a_connector_without_a_catalog_is_not_checked() -> None:
     assert catalog_for(AppConnector("shop")) is None
+
+
+class LoanCatalog(ShelfCatalog):
+    """``Loan.Item`` may lead to a ``Book`` or a ``Film`` (a polymorphic relationship)."""
+
+    objects = {"Loan": ["ItemId"], "Book": ["Title", "Pages"], "Film": ["Title", "Minutes"]}
+
+    def parents_of(self, object_name: str, relationship: str) -> Sequence[str]:
+        return ["Book", "Film"] if (object_name, relationship) == ("Loan", "Item") else []
+
+
+def test_a_field_through_a_polymorphic_relationship_is_known_when_any_of_its_objects_has_it() -> None:
+    refs = [
+        Reference(("flows", "loans", "fields", n, "source"), "shelf", "Loan", field)
+        for n, field in enumerate(["Item.Title", "Item.Minutes", "Item.Pages", "Item.Weight"])
+    ]
+    problems = check_references(refs, {"shelf": LoanCatalog()})
+    assert [p.path[-2] for p in problems] == [3]
+    assert "Loan has no field 'Item.Weight'" in problems[0].message

@@ -49,5 +49,13 @@ class SalesforceCatalog:
                 return str(f["referenceTo"][0])
         return None
 
+    def parents_of(self, object_name: str, relationship: str) -> Sequence[str]:
+        """Every object a relationship may lead to: several for a polymorphic one (``Task.What``)."""
+        for f in (self._describe(object_name) or {}).get("fields", []):
+            name = str(f.get("relationshipName") or "")
+            if name.lower() == relationship.lower() and f.get("referenceTo"):
+                return [str(t) for t in f["referenceTo"]]
+        return []
+
     def describe_missing(self, object_name: str) -> str:
         return f"no object {object_name!r} in this Salesforce org"

@@ -57,7 +57,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.engine import Connection
@@ -81,6 +81,7 @@ from crmsync.connectors.salesforce.poll_plan import (
     poll_soql,
     query_subrequest,
     sweep_soql,
+    typeofs,
     upsert_delivery_id,
 )
 from crmsync.connectors.stamps import parse_stamp
@@ -177,6 +178,7 @@ class SalesforcePoller:
         self.store = store
         self.targets = tuple(targets)
         self.feeds = build_feeds(self.targets)
+        self._typed = False
         self.overlap = overlap
         self.clock = clock
         self.start = start
@@ -217,6 +219,10 @@ class SalesforcePoller:
         return cycle.result(self.targets)
 
     def _poll(self, cycle: _Cycle) -> None:
+        if not self._typed:  # polymorphic relationships read through TYPEOF, from the describes
+            describe = self.connector.describe
+            self.feeds = [replace(f, typeofs=typeofs(f, describe)) if f.related else f for f in self.feeds]
+            self._typed = True
         now = self.clock()
         states = self._load(now)
         pending = [

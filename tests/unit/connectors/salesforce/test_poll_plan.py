@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,6 +21,7 @@ from crmsync.connectors.salesforce.poll_plan import (
     pack,
     poll_soql,
     query_subrequest,
+    typeofs,
     upsert_delivery_id,
 )
 from crmsync.errors import ConfigError
@@ -82,6 +84,51 @@ def test_polling_soql() -> None:
     with_ms = at("2026-03-01T10:30:02.999")
     assert "SystemModstamp > 2026-03-01T10:30:02.999Z " in poll_soql(feed, since=with_ms, limit=50)
     assert poll_soql(feed, since=with_ms, limit=50).endswith(" LIMIT 50")
+
+
+DESCRIBES = {
+    "Task": [
+        {"name": "WhatId", "relationshipName": "What", "polymorphicForeignKey": True,
+         "referenceTo": ["Account", "Opportunity", "Contract"]},
+        {"name": "OwnerId", "relationshipName": "Owner", "referenceTo": ["User"]},
+    ],
+    "Opportunity": [
+        {"name": "Name"}, {"name": "Amount"}, {"name": "StageName"},
+        {"name": "AccountId", "relationshipName": "Account", "referenceTo": ["Account"]},
+    ],
+    "Account": [{"name": "Name"}, {"name": "Industry"}],
+    "Contract": [{"name": "ContractNumber"}],
+}  # fmt: skip
+
+
+def describe(name: str) -> dict[str, object]:
+    return {"fields": DESCRIBES[name]}
+
+
+def test_fields_beyond_the_name_object_of_a_polymorphic_relationship_are_read_through_typeof() -> None:
+    fields = ("Subject", "What.Name", "What.Amount", "What.StageName", "What.Account.Name", "Owner.Email")
+    [feed] = build_feeds([PollTarget("requests", "sf", "Task", fields)])
+    assert feed.related
+    [typeof] = typeofs(feed, describe)
+    assert typeof.relationship == "What" and typeof.otherwise == ("Name",)
+    assert typeof.whens == (
+        ("Account", ("Name",)),
+        ("Opportunity", ("Name", "Amount", "StageName", "Account.Name")),
+    )
+    typed = dataclasses.replace(feed, typeofs=(typeof,))
+    soql = poll_soql(typed, since=at("2024-05-01T10:30:00"))
+    assert soql.startswith(
+        "SELECT Id, Subject, Owner.Email, SystemModstamp, IsDeleted, TYPEOF What WHEN Account THEN Name "
+        "WHEN Opportunity THEN Name, Amount, StageName, Account.Name ELSE Name END FROM Task WHERE"
+    ), soql
+
+
+def test_name_object_fields_and_unknown_fields_need_no_typeof() -> None:
+    [plain] = build_feeds([PollTarget("requests", "sf", "Task", ("Subject", "What.Name", "What.Type"))])
+    assert not plain.related  # no describe needed
+    [unknown] = build_feeds([PollTarget("requests", "sf", "Task", ("What.Nonsense", "Owner.Alias"))])
+    assert unknown.related and typeofs(unknown, describe) == ()  # the query names the unknown field
+    assert "What.Nonsense" in poll_soql(unknown)
 
 
 def test_continuation_soql_reads_after_the_last_stamp_and_id() -> None:
