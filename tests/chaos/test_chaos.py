@@ -21,6 +21,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -232,7 +233,9 @@ def test_under_chaos_nothing_is_lost_duplicated_or_wrong(
             )
         except AssertionError as exc:
             found = differences(run, sf, monday, board)
-            where = diagnose(run, store, sf, found, tmp_path / "diagnosis.txt")
+            where = diagnose(
+                run, store, sf, found, Path(tempfile.gettempdir()) / f"crmsync-chaos-{workflow}-{seed}.txt"
+            )
             raise AssertionError(
                 f"{exc} (seed {seed}; queue {queue.stats()}); {len(found)} differences: {found[:20]}"
                 f"; each wrong lead's history: {where}"
