@@ -98,6 +98,15 @@ class WorkerConfig(Model):
     )
     poll_interval_seconds: float = Field(0.2, gt=0, description="Pause between two looks at an empty queue.")
     batch_size: int = Field(200, ge=1, description="Most changes claimed (and written) in one batch.")
+    two_way_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Most records one write call of a two-way flow carries: a batch's changes to one object are "
+            "written together. Null: as many as the vendor takes in one call (200 per Salesforce "
+            "Collections call, what one monday request may carry); 1: each record in its own call."
+        ),
+    )
     backoff: BackoffConfig = Field(
         default_factory=BackoffConfig, description="Delays between retries of transient failures."
     )

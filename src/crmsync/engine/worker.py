@@ -45,13 +45,13 @@ from crmsync.connectors.base import Connector, Write, WriteResult
 from crmsync.connectors.capabilities import Budgeted, Writable, require
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ChangeQueue, ClaimedChange
+from crmsync.engine.twoway_batch import TwoWayBatch
 from crmsync.errors import (
     BudgetExhausted,
     CrmsyncError,
     Fatal,
     FixTheData,
     LockedRecord,
-    RetryLater,
     Unexpected,
 )
 
@@ -315,47 +315,9 @@ class Worker:
         return outcome
 
     def _two_way(self, flow: FlowRuntime, changes: Sequence[ClaimedChange]) -> BatchOutcome:
-        """Flows between two systems: one record at a time, in either direction (see :mod:`.twoway`)."""
-        outcome = BatchOutcome()
-        for n, change in enumerate(changes):
-            if self._lost(change):
-                self._settled.add(change.change_ids)
-                continue
-            written = flow.target if change.source == flow.source else flow.source
-            try:
-                what = self.rt.twoway.apply(flow, change)
-            except FixTheData as exc:
-                self._dead(change, exc)
-                outcome.dead += 1
-                continue
-            except Fatal as exc:
-                rest = [c for c in changes[n:] if c.change_ids not in self._settled]
-                self._pause(flow, written, rest, exc)
-                outcome.retried += len(rest)
-                return outcome
-            except Unexpected as exc:
-                self._retry(change, exc)
-                outcome.retried += 1
-                continue
-            except RetryLater as exc:  # the call failed (vendor down, rate limit): not the record's fault
-                self.rt.health.down(written, exc)
-                self._retry(change, exc, transient=True)
-                outcome.retried += 1
-                continue
-            except CrmsyncError as exc:
-                self._retry(change, exc)
-                outcome.retried += 1
-                continue
-            self.rt.health.working(written)
-            if what.skipped:
-                self.rt.ledger.skipped(flow, change, what.message)
-                outcome.skipped += 1
-            else:
-                self.rt.ledger.applied_one(flow, change, what.message, operation=what.operation)
-                outcome.applied += 1
-                self.rt.metrics.applied(flow.name, 1, [change.created_at])
-            self._complete([change])
-        return outcome
+        """Flows between two systems, in either direction: the changes are planned together and
+        their writes of one object sent in batches (see :mod:`.twoway_batch` and :mod:`.twoway`)."""
+        return TwoWayBatch(self, flow, BatchOutcome()).run(changes)
 
     def _pause(
         self, flow: FlowRuntime, connection: str, changes: Sequence[ClaimedChange], error: CrmsyncError
@@ -425,16 +387,24 @@ class Worker:
     def _write_for(self, flow: FlowRuntime, change: ClaimedChange) -> Write | None:
         if change.operation == "upsert":
             fields = flow.to_target(change.record_key, change.fields)
+            again = change.maybe_applied  # an earlier attempt may have written it
             if flow.match_field is None:
                 target_id = self.rt.ledger.target_id(flow, change.record_key)
                 if target_id is None:
-                    return Write(key=change.record_key, operation="create", fields=fields, meta=change.meta)
+                    return Write(
+                        key=change.record_key,
+                        operation="create",
+                        fields=fields,
+                        meta=change.meta,
+                        maybe_applied=again,
+                    )
                 return Write(
                     key=change.record_key,
                     operation="update",
                     fields=fields,
                     target_id=target_id,
                     meta=change.meta,
+                    maybe_applied=again,
                 )
             return Write(
                 key=change.record_key,
@@ -443,6 +413,7 @@ class Worker:
                 external_id_field=flow.match_field,
                 external_id=change.record_key,
                 meta=change.meta,
+                maybe_applied=again,
             )
         if flow.on_delete != "delete":  # ignore; archive leaves Salesforce records in place
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -75,3 +76,20 @@ def put_link(
             record=source_key,
         ) from exc
     return Link(flow, source_system, source_key, target_system, target_id)
+
+
+def sources_of(
+    db: StoreOrConnection, flow: str, target_system: str, target_ids: Sequence[str]
+) -> dict[str, str]:
+    """The source keys of the target records linked in ``flow``: target id → source key (one
+    query per 500 ids; ids not linked are left out)."""
+    c = links.c
+    wanted = sorted(set(target_ids))
+    found: dict[str, str] = {}
+    with connection(db, write=False) as conn:
+        for start in range(0, len(wanted), 500):
+            query = sa.select(c.target_id, c.source_key).where(
+                c.flow == flow, c.target_system == target_system, c.target_id.in_(wanted[start : start + 500])
+            )
+            found.update({str(r.target_id): str(r.source_key) for r in conn.execute(query)})
+    return found

@@ -45,7 +45,7 @@ connections:
   helpdesk:
     type: memory
     system: {right}
-    webhook_secret: helpdesk-signing-secret
+    webhook_secret: helpdesk-signing-secret{refuse}
 flows:
   customers:
     source: crm
@@ -79,12 +79,14 @@ class Flows:
 def flows_factory(tmp_path: Path) -> Iterator[Callable[..., Flows]]:
     made: list[tuple[Runtime, str, str]] = []
 
-    def make(*, two_way: bool, policy: str = "owner_wins") -> Flows:
+    def make(*, two_way: bool, policy: str = "owner_wins", refuse: str = "") -> Flows:
         left, right = f"crm-{uuid.uuid4().hex}", f"helpdesk-{uuid.uuid4().hex}"
         path = tmp_path / "crmsync.yaml"
         both = ", direction: both" if two_way else ""
         path.write_text(
-            CONFIG.format(db=tmp_path / "crmsync.db", left=left, right=right, policy=policy, both=both)
+            CONFIG.format(
+                db=tmp_path / "crmsync.db", left=left, right=right, policy=policy, both=both, refuse=refuse
+            )
         )
         runtime = Runtime(load_config(path), upgrade=True)
         made.append((runtime, left, right))
@@ -130,7 +132,9 @@ def two_way(
 ) -> Iterator[tuple[Flows, Worker]]:
     """A two-way flow: its web app receives both sides' webhooks (``crmsync webhooks ensure`` made
     them); a worker is run by hand, so a test decides what is in the queue when it runs."""
-    flows = flows_factory(two_way=True, policy=getattr(request, "param", "owner_wins"))
+    param = getattr(request, "param", "owner_wins")
+    policy, refuse = (param, "") if isinstance(param, str) else param
+    flows = flows_factory(two_way=True, policy=policy, refuse=refuse)
     process = Process(flows.runtime, web=True, workers=0, host="127.0.0.1", port=0)
     process.bind()
     thread = threading.Thread(target=process.run, daemon=True)
@@ -215,3 +219,119 @@ def test_a_conflict_is_settled_by_the_flow_policy(two_way: tuple[Flows, Worker],
         assert (flows.writes(flows.helpdesk, "helpdesk"), flows.writes(flows.crm, "crm")) == (2, 0)
     else:
         assert (flows.writes(flows.helpdesk, "helpdesk"), flows.writes(flows.crm, "crm")) == (1, 1)
+
+
+#: the helpdesk refuses a customer whose e-mail starts with "refused@" (a FixTheData result)
+REFUSE = """
+    refuse: [{field: Email, matches: "^refused@", message: "this address is refused"}]"""
+BATCH = 6
+
+
+def customers(flows: Flows) -> dict[str, str]:
+    """The helpdesk's customer ids by e-mail."""
+    return {str(r.fields["Email"]): r.id for r in flows.helpdesk.records("Customer")}
+
+
+def email_of(flows: Flows, contact: str) -> object:
+    found = flows.crm.get("Contact", contact)
+    return found.fields["email"] if found is not None else None
+
+
+def contacts_made(flows: Flows, worker: Worker, n: int = BATCH) -> list[str]:
+    ids = [flows.crm.insert("Contact", {"name": f"C{i}", "email": f"c{i}@example.com"}) for i in range(n)]
+    settle(flows, worker)
+    assert len(customers(flows)) == n
+    return ids
+
+
+def test_a_batch_of_two_way_updates_is_one_call_each_way_and_their_echoes_are_dropped(
+    two_way: tuple[Flows, Worker],
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    crm_calls, helpdesk_calls = flows.crm.calls["crm"], flows.helpdesk.calls["helpdesk"]
+    for i, contact in enumerate(ids):
+        flows.crm.update("Contact", contact, {"name": f"C{i} renamed"})
+    deliver(flows.crm)
+    assert worker.run_once() == BATCH
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1  # six updates, one call
+    assert sorted(str(r["FullName"]) for r in records(flows.helpdesk, "Customer")) == [
+        f"C{i} renamed" for i in range(BATCH)
+    ]
+    skipped = len(synclog.query(flows.runtime.store, "customers", outcome="skipped"))
+    settle(flows, worker)  # the six echoes come back from the helpdesk...
+    echoes = synclog.query(flows.runtime.store, "customers", outcome="skipped")
+    assert len(echoes) == skipped + BATCH and all("echo" in str(e.message) for e in echoes[:BATCH])
+    assert flows.crm.calls["crm"] == crm_calls  # ...and are dropped: nothing is written back
+
+    helpdesk_calls = flows.helpdesk.calls["helpdesk"]
+    for email, customer in customers(flows).items():
+        flows.helpdesk.update("Customer", customer, {"Email": email.replace("@", "+new@")})
+    deliver(flows.helpdesk)
+    assert worker.run_once() == BATCH
+    assert flows.crm.calls["crm"] == crm_calls + 1  # six updates the other way, one call
+    assert sorted(str(r["email"]) for r in records(flows.crm, "Contact")) == [
+        f"c{i}+new@example.com" for i in range(BATCH)
+    ]
+    settle(flows, worker)
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls  # their echoes are dropped too
+    assert flows.writes(flows.crm, "crm") == BATCH
+    assert flows.writes(flows.helpdesk, "helpdesk") == 2 * BATCH  # each created, then updated once
+
+
+@pytest.mark.parametrize("two_way", [("owner_wins", REFUSE)], indirect=True)
+def test_a_record_refused_in_a_batch_is_a_dead_letter_and_the_others_land(
+    two_way: tuple[Flows, Worker],
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    helpdesk_calls = flows.helpdesk.calls["helpdesk"]
+    for i, contact in enumerate(ids):
+        email = "refused@example.com" if i == 2 else f"c{i}@new.example"
+        flows.crm.update("Contact", contact, {"email": email})
+    deliver(flows.crm)
+    assert worker.run_once() == BATCH
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1
+    [dead] = flows.runtime.queue.dead_letters(flow="customers")
+    assert dead.record_key == ids[2] and dead.error["kind"] == "FixTheData" and dead.attempts <= 1
+    assert "this address is refused" in dead.error["message"]
+    emails = sorted(str(r["Email"]) for r in records(flows.helpdesk, "Customer"))
+    assert emails == sorted(["c2@example.com", *(f"c{i}@new.example" for i in range(BATCH) if i != 2)])
+    settle(flows, worker)  # the five echoes are dropped; the refused value is not remembered as synced
+    assert flows.writes(flows.crm, "crm") == 0
+    assert flows.runtime.queue.stats().retrying == 0
+    flows.crm.update("Contact", ids[2], {"email": "c2@fixed.example"})  # fixed at its source: it lands
+    settle(flows, worker)
+    assert customers(flows).get("c2@fixed.example")
+
+
+@pytest.mark.parametrize(
+    ("two_way", "winner"), [("source_wins", "crm"), ("target_wins", "helpdesk")], indirect=["two_way"]
+)
+def test_a_conflict_inside_one_claimed_batch_is_settled_by_the_policy(
+    two_way: tuple[Flows, Worker], winner: str
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    crm_calls, helpdesk_calls = flows.crm.calls["crm"], flows.helpdesk.calls["helpdesk"]
+    for i, contact in enumerate(ids):  # a batch of renames; the first contact's e-mail changes too...
+        flows.crm.update(
+            "Contact", contact, {"name": f"C{i} renamed", **({"email": "crm@x.example"} if i == 0 else {})}
+        )
+    flows.helpdesk.update("Customer", customers(flows)["c0@example.com"], {"Email": "helpdesk@x.example"})
+    deliver(flows.crm, flows.helpdesk)  # ...and so does its customer's, before crmsync applies either
+    assert worker.run_once() == BATCH + 1  # all claimed together
+    expected = f"{winner}@x.example"
+    assert email_of(flows, ids[0]) == expected
+    assert sorted(customers(flows)) == sorted([expected, *(f"c{i}@example.com" for i in range(1, BATCH))])
+    conflicts = synclog.query(flows.runtime.store, "customers", outcome="conflict")
+    assert len(conflicts) == 1 and f"the {'source' if winner == 'crm' else 'target'} wins" in str(
+        conflicts[0].message
+    )
+    # the renames (with the winning e-mail, if the crm's) are one call; the helpdesk's winning e-mail one more
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1
+    assert flows.crm.calls["crm"] == crm_calls + (0 if winner == "crm" else 1)
+    settle(flows, worker)
+    assert email_of(flows, ids[0]) == expected
+    assert customers(flows).get(expected)
+    assert flows.writes(flows.crm, "crm") == (0 if winner == "crm" else 1)
