@@ -145,8 +145,8 @@ def test_a_delivery_task_becomes_a_card_and_a_move_reaches_the_task(
     def card() -> dict[str, Any] | None:
         return next((c for c in trello.cards(board) if c["name"] == "[Delivery] Stark stores set-up"), None)
 
-    # the card is created, then its custom fields are set
-    wait_until(lambda: bool((card() or {}).get("customFieldItems")), timeout=30)
+    # the card is created, then its custom fields are set (ids, stage, amount, account)
+    wait_until(lambda: len((card() or {}).get("customFieldItems") or []) == 5, timeout=30)
     made = card()
     assert made is not None and made["idList"] == trello.list_id(board, "Backlog")
     assert "Stark stores" in made["desc"]
@@ -155,6 +155,13 @@ def test_a_delivery_task_becomes_a_card_and_a_move_reaches_the_task(
     opportunity_field = trello.custom_field_id(board, "Salesforce Opportunity Id")
     assert items[task_field]["value"]["text"] == task
     assert items[opportunity_field]["value"]["text"] == opportunity["Id"]
+    # the related Opportunity's stage and amount and its Account's name, read with the Task
+    account = sf.get("Account", opportunity["AccountId"])
+    assert account is not None
+    assert items[trello.custom_field_id(board, "Stage")]["value"]["text"] == opportunity["StageName"]
+    assert float(items[trello.custom_field_id(board, "Amount")]["value"]["number"]) == opportunity["Amount"]
+    assert items[trello.custom_field_id(board, "Account")]["value"]["text"] == account["Name"]
+    assert (opportunity["StageName"], account["Name"]) == ("Needs Analysis", "Stark Retail")
     assert not any(c["name"] == "Call back later" for c in trello.cards(board))
     trello.move_card(made["id"], trello.list_id(board, "In progress"))
 
@@ -169,4 +176,10 @@ def test_a_delivery_task_becomes_a_card_and_a_move_reaches_the_task(
             for r in rows(runtime, "crm_card", "source_id")
         ),
         timeout=20,
+    )
+    [current] = [r for r in rows(runtime, "crm_card", "source_id") if r["source_id"] == made["id"]]
+    assert (current["stage"], current["amount"], current["account"]) == (
+        "Needs Analysis",
+        22000,
+        "Stark Retail",
     )

@@ -24,6 +24,7 @@ DEMO_FIELDS: tuple[tuple[str, str], ...] = (
     ("Amount", "number"),
     ("Close date", "date"),
     ("Update status", "list"),
+    ("Account", "text"),
 )
 UPDATE_STATUS = ("OK", "Due", "Overdue")
 

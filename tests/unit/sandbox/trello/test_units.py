@@ -144,6 +144,7 @@ def test_python_api_state_round_trip_and_seeds() -> None:
         "Amount",
         "Close date",
         "Update status",
+        "Account",
     ]
     card = emu.create_card(emu.list_id(board, "Backlog"), "Python API", by="bob")
     emu.set_custom_field(card["id"], "Amount", 99)
