@@ -71,6 +71,11 @@ class Write:
     - ``upsert``: ``external_id_field`` and ``external_id`` (the match key in the target).
 
     ``meta``: when, who, what action and which delivery the write comes from (never in ``fields``).
+
+    ``maybe_applied``: this write may have landed already — an earlier attempt at the same change
+    ended without a known outcome (it was retried, or the worker holding it stopped and its lease
+    ran out). A connector that makes creates exactly once by finding the record an earlier attempt
+    made (a marker it wrote) looks for it only then: a first attempt cannot have landed before.
     """
 
     key: str
@@ -81,6 +86,8 @@ class Write:
     external_id: str | None = None
     #: the event behind this write, when its source told one (see :class:`EventMeta`)
     meta: EventMeta | None = None
+    #: an earlier attempt at this write may have landed (see above)
+    maybe_applied: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ capability              what is checked
 Writable                one result per write, in order; a refused record is a ``FixTheData`` result and
                         the others land; a failed call raises ``RetryLater`` and the same batch sent again
                         lands once; an update, a delete and an upsert (``upserts``) sent twice land once;
-                        a create sent again lands once (``replays_creates``: an idempotency key)
+                        a create sent again as the engine retries it (``Write.maybe_applied``) lands once
+                        (``replays_creates``: an idempotency key, or a marker looked up first); a create
+                        said to be ``maybe_applied`` that never landed is made
 Readable                records by id (unknown ids skipped); a scan lists them
 PolledSource            reading from a watermark misses no change, and repeats none past the watermark
                         (beyond ``Harness.change_overlap``, the look-back the connector declares);
@@ -142,6 +144,11 @@ class Harness(abc.ABC):
         """Does the far side's record hold the values sent (as the vendor shows them)?"""
         return all(held.get(k) == v for k, v in sent.items())
 
+    def watermark_order(self, watermark: str) -> Any:
+        """A value ordering watermarks as the far side moves on (default: a vendor's time stamp;
+        a connector whose watermark is an event id says how its ids are ordered)."""
+        return parse_stamp(watermark)
+
     # -- faults ------------------------------------------------------------------------------------
     @abc.abstractmethod
     def fail_next_call(self) -> None:
@@ -186,6 +193,7 @@ _NEEDS: dict[str, str] = {
     "test_an_update_and_a_delete_sent_twice_land_once": "Writable",
     "test_an_upsert_sent_twice_lands_once": "Writable",
     "test_a_create_sent_again_lands_once": "Writable",
+    "test_a_create_that_may_have_landed_but_did_not_is_made": "Writable",
     "test_records_are_read_by_id_and_scanned": "Readable",
     "test_change_reading_misses_none_and_repeats_none_past_the_watermark": "PolledSource",
     "test_deletions_are_read_as_changes": "PolledSource",
@@ -210,7 +218,8 @@ class ConnectorContract:
     connector_class: ClassVar[type[Connector]]
     #: the connector upserts by an external-id field (``Write(operation="upsert")``)
     upserts: ClassVar[bool] = False
-    #: a create sent again with the same key and fields returns the first one's id
+    #: a create sent again with the same key and fields, said to be ``maybe_applied`` (as the engine
+    #: sends a retry), returns the first one's id
     replays_creates: ClassVar[bool] = False
     #: a change reading reports deleted records (``Record.deleted``)
     polls_deletions: ClassVar[bool] = False
@@ -325,9 +334,25 @@ class ConnectorContract:
         before = harness.far_ids()
         create = Write("again", "create", harness.new_fields(61))
         [first] = target.write_batch(harness.object_name, [create])
-        [second] = target.write_batch(harness.object_name, [create])
+        retried = Write("again", "create", harness.new_fields(61), maybe_applied=True)
+        [second] = target.write_batch(harness.object_name, [retried])
         assert first.ok and second.ok and first.target_id == second.target_id
         assert harness.far_ids() - before == {first.target_id}
+
+    def test_a_create_that_may_have_landed_but_did_not_is_made(self, harness: Harness) -> None:
+        target = require(harness.connector, Writable)
+        before = harness.far_ids()
+        harness.fail_next_call()  # the first attempt's call failed: nothing landed
+        first = Write("unsure", "create", harness.new_fields(62))
+        with pytest.raises(RetryLater):
+            target.write_batch(harness.object_name, [first])
+        assert harness.far_ids() == before
+        retried = Write("unsure", "create", harness.new_fields(62), maybe_applied=True)
+        [result] = target.write_batch(harness.object_name, [retried])
+        assert result.ok and result.created and result.target_id, result
+        assert harness.far_ids() - before == {result.target_id}
+        held = harness.far_get(str(result.target_id))
+        assert held is not None and harness.same(held, harness.new_fields(62)), held
 
     # -- Readable ----------------------------------------------------------------------------------
     def test_records_are_read_by_id_and_scanned(self, harness: Harness) -> None:
@@ -458,7 +483,8 @@ def _drain(
             seen[record.id] = record
             news.add(record.id)
         if mark is not None and batch.watermark is not None:
-            assert parse_stamp(batch.watermark) >= parse_stamp(mark), "the watermark moved backwards"
+            moved = harness.watermark_order(batch.watermark) >= harness.watermark_order(mark)
+            assert moved, "the watermark moved backwards"
         mark = batch.watermark
         if not fresh:
             return news, mark

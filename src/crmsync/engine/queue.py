@@ -103,6 +103,14 @@ class ClaimedChange:
     #: the changes folded into this one, oldest first (operation, payload, queued at), when there
     #: were several: each field's value came from one of them, and happened when that one did
     parts: tuple[tuple[Operation, Mapping[str, Any], datetime], ...] = ()
+    #: claimed again after a lease ran out: the worker that held it may have written it
+    reclaimed: bool = False
+
+    @property
+    def maybe_applied(self) -> bool:
+        """Whether an earlier attempt may have written this change already (it was tried before,
+        or claimed again after its lease ran out): its writes say so (``Write.maybe_applied``)."""
+        return self.attempts > 0 or self.reclaimed
 
 
 @dataclass(frozen=True)
@@ -377,6 +385,7 @@ class ChangeQueue:
                     parts=tuple((r.operation, r.payload, r.created_at) for r in rows)
                     if len(rows) > 1
                     else (),
+                    reclaimed=any(r.state == "leased" for r in rows),
                 )
             )
         values = {

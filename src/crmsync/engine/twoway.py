@@ -229,9 +229,10 @@ class TwoWay:
             ids = creator.create_related(flow.object_name, main, related)
         else:
             meta = change.meta if change is not None else None
-            [result] = require(target, Writable, f"flow {flow.name!r}").write_batch(
-                flow.object_name, [Write(key=key, operation="create", fields=main, meta=meta)]
-            )
+            again = change is not None and change.maybe_applied  # an earlier attempt may have made it
+            create = Write(key=key, operation="create", fields=main, meta=meta, maybe_applied=again)
+            writer = require(target, Writable, f"flow {flow.name!r}")
+            [result] = writer.write_batch(flow.object_name, [create])
             if not result.ok:
                 raise result.error or FixTheData("create refused")
             ids = {flow.object_name: str(result.target_id)}

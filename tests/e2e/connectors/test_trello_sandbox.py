@@ -141,6 +141,18 @@ def test_lists_labels_comments_and_upserts(trello: TrelloConnector) -> None:
         ],
     )
     assert first.ok and again.ok and first.target_id == again.target_id
+    # an upsert whose fields leave the match field out sets it on the card: later ones match by it
+    bare = Write(
+        "SF-10", "upsert", {"name": "Bare"}, external_id_field="Salesforce Task Id", external_id="00T10"
+    )
+    [made] = trello.write_batch("Card", [bare])
+    [record] = trello.read_records("Card", [str(made.target_id)])
+    assert made.ok and made.created and record.fields["Salesforce Task Id"] == "00T10"
+    other = Write(
+        "SF-11", "upsert", {"name": "Bare"}, external_id_field="Salesforce Task Id", external_id="00T10"
+    )
+    [matched] = trello.write_batch("Card", [other])
+    assert matched.target_id == made.target_id and not matched.created
     [comment] = trello.write_batch(
         "Comment", [Write("c", "create", {"idCard": first.target_id, "text": "Hello"})]
     )
@@ -182,9 +194,35 @@ def test_a_create_whose_reply_hangs_leaves_exactly_one_card(emulator: TrelloEmul
     assert [c["id"] for c in marked] == [result.target_id]
     assert len(emulator.cards(board)) == before + 1
     # the engine retrying the whole write later (another process, after a crash) finds it too
-    [retried] = connector.write_batch("Card", [Write("SF-T-77", "create", {"name": "Hung create"})])
+    again = Write("SF-T-77", "create", {"name": "Hung create"}, maybe_applied=True)
+    [retried] = connector.write_batch("Card", [again])
     assert retried.target_id == result.target_id and len(emulator.cards(board)) == before + 1
     connector.close()
+
+
+def test_only_a_create_that_may_have_landed_reads_the_board_first(
+    trello: TrelloConnector, emulator: TrelloEmulator
+) -> None:
+    board = trello.board_id()
+    trello.info()
+    emulator.calls.clear()
+    firsts = [Write(f"SF-T-{n}", "create", {"name": f"First {n}"}) for n in range(3)]
+    made = trello.write_batch("Card", firsts)
+    assert all(r.ok and r.created for r in made)
+    assert emulator.calls.count("GET", f"/1/boards/{board}/cards/all") == 0
+    assert emulator.calls.count("POST", "/1/cards") == 3
+    # the engine sends the same creates again, saying they may have landed: one board read finds them
+    emulator.calls.clear()
+    again = [Write(w.key, "create", w.fields, maybe_applied=True) for w in firsts]
+    found = trello.write_batch(
+        "Card", [*again, Write("SF-T-9", "create", {"name": "New"}, maybe_applied=True)]
+    )
+    assert [r.target_id for r in found[:3]] == [r.target_id for r in made]
+    assert found[3].ok and found[3].target_id not in {r.target_id for r in made}
+    assert emulator.calls.count("GET", f"/1/boards/{board}/cards/all") == 1
+    assert emulator.calls.count("POST", "/1/cards") == 1
+    marked = [c for c in emulator.cards(board) if "crmsync:board:SF-T-" in c["desc"]]
+    assert len(marked) == 4
 
 
 def _burst(api_url: str, key: str, token: str, store_url: str, board: str, requests: int, out: Any) -> None:

@@ -5,11 +5,13 @@ Object names: ``Card``, ``List``, ``Label``, ``Comment``, ``CustomField`` (read 
 
 - **Writes** (:meth:`~TrelloConnector.write_batch`): one request per change (Trello has no bulk
   write), plus one ``PUT /cards/{id}/customFields`` per card for its custom fields. ``Card``
-  creates are **exactly once**: each carries a marker in its description; before a batch's
-  creates, one read of the board's cards (by board id, consistent, unlike search) finds the
-  cards an earlier attempt made, which are updated instead; a create whose answer is lost is
-  looked up the same way in its list before it is sent again. Upserts match a custom field's
-  value (``external_id_field``) in the same read.
+  creates are **exactly once**: each carries a marker in its description. A create that may have
+  landed already (``Write.maybe_applied``: the engine retries it, or claimed it again after a
+  worker stopped) is looked up first — one read of the board's cards for the batch (by board id,
+  consistent, unlike search) finds the cards an earlier attempt made, which are updated instead;
+  a first attempt is sent without a read. A create whose answer is lost is looked up the same way
+  in its list before it is sent again. Upserts match a custom field's value
+  (``external_id_field``) in a read of the board's cards with their custom fields.
 - **Reads**: cards by id through ``/batch`` (10 a request); the board's lists, labels, members and
   custom fields by one board read with expansions.
 - **Changes** (:meth:`~TrelloConnector.read_changes`): the board's actions after the watermark (an
@@ -19,6 +21,7 @@ Object names: ``Card``, ``List``, ``Label``, ``Comment``, ``CustomField`` (read 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from crmsync.connectors.base import ApiUsage, ChangeBatch, Connector, Record, Write, WriteResult
@@ -206,16 +209,18 @@ class TrelloConnector(
 
     def _write_cards(self, writes: Sequence[Write]) -> list[WriteResult]:
         info = self.info()
-        lookups = [w for w in writes if w.operation in ("create", "upsert")]
+        upserts = any(w.operation == "upsert" for w in writes)
+        retried = any(w.operation == "create" and w.maybe_applied for w in writes)
         by_marker: dict[str, str] = {}
         by_external: dict[tuple[str, str], str] = {}
-        if lookups:
-            for card in self.client.get(
-                f"/boards/{info.id}/cards/all", fields="id,desc", customFieldItems="true"
-            ):
+        if upserts or retried:  # a first attempt at a create cannot have landed: it is not looked up
+            extra = {"customFieldItems": "true"} if upserts else {}
+            for card in self.client.get(f"/boards/{info.id}/cards/all", fields="id,desc", **extra):
                 line = codec.marker_of(card.get("desc"))
                 if line:
                     by_marker.setdefault(line, str(card["id"]))
+                if not upserts:
+                    continue
                 for name, value in codec.card_record(card, info).fields.items():
                     if name not in codec.READ_FIELDS and value is not None:
                         by_external.setdefault((name, str(value)), str(card["id"]))
@@ -232,7 +237,9 @@ class TrelloConnector(
                     continue
                 target = by_external.get((w.external_id_field, str(w.external_id))) or by_marker.get(line)
                 operation = "update" if target else "create"
-            elif operation == "create" and line in by_marker:
+                if w.external_id_field not in w.fields:  # the card carries the value it is matched by
+                    w = replace(w, fields={**w.fields, w.external_id_field: w.external_id})
+            elif operation == "create" and w.maybe_applied and line in by_marker:
                 target, operation = by_marker[line], "update"  # made by an earlier attempt
             results.append(self._guarded("Card", w, _bind(self._card, operation, target, line)))
         return results

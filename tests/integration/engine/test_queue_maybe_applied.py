@@ -1,0 +1,70 @@
+"""A claimed change says whether an earlier attempt may have written it already (the writes it
+becomes carry it: ``Write.maybe_applied``), on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crmsync.engine.backoff import Backoff
+from crmsync.engine.queue import ChangeQueue, NewChange
+from crmsync.errors import RetryLater
+from crmsync.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(store: Store, clock: Clock) -> ChangeQueue:
+    return ChangeQueue(store, lease_seconds=30, backoff=Backoff(jitter=0), clock=clock)
+
+
+def up(key: str, **fields: object) -> NewChange:
+    return NewChange("app", "f", key, "upsert", fields)
+
+
+def test_a_first_claim_cannot_have_landed_a_retried_one_may(queue: ChangeQueue, clock: Clock) -> None:
+    queue.enqueue([up("a", x=1), up("b", x=1)])
+    first = {c.record_key: c for c in queue.claim("w")}
+    assert not first["a"].maybe_applied and not first["b"].maybe_applied
+    queue.retry(first["a"], RetryLater("the answer was lost"), transient=True)
+    queue.complete([first["b"]])
+    clock.advance(1.0)
+    [again] = queue.claim("w")
+    assert again.record_key == "a" and again.attempts == 1 and again.maybe_applied
+
+
+def test_a_change_claimed_again_after_its_lease_ran_out_may_have_landed(
+    queue: ChangeQueue, clock: Clock
+) -> None:
+    queue.enqueue([up("a", x=1)])
+    [held] = queue.claim("stopped-worker")
+    assert not held.maybe_applied
+    clock.advance(31)  # the worker stopped mid-write: its lease ran out
+    queue.enqueue([up("a", y=2)])
+    [taken] = queue.claim("w2")
+    assert taken.attempts == 0 and taken.reclaimed and taken.maybe_applied
+    assert taken.fields == {"x": 1, "y": 2}
+
+
+def test_a_change_given_back_untried_is_a_first_attempt_again(queue: ChangeQueue) -> None:
+    queue.enqueue([up("a", x=1)])
+    claimed = queue.claim("w")
+    queue.release(claimed)  # a paused flow gives its changes back before writing them
+    [again] = queue.claim("w")
+    assert not again.maybe_applied
