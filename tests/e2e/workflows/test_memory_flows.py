@@ -20,7 +20,10 @@ from typer.testing import CliRunner
 from crmsync.cli.main import app as cli
 from crmsync.config import load_config
 from crmsync.connectors.memory import MemorySystem
+from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.queue import ClaimedChange
 from crmsync.engine.runtime import Runtime
+from crmsync.engine.twoway import Plan
 from crmsync.engine.worker import Worker
 from crmsync.service.process import Process
 from crmsync.store import synclog
@@ -335,3 +338,55 @@ def test_a_conflict_inside_one_claimed_batch_is_settled_by_the_policy(
     assert email_of(flows, ids[0]) == expected
     assert customers(flows).get(expected)
     assert flows.writes(flows.crm, "crm") == (0 if winner == "crm" else 1)
+
+
+def test_an_unexpected_error_planning_one_change_of_a_batch_fails_that_change_alone(
+    two_way: tuple[Flows, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    twoway = flows.runtime.twoway
+    plan = twoway.plan
+
+    def failing(flow: FlowRuntime, change: ClaimedChange) -> Plan:
+        if change.record_key == ids[3]:
+            raise ValueError("a value nobody foresaw")
+        return plan(flow, change)
+
+    monkeypatch.setattr(twoway, "plan", failing)
+    helpdesk_calls = flows.helpdesk.calls["helpdesk"]
+    for i, contact in enumerate(ids):
+        flows.crm.update("Contact", contact, {"name": f"C{i} renamed"})
+    deliver(flows.crm)
+    assert worker.run_once() == BATCH
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1  # the five others, in one call
+    names = {str(r["Email"]): r["FullName"] for r in records(flows.helpdesk, "Customer")}
+    assert names == {f"c{i}@example.com": f"C{i}" if i == 3 else f"C{i} renamed" for i in range(BATCH)}
+    stats = flows.runtime.queue.stats()
+    assert (stats.retrying, stats.dead) == (1, 0)  # retried after a back-off, counted as an attempt
+    monkeypatch.setattr(twoway, "plan", plan)
+    settle(flows, worker)  # its retry lands
+    assert sorted(str(r["FullName"]) for r in records(flows.helpdesk, "Customer")) == [
+        f"C{i} renamed" for i in range(BATCH)
+    ]
+
+
+def test_a_batch_whose_call_fails_transiently_is_retried_whole_and_lands(
+    two_way: tuple[Flows, Worker],
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    for i, contact in enumerate(ids):
+        flows.crm.update("Contact", contact, {"name": f"C{i} renamed"})
+    deliver(flows.crm)
+    writes = flows.writes(flows.helpdesk, "helpdesk")
+    flows.helpdesk.fail_next(1, "retry")  # the vendor is down for the batch's call
+    assert worker.run_once() == BATCH
+    assert flows.writes(flows.helpdesk, "helpdesk") == writes  # nothing written
+    assert flows.runtime.queue.stats().retrying == BATCH
+    settle(flows, worker)
+    assert flows.writes(flows.helpdesk, "helpdesk") == writes + BATCH  # each once, when it answers again
+    assert sorted(str(r["FullName"]) for r in records(flows.helpdesk, "Customer")) == [
+        f"C{i} renamed" for i in range(BATCH)
+    ]
+    assert flows.runtime.queue.dead_letters(flow="customers") == []

@@ -519,3 +519,57 @@ def test_deliveries_of_one_field_queued_newest_first_never_roll_salesforce_back(
     assert [v["phone"] for v in sent][-2:] == ["+15550000002", "+15550000001"]  # newest first
     drain(w2, worker)
     assert "5550000002" in ((w2.sf.get("Lead", lead) or {}).get("Phone") or "")
+
+
+def test_edits_of_several_leads_are_one_call_each_way_and_their_echoes_are_dropped(w2_by_hand: W2) -> None:
+    """Changes claimed together are written together: one sObject Collections call to Salesforce,
+    one aliased mutation to monday, and the echo of each write is still recognised."""
+    w2 = w2_by_hand
+    worker = Worker(w2.runtime, owner="test", batch_size=50)
+    [targets] = w2.runtime.poll_targets().values()
+    poller = SalesforcePoller(
+        w2.runtime.connector("salesforce"), QueueSink(w2.runtime.queue), w2.runtime.store, targets
+    )  # type: ignore[arg-type]
+    poller.poll_once()  # the watermark starts now
+    items = [
+        w2.monday.ui_create_item(
+            w2.board,
+            f"Batch Lead{n}",
+            values={"status": "Qualified", "email": f"b{n}@batch.example", "text": f"Batch {n}"},
+        )
+        for n in range(3)
+    ]
+    wait_until(lambda: w2.runtime.queue.stats().pending >= 3)
+    drain(w2, worker)
+    leads = [w2.monday.item(i)["columns"]["text_mkr1lead"] for i in items]
+    poller.poll_once()
+    drain(w2, worker)
+
+    writes, deliveries = w2.sf_writes(), w2.monday_deliveries()
+    for n, item in enumerate(items):
+        w2.monday.ui_change_column(item, "phone", f"+1555000777{n}")
+    assert w2.monday.dispatcher.wait_idle(10)
+    assert worker.run_once() == 3
+    assert w2.sf_writes() == writes + 1  # three Lead updates, one Collections call
+    assert [(w2.sf.get("Lead", lead) or {}).get("Phone") for lead in leads] == [
+        f"+1555000777{n}" for n in range(3)
+    ]
+    poller.poll_once()  # crmsync's own writes come back from Salesforce...
+    drain(w2, worker)
+    assert w2.monday_deliveries() == deliveries + 3  # ...and are dropped: nothing written to the board
+
+    for n, lead in enumerate(leads):
+        w2.sf.update("Lead", lead, {"Company": f"Batch Company {n}"})
+    poller.poll_once()
+    assert w2.runtime.queue.stats().pending == 3
+    monday_calls, writes = w2.monday.calls.count(), w2.sf_writes()
+    assert worker.run_once() == 3
+    assert w2.monday.calls.count() == monday_calls + 1  # three items, one aliased mutation
+    assert [w2.monday.item(i)["columns"].get("text") for i in items] == [
+        f"Batch Company {n}" for n in range(3)
+    ]
+    drain(w2, worker)  # the board's webhooks for crmsync's writes are echoes
+    poller.poll_once()
+    drain(w2, worker)
+    assert w2.sf_writes() == writes  # nothing went back to Salesforce
+    assert w2.monday_deliveries() == deliveries + 6
