@@ -5,7 +5,9 @@ usage-billing recipe on a fresh SQLite file, and a small application that submit
 usage entries, corrections and deletions. Half-way, Salesforce goes down (a fault rule) and comes
 back: the application keeps being answered 202 and nothing is lost. A live summary shows what
 landed. Then leads are qualified on the sandbox's Monday.com board and show up in Salesforce
-(:mod:`crmsync.cli.demo_leads`). It keeps running and prints where to look.
+(:mod:`crmsync.cli.demo_leads`), and a Salesforce Task becomes a Trello card whose moves reach
+Salesforce and a reporting database, before the daily jobs run once each
+(:mod:`crmsync.cli.demo_trello`). It keeps running and prints where to look.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rich.live import Live
 from rich.table import Table
 
 from crmsync.cli.demo_leads import run_leads_demo, serving, wait
+from crmsync.cli.demo_trello import run_trello_demo
 from crmsync.cli.sandbox import load_sandbox
 from crmsync.client import Client
 from crmsync.config import load_config
@@ -42,6 +45,7 @@ from crmsync.store.db import Store
 
 DEFAULT_RECIPE = Path("examples/usage-billing/crmsync.yaml")
 LEADS_RECIPE = Path("examples/monday-salesforce/crmsync.yaml")
+TRELLO_RECIPE = Path("examples/sales-to-trello/crmsync.yaml")
 
 
 def register(app: typer.Typer) -> None:
@@ -64,6 +68,9 @@ def demo(
     leads_recipe: Path = typer.Option(
         LEADS_RECIPE, help="The Monday.com ⇄ Salesforce recipe ('' to skip it)."
     ),
+    trello_recipe: Path = typer.Option(
+        TRELLO_RECIPE, help="The Salesforce → Trello recipe with its reporting database ('' to skip it)."
+    ),
     entries: int = typer.Option(300, help="How many usage entries the demo application submits."),
     rate: float = typer.Option(40.0, help="Entries per second the application submits."),
     outage_seconds: float = typer.Option(5.0, help="How long Salesforce is down half-way (0: no outage)."),
@@ -79,7 +86,8 @@ def demo(
     trello_port: int | None = typer.Option(None, help="Trello sandbox port (default 8702 or free)."),
     monday_port: int | None = typer.Option(None, help="Monday.com sandbox port (default 8703 or free)."),
 ) -> None:
-    """Run the usage-billing workflow against the built-in sandbox: no account, no network."""
+    """Run the workflows against the built-in sandbox (usage billing, then Monday.com leads and
+    Salesforce Tasks on a Trello board): no account, no network."""
     console = Console()
     if not recipe.exists():
         console.print(f"[red]recipe {recipe} not found[/red]; run from the project folder or pass --recipe")
@@ -148,6 +156,9 @@ def demo(
         _explain_dead_letters(runtime, console)
         if str(leads_recipe) not in ("", "."):
             ok = run_leads_demo(box, leads_recipe, workdir, console) and ok
+        trello = str(trello_recipe) not in ("", ".")
+        if trello:
+            ok = run_trello_demo(box, trello_recipe, workdir, console) and ok
         body = json.dumps(
             {"key": "try-1", "fields": {"contract_id": _open_contract(sf), "product": "small", "quantity": 2}}
         )
@@ -161,7 +172,14 @@ def demo(
             f"  a view          GET  {base}/api/v1/views/contracts?account_id=…\n"
             f"  metrics         {base}/metrics\n"
             f"  Salesforce      {box.servers['salesforce'].url}/_sandbox/state  (and /_sandbox/calls)\n"
-            f"  store           {runtime.store.shown_url}  (the queue, links and sync log)\n",
+            f"  store           {runtime.store.shown_url}  (the queue, links and sync log)\n"
+            + (
+                f"  Trello          {box.servers['trello'].url}/_sandbox/state  (the Delivery board)\n"
+                f"  reporting DB    sqlite:///{(workdir / 'db' / 'reporting.db').resolve()}  "
+                "(crm_card, crm_events, crm_opportunity, crm_workload_snapshot)\n"
+                if trello
+                else ""
+            ),
             soft_wrap=True,
         )
         password = secrets.token_urlsafe(12)  # a new one per demo run

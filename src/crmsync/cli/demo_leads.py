@@ -110,14 +110,14 @@ def column(monday: Any, item: str, column_id: str) -> Any:
 
 
 def step(console: Console, text: str) -> None:
-    console.print(f"  → {text}")
+    console.print(f"  → {text}", soft_wrap=True)
 
 
 def wait(condition: Callable[[], bool], runtime: Runtime, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the leads demo waited {timeout} s in vain; queue: {runtime.queue.stats()}")
+            raise TimeoutError(f"the demo waited {timeout} s in vain; queue: {runtime.queue.stats()}")
         time.sleep(0.1)
 
 

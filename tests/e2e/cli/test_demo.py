@@ -1,7 +1,9 @@
-"""``crmsync demo --once``: the usage-billing workflow against the sandbox, verified at the end."""
+"""``crmsync demo --once``: the workflows against the sandbox (usage billing, leads, Salesforce Tasks on a
+Trello board with its reporting database and daily jobs), verified at the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,23 +25,72 @@ from crmsync.store.db import Store
 
 from ..conftest import RECIPE, wait_until
 
+W1_JOBS = {
+    "import-opportunities": "salesforce-report-import",
+    "refresh-cards": "trello-refresh",
+    "win-loss": "win-loss-mover",
+    "nudge": "update-status-nudge",
+    "snapshot": "workload-snapshot",
+}
 
-def test_demo_runs_both_workflows_through_an_outage_and_verifies_salesforce(tmp_path: Path) -> None:
+
+def test_demo_runs_the_three_workflows_through_an_outage_and_verifies_salesforce(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable, "-m", "crmsync", "demo", "--once",
             "--recipe", str(RECIPE), "--workdir", str(tmp_path),
             "--leads-recipe", str(RECIPE.parents[1] / "monday-salesforce" / "crmsync.yaml"),
+            "--trello-recipe", str(RECIPE.parents[1] / "sales-to-trello" / "crmsync.yaml"),
             "--entries", "80", "--rate", "80", "--outage-seconds", "0.5",
         ],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Salesforce holds exactly the" in result.stdout
-    assert "two qualified leads in Salesforce with their records" in result.stdout
-    assert "Where to look" in result.stdout
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Salesforce holds exactly the" in out
+    assert "two qualified leads in Salesforce with their records" in out
+    assert "Where to look" in out
+    # W1: the Task became a card carrying the Salesforce ids and its opportunity's data
+    card = re.search(
+        r"card (\w+) in Backlog: Salesforce Task Id = (00T\w+), Salesforce Opportunity Id = (006\w+), "
+        r"Stage = Needs Analysis, Amount = 22000, Account = Stark Retail",
+        out,
+    )
+    assert card, out
+    card_id, task = card.group(1), card.group(2)
+    # the card's move on the board reached the Task in Salesforce
+    assert f"Salesforce: Task {task} Status Not Started → In Progress" in out, out
+    for name, job in W1_JOBS.items():
+        assert re.search(rf"job {name} \({job}\) succeeded: \S", out), out
+    assert f"Salesforce: Task {task} Status Completed" in out, out  # the win-loss mover's move too
+    assert "the five daily jobs ran" in out
+    # the reporting database holds the card's current state and its history
+    reporting = sa.create_engine(f"sqlite:///{tmp_path / 'db' / 'reporting.db'}")
+    with reporting.connect() as conn:
+        [row] = conn.execute(
+            sa.text("SELECT list_name, task_id, stage FROM crm_card WHERE source_id = :id"), {"id": card_id}
+        ).all()
+        events = conn.execute(
+            sa.text("SELECT who, action, new_values FROM crm_events WHERE source_id = :id ORDER BY id"),
+            {"id": card_id},
+        ).all()
+        opportunities = conn.execute(sa.text("SELECT COUNT(*) FROM crm_opportunity")).scalar()
+        snapshot = conn.execute(sa.text("SELECT SUM(card_count) FROM crm_workload_snapshot")).scalar()
+    reporting.dispose()
+    assert tuple(row) == ("Won", task, "Closed Won")
+    assert events[0].action == "createCard"
+    moves = [(e.who, json.loads(e.new_values)) for e in events if e.action == "updateCard"]
+    assert ("alice", {"list_name": "In progress"}) in moves, events
+    assert any(new.get("list_name") == "Won" for _, new in moves), events
+    assert opportunities and opportunities >= 10 and snapshot and snapshot >= 5
+    # each job's run is recorded in crmsync's store
+    store = Store(f"sqlite:///{tmp_path / 'db' / 'trello.db'}")
+    with store.read() as conn:
+        ran = conn.execute(sa.select(t.job_runs.c.job, t.job_runs.c.status)).all()
+    store.dispose()
+    assert sorted(ran) == sorted((name, "succeeded") for name in W1_JOBS)
 
 
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR) ")
@@ -57,6 +108,7 @@ def test_demo_runs_on_the_ports_asked_keeps_log_lines_out_of_its_table_and_print
             [
                 sys.executable, "-m", "crmsync", "demo",
                 "--recipe", str(RECIPE), "--workdir", str(tmp_path / "w"), "--leads-recipe", "",
+                "--trello-recipe", "",
                 "--entries", "40", "--rate", "80", "--outage-seconds", "0.3",
                 "--port", str(port), "--salesforce-port", "0", "--trello-port", "0", "--monday-port", "0",
             ],
