@@ -6,6 +6,8 @@ Blocking calls (``httpx.Client``), safe to share between worker threads. Every r
 - carries ``Sforce-Call-Options: client=<client_name>``, so the engine can recognise its own writes
   when they come back as changes;
 - reads ``Sforce-Limit-Info`` (``api-usage=N/M``) into :meth:`SalesforceClient.api_usage`;
+- takes a call of the org's daily budget and a request slot first (:mod:`.budget`, shared by
+  every process through the store once the connector has one);
 - on 401 ``INVALID_SESSION_ID`` logs in again once (one thread does it for all) and retries once;
 - turns every failure into the error tree of :mod:`crmsync.errors` (see :mod:`.errors`), with the
   wait a ``Retry-After`` header asks for; network errors and timeouts are
@@ -35,6 +37,7 @@ import httpx
 
 from crmsync.connectors.base import ApiUsage
 from crmsync.connectors.salesforce.auth import Token, parse_token_reply, token_form, token_url
+from crmsync.connectors.salesforce.budget import SalesforceBudget
 from crmsync.connectors.salesforce.errors import ALREADY_DELETED, error_from_reply, error_from_save_result
 from crmsync.connectors.salesforce.settings import SalesforceSettings
 from crmsync.errors import ConfigError, CrmsyncError, Fatal, FixTheData, RetryLater
@@ -142,6 +145,8 @@ class SalesforceClient:
         self._token: Token | None = None
         self._refresh_token = settings.refresh_token
         self._usage: ApiUsage | None = None
+        #: the daily windows and request slots, shared through the store once the connector has one
+        self.budget = SalesforceBudget("salesforce", settings)
         self._describes: dict[str, dict[str, Any]] = {}
         self.calls_made = 0
         self.logins = 0
@@ -209,12 +214,14 @@ class SalesforceClient:
         usage = self._usage
         return usage is not None and usage.limit > 0 and usage.fraction >= self.settings.daily_limit_guard
 
-    def _note_response(self, response: httpx.Response) -> None:
+    def _note_response(self, response: httpx.Response) -> ApiUsage | None:
         match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        usage = ApiUsage(used=int(match.group(1)), limit=int(match.group(2))) if match else None
         with self._stats_lock:
             self.calls_made += 1
-            if match:
-                self._usage = ApiUsage(used=int(match.group(1)), limit=int(match.group(2)))
+            if usage is not None:
+                self._usage = usage
+        return usage
 
     # -- requests -----------------------------------------------------------------------------
     def data_url(self, path: str) -> str:
@@ -304,8 +311,13 @@ class SalesforceClient:
         headers = {"Authorization": f"Bearer {token.access_token}", **(extra_headers or {})}
         if content is not None:
             headers["Content-Type"] = "application/json"
+        held = self.budget.before(url)
+        usage: ApiUsage | None = None
+        spent = False
         try:
             response = self._http.request(method, url, params=params, content=content, headers=headers)
+            usage = self._note_response(response)
+            spent = response.status_code == 403 and "totalrequests" in response.text.lower()
         except httpx.TimeoutException as exc:
             raise RetryLater(
                 f"Salesforce did not answer within {self.settings.timeout_seconds:g} s",
@@ -317,7 +329,8 @@ class SalesforceClient:
             raise RetryLater(
                 f"cannot reach Salesforce: {exc!r}", url=url, object_name=object_name, record=record
             ) from exc
-        self._note_response(response)
+        finally:
+            self.budget.after(held, usage, spent=spent)
         log.debug("%s %s -> %s", method, response.request.url.path, response.status_code)
         return response
 

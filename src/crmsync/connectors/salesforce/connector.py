@@ -11,7 +11,8 @@
   read-through API, match keys and the lock rules (``Queryable``): no SOQL outside this folder's
   modules (and the engine's poll plan, which is Salesforce's batched poller);
 - :meth:`~SalesforceConnector.create_related`: all-or-none Composite (``RelatedCreator``);
-- :meth:`~SalesforceConnector.over_guard`: the daily API budget (``Budgeted``);
+- :meth:`~SalesforceConnector.over_guard`: the daily API budget (``Budgeted``); the calls and the
+  requests in flight are counted by every process together once the store is attached (:mod:`.budget`);
 - :meth:`~SalesforceConnector.export` (``export.py``): a whole object for a backfill, by Bulk API
   2.0 when it is large (``Exports``); :meth:`~SalesforceConnector.catalog` (``catalog.py``): the
   org's objects and fields for ``crmsync check --connect`` (``Catalogued``).
@@ -111,6 +112,7 @@ class SalesforceConnector(
         super().__init__(name)
         self.settings = settings
         self.client = client if client is not None else SalesforceClient(settings)
+        self.client.budget.connection = name  # the windows and slots are named after the connection
         self.change_overlap = change_overlap
         #: the poller's lookback sweep (0: none), from the connection's settings
         self.lookback_seconds = lookback_seconds
@@ -150,7 +152,8 @@ class SalesforceConnector(
         return self.client.api_usage()
 
     def attach_store(self, store: Store) -> None:
-        """Nothing to keep: Salesforce reports the org's daily use in every reply (shared by nature)."""
+        """Count the daily API calls and the requests in flight with every process using ``store``."""
+        self.client.budget.attach(store)
 
     def over_guard(self) -> bool:
         """True when the org's daily API use reached ``daily_limit_guard``: non-urgent work waits."""

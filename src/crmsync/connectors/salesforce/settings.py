@@ -58,6 +58,9 @@ class SalesforceSettings:
     timeout_seconds: float = 30.0
     client_name: str = "crmsync"
     daily_limit_guard: float = 0.9
+    daily_limit_share: float = 1.0
+    daily_call_budget: int | None = None
+    concurrent_requests: int = 20
     #: the JWT ``aud`` claim; by default derived from ``login_url`` (see :func:`.auth.jwt_audience`)
     jwt_audience: str | None = None
 
@@ -77,6 +80,12 @@ class SalesforceSettings:
             problems.append("timeout_seconds must be positive")
         if not 0.0 <= self.daily_limit_guard <= 1.0:
             problems.append("daily_limit_guard must be between 0 and 1")
+        if not 0.0 < self.daily_limit_share <= 1.0:
+            problems.append("daily_limit_share must be more than 0 and at most 1")
+        if self.daily_call_budget is not None and self.daily_call_budget < 1:
+            problems.append("daily_call_budget must be at least 1")
+        if self.concurrent_requests < 0:
+            problems.append("concurrent_requests must not be negative")
         if problems:
             raise ConfigError("invalid Salesforce settings: " + "; ".join(problems), problems=problems)
         object.__setattr__(self, "login_url", self.login_url.rstrip("/"))
@@ -164,6 +173,29 @@ class SalesforceConnection(Model):
     )
     daily_limit_guard: float = Field(
         0.9, ge=0, le=1, description="Pause non-urgent work past this share of the daily API limit."
+    )
+    daily_limit_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="The share of the org's daily API limit crmsync may use: no call is sent once the "
+        "org's use over the last 24 hours (as Salesforce reports it, plus every call any crmsync process "
+        "sent since) reached it, counted in the store by all processes together; the rest is left to "
+        "other programs.",
+    )
+    daily_call_budget: int | None = Field(
+        None,
+        ge=1,
+        description="At most this many API calls by crmsync in any 24 hours, all processes together "
+        "(counted in the store); unset: only daily_limit_share applies.",
+    )
+    concurrent_requests: int = Field(
+        20,
+        ge=0,
+        description="At most this many requests in flight at once, all crmsync processes together "
+        "(Salesforce refuses requests past 25 running longer than 20 s at once; 5 on Developer Edition); "
+        "each holds a slot leased in the store, which a killed process gives back after "
+        "timeout_seconds + 30 s (0: no limit).",
     )
     jwt_audience: OptionalText = Field(
         None,

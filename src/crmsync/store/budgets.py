@@ -1,0 +1,495 @@
+"""Shared API budgets: limits that every crmsync process counts together, through the store.
+
+Two primitives, each kept in a *book*: :class:`StoreBudgets` (shared by every process using the
+store) or :class:`MemoryBudgets` (one process only: a connector used on its own).
+
+**A rolling window** (:class:`Window`): at most ``limit`` units (API calls) in any ``seconds``
+seconds. The window is cut into ``buckets`` buckets of ``seconds / buckets`` seconds; a unit
+counts in the bucket of the moment it was taken, and a bucket counts as long as any part of it
+lies inside the last ``seconds`` — a little longer than the unit itself does, so the limit is
+never passed in any interval of ``seconds``, and a busy run uses ``buckets / (buckets + 1)`` of it
+(99 % with the default 96 buckets of a day). :meth:`BudgetBook.take` takes units or answers how
+long until they fit. :meth:`BudgetBook.report` merges a count the vendor reports (units taken by
+others too, e.g. other programs using the same account): for ``report_seconds`` the window holds
+at least that count plus the units taken since, and a newer report replaces it — so the count
+follows the vendor's own window down as well as up, and a full report is tried again (one call)
+once it is ``report_seconds`` old.
+
+In the store's ``api_budget`` table, a window named ``name`` (the ``connection`` column: the
+crmsync connection it belongs to) and ``label`` is one row shown to people, and a ring of
+``buckets + 1`` rows::
+
+    (name, label)             used = units in the window at the last change, limit_value = limit,
+                              updated_at = when it changed (what ``crmsync status`` and the
+                              dashboard show)
+    (name, "label #007")      used = units taken in the bucket, updated_at = the bucket's start
+    (name, "label #vendor")   used = the vendor's last count plus the units taken since,
+                              updated_at = when it was reported
+
+A take locks the shown row (``FOR UPDATE``; SQLite's write transactions are serial), so takers of
+one window queue for a few milliseconds and the count is exact across processes.
+
+**A semaphore of leased slots** (:class:`Slots`): at most ``limit`` holders at once — for requests
+in flight. A slot is a lease of the store's ``leases`` table named ``name#NN`` (``name`` starts
+with the connection) that runs out after ``ttl`` seconds: a process that is killed while it holds
+slots gives them back by itself. Its owner starts with the process's ``host:pid``, so ``crmsync
+status`` lists the slots with what each process holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from crmsync.store import schema as t
+from crmsync.store.db import Store, upsert
+
+#: a day, the default window
+DAY = 86_400.0
+#: buckets of a window by default (a day: 15 minutes each)
+BUCKETS = 96
+#: the ``api_budget.window`` of a semaphore's shown row ends with this; its use is counted live
+IN_FLIGHT = "in flight"
+#: separates a window's label from its bucket number, and a semaphore's name from its slot number
+BUCKET_MARK = " #"
+SLOT_MARK = "#"
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most ``limit`` units in any ``seconds`` seconds, counted in ``buckets`` buckets."""
+
+    name: str
+    label: str
+    limit: int
+    seconds: float = DAY
+    buckets: int = BUCKETS
+    #: how long a count the vendor reported (:meth:`BudgetBook.report`) holds without a newer one
+    report_seconds: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.buckets < 1 or self.limit < 0:
+            raise ValueError("a window needs positive seconds and buckets, and a limit of at least 0")
+
+    @property
+    def bucket_seconds(self) -> float:
+        return self.seconds / self.buckets
+
+    def bucket(self, now: float) -> tuple[str, float]:
+        """The row and the start of the bucket ``now`` falls in."""
+        number = math.floor(now / self.bucket_seconds)
+        return f"{self.label}{BUCKET_MARK}{number % (self.buckets + 1):03d}", number * self.bucket_seconds
+
+    def counts(self, start: float, now: float) -> bool:
+        """Whether the bucket starting at ``start`` lies partly inside the last ``seconds``."""
+        return start + self.bucket_seconds > now - self.seconds
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a take did: ``granted``; ``used`` units in the window after it; else the ``wait``
+    (seconds) until the units asked for fit."""
+
+    granted: bool
+    used: int
+    wait: float = 0.0
+    #: the vendor's reported count plus the units taken since, while the report holds
+    reported: int | None = None
+
+
+#: a vendor's report: (when, its count plus the units taken since)
+Report = tuple[float, int]
+
+
+def assess(
+    window: Window, buckets: Iterable[tuple[float, int]], report: Report | None, count: int, now: float
+) -> Taken:
+    """Whether ``count`` more units fit both the buckets and the vendor's report (while it holds)."""
+    own = wait_for(window, buckets, count, now)
+    level = report[1] if report is not None and report[0] + window.report_seconds > now else None
+    if level is None or level + count <= window.limit:
+        return Taken(
+            own.granted, max(own.used, (level or 0) + (count if own.granted else 0)), own.wait, level
+        )
+    assert report is not None
+    wait = max(own.wait, report[0] + window.report_seconds - now, 0.001)
+    return Taken(False, max(own.used, level), wait, level)
+
+
+def wait_for(window: Window, buckets: Iterable[tuple[float, int]], count: int, now: float) -> Taken:
+    """Whether ``count`` more units fit the window holding ``buckets`` ((start, used) pairs)."""
+    live = sorted((start, used) for start, used in buckets if window.counts(start, now) and used > 0)
+    total = sum(used for _, used in live)
+    if total + count <= window.limit:
+        return Taken(True, total + count)
+    left = total
+    for start, used in live:
+        left -= used
+        if left + count <= window.limit:
+            return Taken(False, total, max(0.001, start + window.bucket_seconds + window.seconds - now))
+    # more than the whole limit: never; say so with a whole window's wait
+    return Taken(False, total, window.seconds + window.bucket_seconds)
+
+
+def combine(each: Sequence[Taken]) -> Taken:
+    """One take of several windows: granted when every one is; the longest wait; the fullest use."""
+    reported = next((one.reported for one in each if one.reported is not None), None)
+    if all(one.granted for one in each):
+        return Taken(True, max((one.used for one in each), default=0), reported=reported)
+    waits = [one.wait for one in each if not one.granted]
+    return Taken(False, max(one.used for one in each), max(waits), reported)
+
+
+@dataclass(frozen=True)
+class Slots:
+    """At most ``limit`` holders at once of ``label`` on ``connection``; a slot is held at most
+    ``ttl`` seconds. Its leases are named ``label:connection#NN``."""
+
+    connection: str
+    label: str
+    limit: int
+    ttl: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}:{self.connection}"
+
+    @property
+    def shown_as(self) -> str:
+        """The ``api_budget.window`` of its shown row."""
+        return f"{self.label} {IN_FLIGHT}"
+
+    def slot(self, index: int) -> str:
+        return f"{self.name}{SLOT_MARK}{index:02d}"
+
+    @property
+    def all(self) -> list[str]:
+        return [self.slot(i) for i in range(self.limit)]
+
+
+class BudgetBook(Protocol):
+    """Where windows and slots are kept (one process's memory, or the store)."""
+
+    def take(self, windows: Sequence[Window], count: int, now: float) -> Taken:
+        """Take ``count`` units of every window if they fit all of them now; else take nothing and
+        say how long to wait."""
+        ...
+
+    def report(self, window: Window, used: int, now: float) -> None:
+        """The vendor counts ``used`` units in its own window now (other programs' too): for
+        ``window.report_seconds`` the window holds at least that many plus the units taken since,
+        unless a newer report comes. A report can lower the count (the vendor's window rolled)."""
+        ...
+
+    def used(self, window: Window, now: float) -> int:
+        """Units in the window now."""
+        ...
+
+    def acquire(self, slots: Slots, owner: str, now: float) -> str | None:
+        """Take a free slot for ``owner`` until ``now + ttl``; None when all are held."""
+        ...
+
+    def release(self, slots: Slots, slot: str, owner: str) -> None:
+        """Give ``slot`` back (only while ``owner`` still holds it)."""
+        ...
+
+    def holding(self, slots: Slots, now: float) -> int:
+        """Slots held now."""
+        ...
+
+
+class MemoryBudgets:
+    """Windows and slots of one process only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], dict[str, tuple[float, int]]] = {}
+        self._reports: dict[tuple[str, str], Report] = {}
+        self._slots: dict[str, tuple[str, float]] = {}
+
+    def _ring(self, window: Window) -> dict[str, tuple[float, int]]:
+        return self._buckets.setdefault((window.name, window.label), {})
+
+    def _add(self, window: Window, count: int, now: float) -> None:
+        ring = self._ring(window)
+        row, start = window.bucket(now)
+        held = ring.get(row)
+        before = held[1] if held is not None and abs(held[0] - start) < 1e-6 else 0
+        ring[row] = (start, before + count)
+
+    def _assess(self, window: Window, count: int, now: float) -> Taken:
+        key = (window.name, window.label)
+        return assess(window, self._ring(window).values(), self._reports.get(key), count, now)
+
+    def take(self, windows: Sequence[Window], count: int, now: float) -> Taken:
+        with self._lock:
+            taken = combine([self._assess(w, count, now) for w in windows])
+            if taken.granted:
+                for window in windows:
+                    self._add(window, count, now)
+                    key = (window.name, window.label)
+                    if (report := self._reports.get(key)) is not None:
+                        self._reports[key] = (report[0], report[1] + count)
+            return taken
+
+    def report(self, window: Window, used: int, now: float) -> None:
+        with self._lock:
+            self._reports[(window.name, window.label)] = (now, used)
+
+    def used(self, window: Window, now: float) -> int:
+        with self._lock:
+            return self._assess(window, 0, now).used
+
+    def acquire(self, slots: Slots, owner: str, now: float) -> str | None:
+        with self._lock:
+            for slot in slots.all:
+                held = self._slots.get(slot)
+                if held is None or held[1] <= now:
+                    self._slots[slot] = (owner, now + slots.ttl)
+                    return slot
+            return None
+
+    def release(self, slots: Slots, slot: str, owner: str) -> None:
+        with self._lock:
+            held = self._slots.get(slot)
+            if held is not None and held[0] == owner:
+                del self._slots[slot]
+
+    def holding(self, slots: Slots, now: float) -> int:
+        with self._lock:
+            return sum(1 for s in slots.all if (held := self._slots.get(s)) is not None and held[1] > now)
+
+
+def _at(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+class StoreBudgets:
+    """Windows and slots in the store, shared by every process using it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- windows -----------------------------------------------------------------------------
+    def _lock_head(self, conn: Connection, window: Window, now: float) -> None:
+        c = t.api_budget.c
+        query = sa.select(c.used).where(c.connection == window.name, c.window == window.label)
+        if self.store.dialect != "sqlite":
+            query = query.with_for_update()
+        if conn.execute(query).first() is not None:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    sa.insert(t.api_budget).values(
+                        connection=window.name,
+                        window=window.label,
+                        used=0,
+                        limit_value=window.limit,
+                        updated_at=_at(now),
+                    )
+                )
+        except IntegrityError:
+            pass  # made meanwhile by another process
+        conn.execute(query)  # locked now (it exists)
+
+    def _buckets(
+        self, conn: Connection, window: Window, now: float
+    ) -> tuple[dict[str, tuple[float, int]], Report | None]:
+        """The window's live buckets by row, and the vendor's report (if any)."""
+        c = t.api_budget.c
+        rows = conn.execute(
+            sa.select(c.window, c.used, c.updated_at).where(
+                c.connection == window.name,
+                c.window.startswith(window.label + BUCKET_MARK, autoescape=True),
+                sa.or_(
+                    c.updated_at > _at(now - window.seconds - window.bucket_seconds),
+                    c.window == _reported(window),
+                ),
+            )
+        )
+        ring: dict[str, tuple[float, int]] = {}
+        report: Report | None = None
+        for r in rows:
+            if r.window == _reported(window):
+                report = (r.updated_at.timestamp(), int(r.used))
+            else:
+                ring[r.window] = (r.updated_at.timestamp(), int(r.used))
+        return ring, report
+
+    def _add(
+        self, conn: Connection, window: Window, ring: dict[str, tuple[float, int]], count: int, now: float
+    ) -> int:
+        row, start = window.bucket(now)
+        held = ring.get(row)
+        before = held[1] if held is not None and abs(held[0] - start) < 1e-3 else 0
+        ring[row] = (start, before + count)
+        upsert(
+            conn,
+            t.api_budget,
+            {"connection": window.name, "window": row},
+            {"used": before + count, "limit_value": None, "updated_at": _at(start)},
+        )
+        c = t.api_budget.c
+        conn.execute(
+            sa.update(t.api_budget)
+            .where(c.connection == window.name, c.window == _reported(window))
+            .values(used=c.used + count)
+        )
+        return wait_for(window, ring.values(), 0, now).used
+
+    def _show(self, conn: Connection, window: Window, used: int, now: float) -> None:
+        c = t.api_budget.c
+        conn.execute(
+            sa.update(t.api_budget)
+            .where(c.connection == window.name, c.window == window.label)
+            .values(used=used, limit_value=window.limit, updated_at=_at(now))
+        )
+
+    def take(self, windows: Sequence[Window], count: int, now: float) -> Taken:
+        ordered = sorted(windows, key=lambda w: (w.name, w.label))  # one lock order: no deadlock
+
+        def work(conn: Connection) -> Taken:
+            states = []
+            for window in ordered:
+                self._lock_head(conn, window, now)
+                states.append(self._buckets(conn, window, now))
+            each = [
+                assess(w, ring.values(), report, count, now)
+                for w, (ring, report) in zip(ordered, states, strict=True)
+            ]
+            taken = combine(each)
+            for window, (ring, _), one in zip(ordered, states, each, strict=True):
+                if taken.granted:
+                    self._add(conn, window, ring, count, now)
+                self._show(conn, window, one.used, now)
+            return taken
+
+        return self.store.run(work)
+
+    def report(self, window: Window, used: int, now: float) -> None:
+        def work(conn: Connection) -> None:
+            self._lock_head(conn, window, now)
+            upsert(
+                conn,
+                t.api_budget,
+                {"connection": window.name, "window": _reported(window)},
+                {"used": used, "limit_value": None, "updated_at": _at(now)},
+            )
+            ring, report = self._buckets(conn, window, now)
+            self._show(conn, window, assess(window, ring.values(), report, 0, now).used, now)
+
+        self.store.run(work)
+
+    def used(self, window: Window, now: float) -> int:
+        with self.store.read() as conn:
+            ring, report = self._buckets(conn, window, now)
+            return assess(window, ring.values(), report, 0, now).used
+
+    # -- slots -------------------------------------------------------------------------------
+    def acquire(self, slots: Slots, owner: str, now: float) -> str | None:
+        c = t.leases.c
+        at, until = _at(now), _at(now + slots.ttl)
+
+        def work(conn: Connection) -> str | None:
+            held = {
+                r.name for r in conn.execute(sa.select(c.name).where(c.name.in_(slots.all), c.until > at))
+            }
+            free = [s for s in slots.all if s not in held]
+            random.shuffle(free)  # concurrent takers try different slots first (not a secret)
+            for slot in free:
+                taken = conn.execute(
+                    sa.update(t.leases).where(c.name == slot, c.until <= at).values(owner=owner, until=until)
+                ).rowcount
+                if taken:
+                    return slot
+                try:
+                    with conn.begin_nested():
+                        conn.execute(sa.insert(t.leases).values(name=slot, owner=owner, until=until))
+                except IntegrityError:
+                    continue  # another taker was quicker
+                return slot
+            return None
+
+        return self.store.run(work)
+
+    def release(self, slots: Slots, slot: str, owner: str) -> None:
+        c = t.leases.c
+        self.store.run(lambda conn: conn.execute(sa.delete(t.leases).where(c.name == slot, c.owner == owner)))
+
+    def holding(self, slots: Slots, now: float) -> int:
+        c = t.leases.c
+        with self.store.read() as conn:
+            query = sa.select(sa.func.count()).where(c.name.in_(slots.all), c.until > _at(now))
+            return int(conn.execute(query).scalar() or 0)
+
+    def show_slots(self, slots: Slots, now: float) -> None:
+        """Record the semaphore's limit in its shown row, for ``crmsync status`` and the dashboard."""
+        self.store.run(
+            lambda conn: upsert(
+                conn,
+                t.api_budget,
+                {"connection": slots.connection, "window": slots.shown_as},
+                {"used": 0, "limit_value": slots.limit, "updated_at": _at(now)},
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One budget as people see it: ``used`` of ``limit`` in ``window`` of ``connection``."""
+
+    connection: str
+    window: str
+    used: int
+    limit: int | None
+    at: dt.datetime
+
+
+def shown(conn: Connection, now: dt.datetime | None = None) -> list[Shown]:
+    """Every budget of the ``api_budget`` table as people see it: the rings' bucket rows and
+    Trello's slot rows are left out (their shown rows sum them up), and a semaphore's use is the
+    number of its slots held now."""
+    now = now or t.utcnow()
+    c, le = t.api_budget.c, t.leases.c
+    out: list[Shown] = []
+    for r in conn.execute(sa.select(t.api_budget).order_by(c.connection, c.window)):
+        window = str(r.window)
+        if _is_bucket(window) or _is_trello_slot(window):
+            continue
+        used = int(r.used)
+        if window.endswith(IN_FLIGHT):
+            prefix = f"{window.removesuffix(IN_FLIGHT).strip()}:{r.connection}{SLOT_MARK}"
+            used = int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(
+                        le.name.startswith(prefix, autoescape=True), le.until > now
+                    )
+                ).scalar()
+                or 0
+            )
+        out.append(Shown(str(r.connection), window, used, r.limit_value, r.updated_at))
+    return out
+
+
+def _reported(window: Window) -> str:
+    """The row of the vendor's report (hidden like the buckets)."""
+    return f"{window.label}{BUCKET_MARK}vendor"
+
+
+def _is_bucket(window: str) -> bool:
+    head, mark, _ = window.rpartition(BUCKET_MARK)
+    return bool(head and mark)
+
+
+def _is_trello_slot(window: str) -> bool:
+    return window.startswith("slot ") and window[5:].isdigit()
