@@ -12,6 +12,8 @@ Every claimed change ends in exactly one of: completed, retried (back to pending
 ``available_at``), released (its flow was paused) or dead-lettered. A worker that dies mid-way loses
 nothing: its leases expire and another worker claims the same changes; effects are idempotent
 (upserts by external id, deletes of an absent record succeed), so applying twice lands once.
+Two-way flows plan their changes first (echoes, conflicts) and write them in batches the same way,
+with the same outcomes (:mod:`.twoway_batch`).
 
 Rules that keep one record from holding back another:
 
@@ -135,8 +137,8 @@ class Worker:
                 log.exception("worker %s: batch failed; its changes will be claimed again", self.owner)
                 stop.wait(min(5.0, self.poll_interval * 10))
                 continue
-            if done == 0:
-                stop.wait(self.poll_interval)
+            if done == 0:  # a change queued in this process wakes the worker at once
+                self.rt.queue.wait_for_work(self.poll_interval)
         log.info("worker %s stopped", self.owner)
 
     def run_once(self) -> int:
