@@ -201,8 +201,9 @@ def news(known: Mapping[str, Sequence[Any]], fields: Mapping[str, Any], at: date
     with what was last synced on its side (``known``: the shadow, ``[value, iso time, recent
     values]`` per field), strictly.
 
-    Not news: the value held (an echo of crmsync's own write, or unchanged), or a value the side held
-    a moment before (a late read of a superseded version). Stale: older than the value held.
+    Not news: the value held (an echo of crmsync's own write, or unchanged), a value crmsync set out
+    to write there (its echo, read before the write was noted), or a value the side held a moment
+    before (a late read of a superseded version). Stale: older than the value held.
     """
     out: dict[str, Any] = {}
     stale: list[str] = []
@@ -214,6 +215,8 @@ def news(known: Mapping[str, Sequence[Any]], fields: Mapping[str, Any], at: date
         held = known.get(name)
         if held is not None and held[0] == value:
             continue
+        if held is not None and _intended(held, value, at):
+            continue
         if held is not None and len(held) > 2 and _superseded(held, value, at, slack):
             continue
         if held is not None and (try_stamp(held[1]) or at) > at + slack:
@@ -221,6 +224,24 @@ def news(known: Mapping[str, Sequence[Any]], fields: Mapping[str, Any], at: date
             continue
         out[name] = value
     return News(out, tuple(stale))
+
+
+#: how long a value crmsync set out to write counts as its own: a write whose worker died before
+#: noting it as synced is made again (its lease runs out) well within this
+INTENT_TTL = timedelta(hours=6)
+
+
+def _intended(held: Sequence[Any], value: Any, at: datetime) -> bool:
+    """Whether ``value`` is one crmsync set out to write there (``held[4]``: ``[value, when]``, newest
+    first): read back before the write was noted as synced (another worker read it meanwhile, or
+    the writer died), it is crmsync's own echo, not an edit."""
+    if len(held) < 5:
+        return False
+    for wanted, when in held[4]:
+        since = try_stamp(when)
+        if wanted == value and (since is None or at <= since + INTENT_TTL):
+            return True
+    return False
 
 
 def _superseded(held: Sequence[Any], value: Any, at: datetime, slack: timedelta) -> bool:

@@ -201,6 +201,7 @@ class TwoWay:
                 else Applied.skip("nothing to write")
             )
 
+        self.intend(flow, "target", target_id, main)
         return Plan(tuple(steps), remember)
 
     def _create(
@@ -318,6 +319,7 @@ class TwoWay:
             return Applied("updated", f"updated source record {source_key}")
 
         update = Write(key=source_key, operation="update", fields=mapped, target_id=source_key)
+        self.intend(flow, "source", source_key, mapped)
         return Plan((Step(flow.source, board, update),), remember)
 
     # -- shadow and conflicts -----------------------------------------------------------------------------
@@ -346,10 +348,13 @@ class TwoWay:
             when = field_time(at, name)
             entry: list[Any] = [value, when.isoformat()]
             held = old.get(name)
+            # values crmsync set out to write there, other than this one: each was held there from
+            # its write (if it landed) until the next, so a late read of one is no edit either
+            meant = [i for i in (held[4] if held is not None and len(held) > 4 else []) if i[0] != value]
             if held is not None and held[0] != value:  # keep what it was just before, for late readers
-                entry.append([[held[0], held[1]], *(held[2] if len(held) > 2 else [])][:RECENT])
-            elif held is not None and len(held) > 2:
-                entry.append(held[2])
+                entry.append([*meant, [held[0], held[1]], *(held[2] if len(held) > 2 else [])][:RECENT])
+            elif held is not None and (len(held) > 2 or meant):
+                entry.append([*meant, *(held[2] if len(held) > 2 else [])][:RECENT])
             elif held is None and old and value is not None:
                 # a field of a known record crmsync had no value for: it was empty until now
                 entry.append([[None, when.isoformat()]])
@@ -359,6 +364,25 @@ class TwoWay:
                 entry.append(written_at.isoformat())
             stamped[name] = entry
         shadow.put_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id, stamped)
+
+    def intend(self, flow: FlowRuntime, side: Side, record_id: str, fields: Mapping[str, Any]) -> None:
+        """Note, before writing them, the values crmsync is about to write on ``side``: a read of that
+        side showing one of them before the write is noted as synced (by :meth:`remember`, which
+        clears them) is crmsync's own echo — whether another worker read it meanwhile or the writer
+        died between its write and its note."""
+        system = flow.source if side == "source" else flow.target
+        old = self._shadow(flow, side, record_id)
+        now = datetime.now(UTC).isoformat()
+        noted: dict[str, list[Any]] = {}
+        for name, value in fields.items():
+            held = old.get(name)
+            if held is None or held[0] == value:  # nothing synced to tell an echo from, or no change
+                continue
+            entry = [*held[:2], held[2] if len(held) > 2 else [], held[3] if len(held) > 3 else None]
+            entry.append([[value, now], *(held[4] if len(held) > 4 else [])][:RECENT])
+            noted[name] = entry
+        if noted:
+            shadow.put_shadow(self.rt.store, system, f"{flow.name}:{side}", record_id, noted)
 
     def _forget(self, flow: FlowRuntime, key: str, target_id: str) -> None:
         shadow.delete_shadow(self.rt.store, flow.source, f"{flow.name}:source", key)

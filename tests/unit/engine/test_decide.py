@@ -139,3 +139,16 @@ def test_a_change_folded_after_a_delete_times_only_what_came_after_it(leads: Flo
     at = change_time(leads, "source", {"phone": "+1"}, _at(1), parts)
     assert at == _at(3) and field_time(at, "phone") == _at(3) and field_time(at, "text") == _at(3)
     assert change_time(leads, "source", {"phone": "+1", "_at": _at(7).isoformat()}, _at(9)) == _at(7)
+
+
+def test_a_value_crmsync_set_out_to_write_is_its_own_echo_until_noted_as_synced() -> None:
+    from crmsync.engine.decide import news
+
+    # Phone was synced as "+1000" at 5 s; at 20 s crmsync set out to write "+1232" there, and died
+    # (or another worker read the record) before noting it as synced: the read showing "+1232"
+    # stamped 21 s is crmsync's own write, not a person's edit to copy back
+    known = {"Phone": ["+1000", _at(5).isoformat(), [], None, [["+1232", _at(20).isoformat()]]]}
+    assert news(known, {"Phone": "+1232"}, _at(21)).fields == {}
+    assert news(known, {"Phone": "+1777"}, _at(21)).fields == {"Phone": "+1777"}  # somebody's edit
+    # long after, the same value is somebody's edit (the write was made again, or given up, by then)
+    assert news(known, {"Phone": "+1232"}, _at(20 + 7 * 3600)).fields == {"Phone": "+1232"}
