@@ -41,6 +41,7 @@ with several hosts, keep their clocks in sync (NTP).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -183,6 +184,7 @@ class ChangeQueue:
         self.clock = clock
         self.max_fold = max_fold
         self._locking = store.dialect != "sqlite"
+        self._arrived = threading.Condition()
 
     # -- enqueue --------------------------------------------------------------------------------
 
@@ -195,8 +197,8 @@ class ChangeQueue:
         if not changes:
             return EnqueueResult(0, 0)
         if conn is not None:
-            return self._enqueue(conn, changes)
-        return self.store.run(lambda c: self._enqueue(c, changes))
+            return self._announce(self._enqueue(conn, changes))
+        return self._announce(self.store.run(lambda c: self._enqueue(c, changes)))
 
     def enqueue_groups(self, groups: Sequence[Sequence[NewChange]]) -> list[EnqueueResult]:
         """Store several requests' changes in one transaction (group commit), committed on return;
@@ -208,7 +210,24 @@ class ChangeQueue:
                     raise ValueError(f"unknown operation {change.operation!r}: expected 'upsert' or 'delete'")
         if not any(groups):
             return [EnqueueResult(0, 0) for _ in groups]
-        return self.store.run(lambda c: self._enqueue_groups(c, groups))
+        results = self.store.run(lambda c: self._enqueue_groups(c, groups))
+        for result in results:
+            self._announce(result)
+        return results
+
+    def _announce(self, result: EnqueueResult) -> EnqueueResult:
+        """Wake the workers of this process waiting in :meth:`wait_for_work`: work has arrived."""
+        if result.accepted:
+            with self._arrived:
+                self._arrived.notify_all()
+        return result
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait until changes are queued through this queue object (this process: a webhook, an
+        ingest request, a poller), or ``timeout`` seconds; True when woken by new work. Other
+        processes' changes are found by the next look, at most ``timeout`` later."""
+        with self._arrived:
+            return self._arrived.wait(timeout)
 
     def _enqueue(self, conn: Connection, changes: Sequence[NewChange]) -> EnqueueResult:
         return self._enqueue_groups(conn, [changes])[0]
@@ -246,6 +265,13 @@ class ChangeQueue:
                 accepted[index] += 1
             return [EnqueueResult(n, len(group) - n) for n, group in zip(accepted, groups, strict=True)]
         raise AssertionError("unreachable")
+
+    def delivered(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these ``(source, delivery_id)`` pairs are queued already (one read per chunk)."""
+        if not keys:
+            return set()
+        with self.store.read() as conn:
+            return self._delivered(conn, keys)
 
     def _delivered(self, conn: Connection, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (source, delivery_id) pairs are already stored."""

@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +76,7 @@ class Store:
             raise ValueError(f"unsupported store database {backend!r}: use sqlite, postgresql or mysql")
         self.url = url
         self.engine: Engine = self._create_engine(parsed, echo)
+        self._write_gate = _sqlite_gate(parsed) if self.dialect == "sqlite" else nullcontext()
         event.listen(self.engine, "handle_error", self._name_store)
         self._writable_until = 0.0
         self._writable_lock = threading.Lock()
@@ -114,8 +115,9 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A connection in a write transaction, committed when the block ends without error."""
-        with self.engine.begin() as conn:
+        """A connection in a write transaction, committed when the block ends without error. On
+        SQLite the threads of this process take turns at a gate first (see :func:`_sqlite_gate`)."""
+        with self._write_gate, self.engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -228,7 +230,7 @@ class Store:
             from crmsync.store.schema import leases
 
             probe = f"write-probe:{secrets.token_hex(8)}"
-            with self.engine.connect() as conn:
+            with self._write_gate, self.engine.connect() as conn:
                 transaction = conn.begin()
                 try:
                     conn.execute(sa.insert(leases).values(name=probe, owner="readiness", until=_EPOCH))
@@ -354,6 +356,30 @@ def _trouble_kind(exc: BaseException, orig: BaseException) -> TroubleKind:
     if "connection" in text and ("refused" in text or "failed" in text or "timeout" in text):
         return "unreachable"
     return "failed"
+
+
+_GATES: dict[str, threading.RLock] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _sqlite_gate(url: sa.URL) -> AbstractContextManager[Any]:
+    """The gate this process's write transactions on one SQLite file pass, one at a time.
+
+    SQLite lets one writer in at a time; the others wait in its busy handler, which polls with
+    growing sleeps (up to 100 ms each): a writer that has waited a while sleeps through the moments
+    the lock is free while newcomers take it, so under steady writes from several threads (web
+    requests, workers, pollers) a few transactions wait seconds while most wait milliseconds. A
+    lock in the process wakes the next writer as soon as the lock is free; SQLite's busy handler
+    is then only between processes. Re-entrant: a thread opening a second write transaction
+    meets SQLite's own lock, as before."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        key = f"memory:{id(url)}"  # each in-memory store is its own database
+    else:
+        path = database.removeprefix("file:") if url.query.get("uri") else database
+        key = str(Path(path).expanduser().resolve())
+    with _GATES_LOCK:
+        return _GATES.setdefault(key, threading.RLock())
 
 
 def _sqlite_engine(url: sa.URL, echo: bool) -> Engine:
