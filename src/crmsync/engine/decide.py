@@ -246,18 +246,21 @@ def _intended(held: Sequence[Any], value: Any, at: datetime) -> bool:
 
 def _superseded(held: Sequence[Any], value: Any, at: datetime, slack: timedelta) -> bool:
     """Whether a read stamped ``at`` showing ``value`` is a version the side held before: one of its
-    recent values (newest first, each ``[value, when it was recorded]``), read no later than the
-    moment the next value replaced it (or than its own recording, which a settled conflict may date
-    after the winner's write)."""
+    recent values (newest first, each ``[value, when it was recorded, when crmsync wrote it there]``
+    — the last only for values crmsync wrote), read no later than the moment the next value replaced
+    it there (or than its own recording, which a settled conflict may date after the winner's
+    write). A value crmsync wrote replaced the one before when it was written, not when it was made
+    on the other side."""
     until = try_stamp(held[1]) or at
     if len(held) > 3:  # when crmsync wrote the value there: what that side held before lasted until then
         until = max(until, try_stamp(held[3]) or until)
-    for old, when in held[2]:
+    for old, when, *written in held[2]:
         recorded = try_stamp(when) or until
         # a read stamped at the very moment the next value came cannot be ordered: it is news
         if old == value and (at < until + slack or at <= recorded + slack):
             return True
-        until = recorded
+        came = try_stamp(written[0]) if written and written[0] else None
+        until = max(recorded, came) if came is not None else recorded
     return False
 
 

@@ -152,3 +152,24 @@ def test_a_value_crmsync_set_out_to_write_is_its_own_echo_until_noted_as_synced(
     assert news(known, {"Phone": "+1777"}, _at(21)).fields == {"Phone": "+1777"}  # somebody's edit
     # long after, the same value is somebody's edit (the write was made again, or given up, by then)
     assert news(known, {"Phone": "+1232"}, _at(20 + 7 * 3600)).fields == {"Phone": "+1232"}
+
+
+def test_a_value_crmsync_wrote_replaced_the_one_before_when_it_was_written_not_when_it_was_made() -> None:
+    from crmsync.engine.decide import news
+
+    # on the board: "v80" written by crmsync at 51 s; "v105" (made in Salesforce at 46 s) written
+    # at 54 s; "v179" (made at 50 s) written at 61 s. A read of the board taken at 52 s shows "v80":
+    # the board held it until 54 s, whatever time "v105" was made elsewhere
+    known = {
+        "text": [
+            "v179",
+            _at(50).isoformat(),
+            [
+                ["v105", _at(46).isoformat(), _at(54).isoformat()],
+                ["v80", _at(33).isoformat(), _at(51).isoformat()],
+            ],
+            _at(61).isoformat(),
+        ]
+    }
+    assert news(known, {"text": "v80"}, _at(52)).fields == {}
+    assert news(known, {"text": "v80"}, _at(56)).fields == {"text": "v80"}  # gone by then: an edit
