@@ -171,6 +171,7 @@ def status(
     try:
         stats = runtime.queue.stats()
         budgets = runtime.ledger.budgets()
+        shared = runtime.ledger.shared_budgets()
         found = blockers(runtime.store)
         refused = [r for r in webhook_receivers.receivers(runtime.store) if r.refused]
         running = processes.live(runtime.store)
@@ -183,6 +184,7 @@ def status(
         "dead_letters": stats.dead,
         "oldest_pending_age_seconds": stats.oldest_pending_age,
         "api_budget": budgets,
+        "shared_budgets": shared,
         "login_refused": {p.key.removeprefix(AUTH): p.body for p in found.login_refused},
         "paused_flows": {
             p.flow: {"connection": p.connection, "reason": p.reason, "since": p.paused_at.isoformat()}
@@ -215,6 +217,12 @@ def status(
         typer.echo(json.dumps(data, indent=2))
     else:
         table = _status_table(stats, budgets, found)
+        for b in shared:
+            share = f" ({100 * b['used'] / b['limit']:.1f}%)" if b["limit"] else ""
+            table.add_row(
+                Text(f"API budget {printable(b['connection'])} ({printable(b['window'])})"),
+                f"{b['used']} / {b['limit']}{share}",
+            )
         now = utcnow()
         for p in running:
             held = [f"{p.leased_changes} change(s) leased", *p.leases]

@@ -4,7 +4,8 @@
 - ``shadow``: the source fields as last applied — lock rules find a record's parent with it when
   a delete or a partial correction does not name it;
 - ``sync_log``: one line per outcome, so that what happened to any record is one query away;
-- ``api_budget``: the vendors' reported API use, shared by every process.
+- ``api_budget``: the vendors' reported API use, and the budgets every process counts together
+  (:mod:`crmsync.store.budgets`).
 
 Built on the store's helpers (:mod:`crmsync.store.links`, :mod:`~crmsync.store.shadow`,
 :mod:`~crmsync.store.synclog`); a batch of applied changes is recorded in one transaction.
@@ -32,7 +33,7 @@ from crmsync.connectors.base import ApiUsage, Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
 from crmsync.errors import CrmsyncError
-from crmsync.store import links, shadow, synclog
+from crmsync.store import budgets, links, shadow, synclog
 from crmsync.store import schema as t
 from crmsync.store.db import Store, upsert_many
 from crmsync.store.synclog import LogEntry, Outcome
@@ -64,6 +65,22 @@ class Ledger:
         with self.store.read() as conn:
             rows = conn.execute(sa.select(t.api_budget).where(t.api_budget.c.window == "daily")).all()
         return {r.connection: {"used": r.used, "limit": r.limit_value, "at": str(r.updated_at)} for r in rows}
+
+    def shared_budgets(self) -> list[dict[str, Any]]:
+        """The budgets every process counts together (daily call windows, requests in flight)."""
+        with self.store.read() as conn:
+            rows = budgets.shown(conn)
+        return [
+            {
+                "connection": r.connection,
+                "window": r.window,
+                "used": r.used,
+                "limit": r.limit,
+                "at": str(r.at),
+            }
+            for r in rows
+            if r.window != "daily"
+        ]
 
     # -- writes ----------------------------------------------------------------------------------------
     def applied(self, flow: FlowRuntime, done: Sequence[tuple[ClaimedChange, Write, WriteResult]]) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -211,13 +212,14 @@ class _SandboxMiddleware:
         method: str = scope["method"]
         path: str = scope["path"]
         recorded = False
+        started = time.time()
 
         async def send_and_note(message: Message) -> None:
             nonlocal recorded
             if message["type"] == "http.response.start" and not recorded:
                 # noted before the client can see the reply, so a test that counts calls right
                 # after a reply never reads one short
-                self.emulator.calls.record(method, path, message["status"])
+                self.emulator.calls.record(method, path, message["status"], started)
                 recorded = True
             await send(message)
 
@@ -229,7 +231,7 @@ class _SandboxMiddleware:
                 if rule.hang:
                     withheld = await self._hang(rule, scope, receive, send_and_note)
                     if withheld is not None and not recorded:
-                        self.emulator.calls.record(method, path, withheld)
+                        self.emulator.calls.record(method, path, withheld, started)
                         recorded = True
                     return
                 if rule.error or rule.status:
@@ -242,7 +244,7 @@ class _SandboxMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             if not recorded:
-                self.emulator.calls.record(method, path, 500)
+                self.emulator.calls.record(method, path, 500, started)
 
     async def _hang(self, rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> int | None:
         """Serve the request now (its write lands), but hold the answer back until the client

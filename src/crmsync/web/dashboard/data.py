@@ -23,6 +23,7 @@ from crmsync.connectors.capabilities import ReportingTables, WebhookSource, offe
 from crmsync.engine.runtime import Runtime
 from crmsync.scheduler import claims, runs
 from crmsync.scheduler.scheduler import specs_from_config
+from crmsync.store import budgets as shared_budgets
 from crmsync.store import pauses
 from crmsync.store import schema as t
 from crmsync.store.schema import utcnow
@@ -81,7 +82,7 @@ def overview(rt: Runtime) -> dict[str, Any]:
                 .group_by(d.flow)
             ).all()
         )
-        budgets = conn.execute(sa.select(t.api_budget)).all()
+        budgets = shared_budgets.shown(conn, now)
         newest_writes = sa.select(sa.func.max(lg.id)).where(
             lg.at >= now - DOWN_WINDOW, lg.outcome.in_(("applied", "retry"))
         )
@@ -125,10 +126,10 @@ def overview(rt: Runtime) -> dict[str, Any]:
         by_connection[row.connection].append(
             {
                 "window": row.window,
-                "used": int(row.used),
-                "limit": row.limit_value,
-                "use": round(int(row.used) / row.limit_value, 4) if row.limit_value else None,
-                "at": _iso(row.updated_at),
+                "used": row.used,
+                "limit": row.limit,
+                "use": round(row.used / row.limit, 4) if row.limit else None,
+                "at": _iso(row.at),
             }
         )
     paused_connections = {p.connection: p for p in paused.values()}
@@ -266,7 +267,7 @@ def charts(rt: Runtime, hours: int = 1) -> dict[str, Any]:
             .where(sa.or_(c.state.in_(UNFINISHED), c.updated_at >= start))
             .limit(200_000)
         ).all()
-        budgets = conn.execute(sa.select(t.api_budget)).all()
+        budgets = shared_budgets.shown(conn, now)
     flows = list(rt.config.flows)
     throughput = {f: [0] * count for f in flows}
     for flow, at in applied:
@@ -297,8 +298,8 @@ def charts(rt: Runtime, hours: int = 1) -> dict[str, Any]:
             {
                 "connection": r.connection,
                 "window": r.window,
-                "used": int(r.used),
-                "limit": r.limit_value,
+                "used": r.used,
+                "limit": r.limit,
             }
             for r in budgets
         ],
