@@ -2,7 +2,9 @@
 
 Each figure stands beside a baseline measured in the same run (a bare ASGI endpoint for ingest;
 the emulators themselves for end-to-end and drain), because these machines are shared and noisy.
-``python -m bench --only ingest,drain`` runs some; ``--quick`` shortens each measurement.
+``python -m bench --only ingest,drain`` runs some, and keeps the figures of the sections it did not
+run (``runs`` says when, with which command and at what load average, each section was measured);
+``--quick`` shortens each measurement.
 """
 
 from __future__ import annotations
@@ -49,14 +51,29 @@ def main() -> None:
         },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if args.out.exists():  # the chaos suite's figures (make chaos) are not measured here: kept
-        kept = json.loads(args.out.read_text()).get("chaos")
-        if kept:
-            results["chaos"] = kept
+    if args.out.exists():  # the sections not run now (and make chaos's figures) keep their figures
+        before = json.loads(args.out.read_text())
+        results.update({k: v for k, v in before.items() if k not in (*chosen, "machine", "started", "runs")})
+        if "started" in before:  # when each kept section was measured
+            kept_runs = {
+                k: {"started": before["started"]} for k in before if k in SECTIONS and k not in chosen
+            }
+            results["runs"] = {**kept_runs, **before.get("runs", {})}
+    runs: dict[str, Any] = results.setdefault("runs", {})
+    for name in list(runs):
+        if name in chosen or name not in results:
+            del runs[name]
+    command = "python -m bench --only " + ",".join(chosen) + (" --quick" if args.quick else "")
     for name in chosen:
         print(f"== {name}", flush=True)
         started = time.perf_counter()
+        runs[name] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": command,
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        }
         results[name] = SECTIONS[name](quick=args.quick)
+        runs[name]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(results[name], indent=2), flush=True)
         print(f"   ({time.perf_counter() - started:.0f} s)", flush=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

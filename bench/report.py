@@ -107,7 +107,7 @@ def render(r: dict[str, Any]) -> str:
         calls = ", ".join(f"`{k}` {v}" for k, v in d["salesforce_calls_by_endpoint"].items())
         out += ["", f"Calls by endpoint: {calls}.", ""]
     if "w1" in r:
-        out += w1.section(r["w1"])
+        out += _measured(w1.section(r["w1"]), r, "w1")
     if "w2" in r:
         out += _w2(r["w2"])
     if "sweep" in r:
@@ -119,6 +119,20 @@ def render(r: dict[str, Any]) -> str:
     if "chaos" in r:
         out += chaos.section(r["chaos"])
     return "\n".join(out)
+
+
+def _measured(lines: list[str], r: dict[str, Any], name: str) -> list[str]:
+    """A section's tables with when, by which command and at what load average it was measured,
+    after its heading, when ``runs`` says so (``python -m bench --only`` keeps other sections)."""
+    run = r.get("runs", {}).get(name)
+    if not run or "command" not in run:
+        return lines
+    load = run.get("load_average_before") or []
+    after = run.get("load_average_after") or []
+    said = f"(Measured {run['started']} on {r['machine']['cpus']} CPUs, `{run['command']}`"
+    if load and after:
+        said += f"; load average {load[0]:g} before and {after[0]:g} after, the machine being shared"
+    return [*lines[:2], said + ".)", "", *lines[2:]]
 
 
 def report_import_section(x: dict[str, Any]) -> list[str]:

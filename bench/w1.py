@@ -240,7 +240,9 @@ def latency(box: Sandbox, reporting: Path, port: int, quick: bool) -> dict[str, 
     trello: Any = box.trello
     board = trello.board_id("Delivery")
     lists = [trello.list_id(board, name) for name in ("Backlog", "In progress")]
-    cards = [c["id"] for c in trello.cards(board)][:50]
+    on_board = trello.cards(board)[:50]
+    cards = [c["id"] for c in on_board]
+    where = {c["id"]: c["idList"] for c in on_board}  # each move goes to the other list: a real action
     trello.dispatcher.wait_idle(60)
     first_delivery = len(trello.dispatcher.sent)
     seconds = 5.0 if quick else 10.0
@@ -256,8 +258,10 @@ def latency(box: Sandbox, reporting: Path, port: int, quick: bool) -> dict[str, 
         if i % 2:
             action = trello.comment(card, f"bench note {i}")
         else:
-            trello.move_card(card, lists[(i // 2) % 2])
-            action = trello.actions(board, limit=1)[0]
+            where[card] = lists[1] if where[card] == lists[0] else lists[0]
+            trello.move_card(card, where[card])
+            action = trello.actions(board, filter="updateCard", limit=1)[0]
+            assert (action["data"].get("card") or {}).get("id") == card, "the move made no action"
         made[str(action["id"])] = at
     engine = sa.create_engine(f"sqlite:///{reporting}")
     try:
