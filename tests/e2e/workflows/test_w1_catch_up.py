@@ -31,9 +31,9 @@ RECIPE = Path(__file__).parents[3] / "examples" / "sales-to-trello" / "crmsync.y
 
 
 def board_only(recipe: str, store: Path) -> str:
-    """The recipe's board flow (Trello → reporting) alone, with the recipe's field map."""
+    """The recipe's board flow (Trello → reporting) alone, with the recipe's field map (no jobs)."""
     head, flows = recipe.split("\nflows:\n", 1)
-    board = flows[flows.index("  board:\n") :]
+    board = flows[flows.index("  board:\n") :].split("\njobs:\n", 1)[0]
     head = head[: head.index("  salesforce:\n")] + head[head.index("  trello:\n") :]
     head = head.replace("sqlite:///crmsync.db", f"sqlite:///{store}")
     head = head.replace(
