@@ -183,3 +183,25 @@ def test_a_delivery_task_becomes_a_card_and_a_move_reaches_the_task(
         22000,
         "Stark Retail",
     )
+
+
+def test_a_task_on_an_account_becomes_a_card_with_the_account_s_name_and_no_opportunity_values(
+    w1: tuple[Runtime, str], sf: SalesforceEmulator, trello: TrelloEmulator
+) -> None:
+    account = next(a for a in sf.records("Account") if a["Name"] == "Stark Retail")
+    task = sf.insert("Task", {"Subject": "[Delivery] Stark Retail audit", "WhatId": account["Id"]})
+    board = trello.board_id("Delivery")
+
+    def card() -> dict[str, Any] | None:
+        return next((c for c in trello.cards(board) if c["name"] == "[Delivery] Stark Retail audit"), None)
+
+    wait_until(lambda: len((card() or {}).get("customFieldItems") or []) >= 2, timeout=30)
+    stats = w1[0].queue.stats
+    wait_until(lambda: stats().pending == stats().leased == stats().retrying == 0, timeout=30)  # all written
+    made = card()
+    assert made is not None and "Stark Retail" in made["desc"]  # What.Name, through TYPEOF's WHEN Account
+    items = {i["idCustomField"]: i["value"] for i in trello.card(made["id"]).get("customFieldItems") or []}
+    assert items == {
+        trello.custom_field_id(board, "Salesforce Task Id"): {"text": task},
+        trello.custom_field_id(board, "Salesforce Opportunity Id"): {"text": account["Id"]},
+    }  # an Account has no stage, amount or parent account: Stage, Amount and Account stay empty
