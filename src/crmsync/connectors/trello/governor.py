@@ -53,6 +53,12 @@ BudgetKind = Literal["token", "key", "member"]
 MIN_WAIT = 0.005
 #: a slot that was never used
 NEVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: a moment, or the clock to read it from at the moment a slot is taken
+Now = float | Callable[[], float]
+
+
+def _when(now: Now) -> float:
+    return now() if callable(now) else now
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,11 @@ def budget_name(kind: BudgetKind, *secrets: str) -> str:
 class SlotBook(Protocol):
     """Where the rings are kept (in memory, or shared in the store)."""
 
-    def take(self, budgets: Sequence[Budget], now: float) -> float:
-        """Stamp one free slot of every budget with ``now`` (0.0), or none and return the wait."""
+    def take(self, budgets: Sequence[Budget], now: Now) -> float:
+        """Stamp one free slot of every budget with ``now`` (0.0), or none and return the wait. A
+        clock is read once the slots are in hand (in the store: inside the transaction), so a take
+        that waited for the store's lock is stamped when it took its slots, not when it asked:
+        a stamp older than the request would free its slot too early."""
         ...
 
     def fill(self, budget: Budget, count: int, now: float) -> None:
@@ -104,8 +113,9 @@ class MemorySlots:
             ring[:] = (sorted(ring) + [0.0] * budget.limit)[: budget.limit]
         return ring
 
-    def take(self, budgets: Sequence[Budget], now: float) -> float:
+    def take(self, budgets: Sequence[Budget], now: Now) -> float:
         with self._lock:
+            now = _when(now)
             wait = 0.0
             chosen: list[tuple[list[float], int]] = []
             for budget in budgets:
@@ -206,12 +216,14 @@ class StoreSlots:
             .values(updated_at=_at(now), used=c.used + 1)
         )
 
-    def take(self, budgets: Sequence[Budget], now: float) -> float:
+    def take(self, budgets: Sequence[Budget], now: Now) -> float:
         for budget in budgets:
             self._ensure(budget)
         c = t.api_budget.c
+        clock = now
 
         def work(conn: sa.Connection) -> float:
+            now = _when(clock)  # read inside the transaction: the time the slot is taken
             wait = 0.0
             chosen: list[tuple[Budget, list[str]]] = []
             for budget in budgets:
@@ -295,7 +307,7 @@ class RateGovernor:
         """Take a slot of every budget ``path`` counts against, sleeping until each has one."""
         wanted = [self.budgets[k] for k in self.kinds_for(path) if k in self.budgets]
         started = self.clock()
-        while (wait := self.book.take(wanted, self.clock())) > 0:
+        while (wait := self.book.take(wanted, self.clock)) > 0:
             if self.clock() + wait - started > self.max_wait:
                 raise BudgetExhausted(
                     f"the Trello request budget stays spent for more than {self.max_wait:.0f} s",

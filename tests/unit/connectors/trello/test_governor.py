@@ -181,3 +181,20 @@ def test_threads_sharing_a_book_never_exceed_the_limit() -> None:
     assert len(sent) == 60
     for first in sent:
         assert sum(1 for s in sent if first <= s < first + 10.0) <= 20
+
+
+def test_a_slot_is_stamped_when_it_is_taken_not_when_it_was_asked_for(book: MemorySlots | StoreSlots) -> None:
+    clock = Clock()
+    gov = governor(clock, book, token=2)
+    asked = clock.now
+
+    def late() -> float:  # the store's lock was busy: the slot is taken half a second after asking
+        clock.now = asked + 0.5
+        return clock.now
+
+    budgets = [gov.budgets["token"]]
+    assert book.take(budgets, late) == 0.0
+    assert book.take(budgets, late) == 0.0
+    clock.now = asked + 10.5 + 0.1  # a span after asking, but not a span after the slots were taken
+    assert book.take(budgets, clock.now) == pytest.approx(0.4, abs=0.01)
+    assert book.used(budgets[0], clock.now) == 2
