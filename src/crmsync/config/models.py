@@ -56,6 +56,15 @@ class WebConfig(Model):
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="A request whose body is not complete within this is answered 408 and closed."
     )
+    token_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description=(
+            "How long a verified API token is trusted without asking the store again (ingest). A token "
+            "revoked by another process (crmsync token revoke) is refused within this; 0: every request asks."
+        ),
+    )
     group_commit: bool = Field(
         True,
         description=(

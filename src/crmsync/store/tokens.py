@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +23,9 @@ PREFIX = "cs_"
 TOKEN_LENGTH = len(PREFIX) + 40
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is refreshed at most this often
 
+_revoked_here = 0  # tokens revoked by this process (see revocations())
+_revoked_lock = threading.Lock()
+
 
 @dataclass(frozen=True)
 class TokenInfo:
@@ -34,6 +38,17 @@ class TokenInfo:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_digest(token: str) -> str:
+    """The token's sha256, as stored (what a cache of verified tokens keys on, never the token)."""
+    return _hash(token)
+
+
+def revocations() -> int:
+    """How many tokens this process revoked so far: a cache of verified tokens that saw this
+    number change forgets what it knew."""
+    return _revoked_here
 
 
 def create_token(db: StoreOrConnection, name: str) -> str:
@@ -90,9 +105,14 @@ def list_tokens(db: StoreOrConnection) -> list[TokenInfo]:
 
 def revoke_token(db: StoreOrConnection, name: str) -> bool:
     """Revoke the token named ``name``; False if there is no such unrevoked token."""
+    global _revoked_here
     t = api_tokens.c
     with connection(db) as conn:
         result = conn.execute(
             sa.update(api_tokens).where(t.name == name, t.revoked_at.is_(None)).values(revoked_at=utcnow())
         )
-        return bool(result.rowcount)
+        revoked = bool(result.rowcount)
+    if revoked:
+        with _revoked_lock:
+            _revoked_here += 1
+    return revoked

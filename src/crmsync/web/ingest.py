@@ -12,11 +12,17 @@ or a record whose parent is locked refuses the whole request with a 4xx naming t
 the target cannot be asked about locks (it is down or slow), records are accepted and the worker
 asks before writing.
 
-Everything past reading the body runs in a worker thread (:meth:`Ingestor.handle`), never on the
-event loop; every check is bounded in time for any input. With ``web.group_commit`` (the default)
-the records of concurrent requests are committed together (:mod:`crmsync.web.commit`), each request
-still answered only after its own records committed. Past ``web.ingest_backlog`` requests in
-progress the API answers 503 with ``Retry-After`` (backpressure) rather than letting latency grow.
+No check runs on the event loop, and every check is bounded in time for any input. With
+``web.group_commit`` (the default) the records of concurrent requests are committed together
+(:mod:`crmsync.web.commit`), each request still answered only after its own records committed: the
+event loop reads the body and knows the token (:class:`~crmsync.web.auth.TokenCache`; an unknown
+one is verified in a thread), the group committer's thread parses and checks each request just
+before the group's transaction (a body over :data:`INLINE_CHECK_BYTES` in a thread of its own),
+and a lock rule whose answer is not cached asks the target from the event loop, bounded in time,
+before the records join a group. With ``web.group_commit: false`` each request is authenticated,
+checked and queued in a worker thread and a transaction of its own (:meth:`Ingestor.handle`).
+Past ``web.ingest_backlog`` requests in progress the API answers 503 with ``Retry-After``
+(backpressure) rather than letting latency grow.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from crmsync.engine.limits import DescribedLimits, generic_problem
 from crmsync.engine.queue import EnqueueResult, NewChange
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import CrmsyncError, FixTheData
-from crmsync.web.auth import authenticate
+from crmsync.web.auth import TokenCache, authenticate
 from crmsync.web.commit import GroupCommitter
 from crmsync.web.errors import ApiError
 
@@ -55,8 +61,13 @@ log = logging.getLogger(__name__)
 
 #: seconds a client refused for backpressure is asked to wait (``Retry-After``)
 BUSY_RETRY_AFTER = 1
-#: requests checked at once (authentication, values, lock rule), each in a thread of its own
+#: requests checked at once in threads of their own (unknown tokens, large bodies, per-request path)
 CHECK_THREADS = 8
+#: group commits under way at once on PostgreSQL or MySQL (on SQLite, one)
+SERVER_STORE_COMMIT_THREADS = 2
+#: bodies up to this size are checked by the group committer just before their commit; larger ones in
+#: a thread of their own, so that a large batch does not hold up the small requests' commits
+INLINE_CHECK_BYTES = 64 * 1024
 
 Scalar = StrictStr | StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | None
 Key = (
@@ -92,6 +103,16 @@ class IngestBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     records: list[IngestRecord] = Field(description="The records, in the order they are queued.")
+
+
+class LockPending(Exception):
+    """The records passed every check but the lock rule, whose answer the target has to give."""
+
+    def __init__(self, flow: FlowRuntime, changes: list[NewChange], parents: dict[str, list[str]]) -> None:
+        super().__init__(f"flow {flow.name}: lock rule not answered yet")
+        self.flow = flow
+        self.changes = changes
+        self.parents = parents
 
 
 class Accepted(BaseModel):
@@ -177,11 +198,18 @@ class Ingestor:
         self.backlog = web.ingest_backlog
         self.committer = (
             GroupCommitter(
-                runtime.queue, window=web.group_commit_window_seconds, max_records=5 * web.max_batch
+                runtime.queue,
+                window=web.group_commit_window_seconds,
+                max_records=5 * web.max_batch,
+                # SQLite has one writer at a time; a server store overlaps one group's round trips
+                # with the next group's
+                threads=1 if runtime.store.dialect == "sqlite" else SERVER_STORE_COMMIT_THREADS,
             )
             if web.group_commit
             else None
         )
+        self.tokens = TokenCache(runtime.store, web.token_cache_seconds)
+        self._app_flows: dict[str, FlowRuntime] = {}
         self._in_progress = 0  # requests between arrival and answer (changed on the event loop only)
         #: threads checking requests at once (each may read the store; more would only queue on it)
         self._checkers = anyio.CapacityLimiter(CHECK_THREADS)
@@ -192,15 +220,23 @@ class Ingestor:
 
     def flow(self, name: str) -> FlowRuntime:
         flow = self.rt.flows.get(name)
+        if flow is not None and self._app_flows.get(name) is flow:
+            return flow  # known to take records from applications (a reloaded flow is asked again)
         if flow is None or not self.rt.is_app_source(flow):
             valid = ", ".join(sorted(n for n, f in self.rt.flows.items() if self.rt.is_app_source(f)))
             raise ApiError(
                 404, "unknown_flow", f"no flow {name!r} takes records from applications; valid: {valid}"
             )
+        self._app_flows[name] = flow
         return flow
 
-    def changes(self, flow: FlowRuntime, records: list[IngestRecord]) -> list[NewChange]:
-        """The changes to queue for ``records``, once every check passed (else an :class:`ApiError`)."""
+    def changes(
+        self, flow: FlowRuntime, records: list[IngestRecord], *, ask_target: bool = True
+    ) -> list[NewChange]:
+        """The changes to queue for ``records``, once every check passed (else an :class:`ApiError`).
+
+        ``ask_target``: a lock rule whose answer is not cached asks the target (bounded in time);
+        else :class:`LockPending` is raised for the caller to ask."""
         problems: list[dict[str, str]] = []
         for i, record in enumerate(records):
             for problem in flow.refuse_fields(record.fields):
@@ -222,8 +258,7 @@ class Ingestor:
         if problems:
             self.rt.metrics.refused(flow.name, "values")
             raise ApiError(422, "invalid_value", "records contain values the target cannot hold", problems)
-        self._check_locks(flow, records)
-        return [
+        changes = [
             NewChange(
                 source=flow.source,
                 flow=flow.name,
@@ -234,6 +269,8 @@ class Ingestor:
             )
             for r in records
         ]
+        self._check_locks(flow, records, None if ask_target else changes)
+        return changes
 
     def accept(self, flow: FlowRuntime, records: list[IngestRecord]) -> dict[str, Any]:
         """Check ``records`` and queue them in a transaction of their own."""
@@ -282,7 +319,12 @@ class Ingestor:
                     )
         return problems
 
-    def _check_locks(self, flow: FlowRuntime, records: list[IngestRecord]) -> None:
+    def _check_locks(
+        self, flow: FlowRuntime, records: list[IngestRecord], pending: list[NewChange] | None = None
+    ) -> None:
+        """Refuse the records (409) if a parent is locked. Without a cached answer the target is
+        asked here, bounded in time, unless ``pending`` is given: then :class:`LockPending` is
+        raised with it, for the caller to ask."""
         if flow.lock is None:
             return
         parents: dict[str, list[str]] = {}
@@ -295,15 +337,38 @@ class Ingestor:
         if not parents:
             return
         locked = self.rt.locks.cached(flow, parents)
+        if locked is None and pending is not None:
+            raise LockPending(flow, pending, parents)
         if locked is None:  # something to ask the target: bounded, so a slow target never slows ingest
-            target = self.rt.queryable(flow.target)
-            future = self._pool.submit(self.rt.locks.locked, flow, target, list(parents))
+            future = self._pool.submit(self._ask_target, flow, list(parents))
             try:
                 locked = future.result(timeout=flow.lock.check_timeout_seconds)
             except (FutureTimeout, CrmsyncError) as exc:
                 # the target cannot answer now: accept, the worker asks again before writing
                 log.info("flow %s: lock check deferred to the worker (%s)", flow.name, exc or "timeout")
                 return
+        self._refuse_locked(flow, parents, locked)
+
+    def _ask_target(self, flow: FlowRuntime, parents: list[str]) -> set[str]:
+        """Which of ``parents`` the target says are locked now (blocking: in the lock-check pool)."""
+        return self.rt.locks.locked(flow, self.rt.queryable(flow.target), parents)
+
+    async def _ask_locks(self, pending: LockPending) -> None:
+        """On the event loop: ask the target about the pending records' parents, bounded in time."""
+        flow = pending.flow
+        assert flow.lock is not None
+        future = asyncio.wrap_future(self._pool.submit(self._ask_target, flow, list(pending.parents)))
+        try:
+            # shielded: an answer that comes late still fills the cache for the next requests
+            locked = await asyncio.wait_for(asyncio.shield(future), flow.lock.check_timeout_seconds)
+        except (TimeoutError, CrmsyncError) as exc:
+            # the target cannot answer now: accept, the worker asks again before writing
+            log.info("flow %s: lock check deferred to the worker (%s)", flow.name, exc or "timeout")
+            return
+        self._refuse_locked(flow, pending.parents, locked)
+
+    def _refuse_locked(self, flow: FlowRuntime, parents: dict[str, list[str]], locked: set[str]) -> None:
+        assert flow.lock is not None
         if locked:
             keys = sorted(k for p in locked for k in parents[p])
             parent = sorted(locked)[0]
@@ -332,22 +397,31 @@ class Ingestor:
             flow_name = request.path_params["flow"]
             if self.committer is None:
                 return await anyio.to_thread.run_sync(self.handle, token, flow_name, body)
-            flow, changes = await anyio.to_thread.run_sync(
-                self.check, token, flow_name, body, limiter=self._checkers
-            )
+            if self.tokens.cached(token) is None:  # else verified moments ago: no thread, no store read
+                await anyio.to_thread.run_sync(self.tokens.authenticate, token, limiter=self._checkers)
+            flow = self.flow(flow_name)
+            committer = self.committer
+            if len(body) > INLINE_CHECK_BYTES:
+                checked = await anyio.to_thread.run_sync(self.check, flow, body, limiter=self._checkers)
+                answer = committer.check_and_commit(lambda: checked)
+            else:  # checked by the committer's thread just before the group's transaction
+                answer = committer.check_and_commit(lambda: self.check(flow, body, ask_target=False))
             try:
-                result = await asyncio.wrap_future(self.committer.submit(changes))
+                try:
+                    result = await answer
+                except LockPending as pending:
+                    await self._ask_locks(pending)
+                    changes = pending.changes
+                    result = await committer.check_and_commit(lambda: changes)
             except CrmsyncError as exc:
                 raise ApiError(503, "store_unavailable", f"could not queue the records: {exc}") from exc
             return self._answer(flow, result)
         finally:
             self._in_progress -= 1
 
-    def check(self, token: str, flow_name: str, body: bytes) -> tuple[FlowRuntime, list[NewChange]]:
-        """Everything blocking before the commit, in one worker thread: authenticate, then check."""
-        authenticate(self.rt.store, token)
-        flow = self.flow(flow_name)
-        return flow, self.changes(flow, parse_records(body, self.rt.max_batch))
+    def check(self, flow: FlowRuntime, body: bytes, *, ask_target: bool = True) -> list[NewChange]:
+        """Parse and check a request's records (blocking: in a thread); its changes to queue."""
+        return self.changes(flow, parse_records(body, self.rt.max_batch), ask_target=ask_target)
 
     def handle(self, token: str, flow_name: str, body: bytes) -> dict[str, Any]:
         """Everything blocking, in one worker thread: authenticate first, then check and queue."""

@@ -3,6 +3,7 @@ past the backlog the API answers 503 with Retry-After, and the client sends the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from crmsync.errors import RetryLater
 from crmsync.store import Store, schema, tokens
 from crmsync.web.app import create_app
 from crmsync.web.commit import GroupCommitter
+from crmsync.web.errors import ApiError
 
 from .test_ingest import CONFIG
 
@@ -191,3 +193,53 @@ def test_the_client_gives_up_after_its_retries() -> None:
     ):
         crm.upsert("usage", "a", {})
     assert len(calls) == 3 and slept == [5.0, 5.0]
+
+
+def test_checks_handed_to_the_committer_run_there_and_a_refused_request_leaves_its_group_alone(
+    store: Store,
+) -> None:
+    queue = HeldQueue(store)
+    committer = GroupCommitter(queue)
+    first = committer.submit([change("a")])
+    assert queue.entered.wait(10)  # the first commit runs (and waits): the next three form a group
+    ran_in: list[str] = []
+
+    def check(key: str) -> list[NewChange]:
+        ran_in.append(threading.current_thread().name)
+        if key == "bad":
+            raise ApiError(422, "invalid_value", "refused")
+        return [change(key)]
+
+    async def requests() -> list[Any]:
+        answers = [committer.check_and_commit(lambda k=k: check(k)) for k in ("b", "bad", "c")]  # type: ignore[misc]
+        await asyncio.sleep(0.05)
+        assert not any(a.done() for a in answers) and ran_in == []  # checked with their group, not before
+        queue.release.set()
+        return await asyncio.gather(*answers, return_exceptions=True)
+
+    results = asyncio.run(requests())
+    committer.close()
+    assert first.result(10) == EnqueueResult(1, 0)
+    assert results[0] == EnqueueResult(1, 0) and results[2] == EnqueueResult(1, 0)
+    assert isinstance(results[1], ApiError) and results[1].status == 422
+    assert ran_in == ["group-commit"] * 3
+    assert queue.groups == [1, 2] and committer.commits == 2 and committer.requests == 3
+    assert stored(store) == ["a", "b", "c"]
+
+
+def test_a_failed_commit_fails_the_checked_requests_of_its_group_on_their_event_loop(store: Store) -> None:
+    queue = HeldQueue(store)
+    committer = GroupCommitter(queue)
+    committer.submit([change("a")])
+    assert queue.entered.wait(10)
+    queue.failing_call = 2
+
+    async def requests() -> list[Any]:
+        answers = [committer.check_and_commit(lambda k=k: [change(k)]) for k in ("x", "y")]  # type: ignore[misc]
+        queue.release.set()
+        return await asyncio.gather(*answers, return_exceptions=True)
+
+    results = asyncio.run(requests())
+    committer.close()
+    assert all(isinstance(r, sa.exc.OperationalError) for r in results)
+    assert stored(store) == ["a"]
