@@ -29,6 +29,13 @@ class EventMeta:
 
     It travels with the change through the queue to the target's :class:`Write`; a target that
     keeps a history (the SQL reporting connector) records it, others may ignore it.
+
+    ``changed`` and ``previous``: what the event itself says of the fields it changed, in the
+    source's field names — the values it set, and the values they replaced (``{}`` for a
+    creation; a Trello action's ``data.old``, a move's ``listBefore``) — whatever the record
+    holds by the time the change is written. ``None``: the source does not say (a poll, a full
+    read). ``previous_details``: what ``details`` held before the event (an edited comment's text,
+    a member removed).
     """
 
     at: dt.datetime | None = None
@@ -36,6 +43,14 @@ class EventMeta:
     action: str | None = None
     delivery_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    changed: Mapping[str, Any] | None = None
+    previous: Mapping[str, Any] | None = None
+    previous_details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tells_values(self) -> bool:
+        """Whether the event says what it changed, before and after (see above)."""
+        return self.changed is not None and self.previous is not None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (times as ISO text); :meth:`from_dict` reads it back."""
@@ -45,6 +60,9 @@ class EventMeta:
             "action": self.action,
             "delivery_id": self.delivery_id,
             "details": dict(self.details),
+            "changed": dict(self.changed) if self.changed is not None else None,
+            "previous": dict(self.previous) if self.previous is not None else None,
+            "previous_details": dict(self.previous_details),
         }
 
     @classmethod
@@ -59,7 +77,14 @@ class EventMeta:
             action=data.get("action"),
             delivery_id=data.get("delivery_id"),
             details=dict(data.get("details") or {}),
+            changed=_mapping(data.get("changed")),
+            previous=_mapping(data.get("previous")),
+            previous_details=dict(data.get("previous_details") or {}),
         )
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,13 @@ class Write:
     - ``upsert``: ``external_id_field`` and ``external_id`` (the match key in the target).
 
     ``meta``: when, who, what action and which delivery the write comes from (never in ``fields``).
+
+    ``changed`` / ``previous``: when the event behind the write says what it changed
+    (:attr:`EventMeta.changed` / :attr:`EventMeta.previous`), those values mapped by the flow's
+    field rules like ``fields``, in the target's field names: what the event set, and what those
+    fields held before it. ``None``: not told. ``fields`` is what to write now (a value older than
+    one already written may be left out of it); these are the event's own, for a target that
+    keeps a history.
 
     ``maybe_applied``: this write may have landed already — an earlier attempt at the same change
     ended without a known outcome (it was retried, or the worker holding it stopped and its lease
@@ -88,6 +120,10 @@ class Write:
     meta: EventMeta | None = None
     #: an earlier attempt at this write may have landed (see above)
     maybe_applied: bool = False
+    #: the values the event behind this write set, in the target's names (None: not told)
+    changed: Mapping[str, Any] | None = None
+    #: the values those fields held before the event, in the target's names (None: not told)
+    previous: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

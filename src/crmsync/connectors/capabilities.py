@@ -184,11 +184,29 @@ class SourceEvent:
     action: str | None = None
     #: what the event says that is no field of the record (a comment's text)
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: the values the fields the event changed held before it, when the event says ({} for a
+    #: creation); None: it does not say
+    previous: Mapping[str, Any] | None = None
+    #: the values the event set, when they are not ``fields`` (which may hold more: a record read
+    #: with the event); with ``previous`` and no ``changed``, ``fields`` are what it set
+    changed: Mapping[str, Any] | None = None
+    #: what ``details`` held before the event (an edited comment's text, a member removed)
+    previous_details: Mapping[str, Any] = field(default_factory=dict)
 
     def meta(self) -> EventMeta:
         """The event's metadata, as it travels with its change to the target's write."""
+        changed = self.changed
+        if changed is None and self.previous is not None:
+            changed = dict(self.fields)
         return EventMeta(
-            at=self.at, who=self.who, action=self.action, delivery_id=self.delivery_id, details=self.details
+            at=self.at,
+            who=self.who,
+            action=self.action,
+            delivery_id=self.delivery_id,
+            details=self.details,
+            changed=changed,
+            previous=self.previous,
+            previous_details=self.previous_details,
         )
 
 

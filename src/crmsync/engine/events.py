@@ -5,7 +5,8 @@ the same way whether a webhook delivered them or a catch-up read them back.
   de-duplicated on the vendor's event id (``<delivery id>:<flow>``), with the event's metadata; a
   field's value older (by the event's time) than one already received is dropped, so events
   arriving out of order never roll a value back (an event naming its action is still queued,
-  without those values, for the targets keeping a history).
+  without those values, for the targets keeping a history, and with what the event itself says it
+  changed, before and after, when its source says: a history records the event's own values).
 - :class:`EventCatchUp`: for a webhook source that :class:`~crmsync.connectors.capabilities.CatchUp`,
   reads each object's events since a cursor kept in the store (``watermarks``:
   ``(connection, "webhook-catch-up:" + object id)``) and queues them with :func:`queue_event`, so an
@@ -75,7 +76,9 @@ def queue_event(runtime: Runtime, connection: str, event: SourceEvent) -> dict[s
             )
             if not newer and not event.created and not event.action:
                 return {"accepted": 0, "duplicates": 0, "stale": sorted(stale)}
-            event = replace(event, fields={k: v for k, v in event.fields.items() if k not in stale})
+            fresh = {k: v for k, v in event.fields.items() if k not in stale}
+            # what the event set stays its own (its history), only the values written are dropped
+            event = replace(event, fields=fresh, changed=event.meta().changed)
     accepted = duplicates = 0
     for change in changes_for(runtime, connection, event):  # usually one flow reads an object
         result = runtime.queue.enqueue([change])

@@ -10,9 +10,10 @@ uses :meth:`FlowRuntime.to_target` to map the net fields of a change through the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from crmsync.connectors.base import EventMeta, Write
 from crmsync.connectors.capabilities import TargetShape
 from crmsync.engine import transforms
 from crmsync.errors import CrmsyncError, FixTheData
@@ -120,6 +121,35 @@ class FlowRuntime:
                 rule.transform, rule.args, record[rule.source], record, rule.source, record_key
             )
         return out
+
+    def event_values(
+        self, record_key: str, meta: EventMeta | None, *, owned: bool = True
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """What the event behind a change says it set and what those fields held before it
+        (:attr:`~crmsync.connectors.base.EventMeta.changed` / ``previous``), mapped by the same
+        rules as the change's fields (:meth:`to_target`), in the target's names: ``(changed,
+        previous)`` (a creation's ``previous`` is empty). None when the event does not say, or its
+        values cannot be mapped alone (a transform needing other fields of the record): its target
+        then does as for a change without them."""
+        if meta is None or meta.changed is None or meta.previous is None:
+            return None
+        try:
+            return self._mapped_alone(record_key, meta.changed, owned), self._mapped_alone(
+                record_key, meta.previous, owned
+            )
+        except CrmsyncError:
+            return None
+
+    def with_event_values(self, write: Write, *, owned: bool = True) -> Write:
+        """``write`` with what its event says it set and replaced (:meth:`event_values`, keyed by
+        the write's key: the change's record key), for a target that keeps a history."""
+        told = self.event_values(write.key, write.meta, owned=owned)
+        return write if told is None else replace(write, changed=told[0], previous=told[1])
+
+    def _mapped_alone(self, record_key: str, values: Mapping[str, Any], owned: bool) -> dict[str, Any]:
+        """``values`` mapped by the rules of the fields they name (not the record's key)."""
+        rules = [r for r in self.rules if r.source in values]
+        return self.to_target(record_key, values, rules, owned=owned) if rules else {}
 
     def to_source(self, record_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The source's fields for the target's ``fields`` (two-way fields only)."""

@@ -15,8 +15,10 @@ The first forward change of a record that matches the flow's ``when`` creates th
 — with its related objects, all or none, in one call — and writes the new ids back to the source.
 
 A change carrying its source's event (``meta``: when, who, action, delivery id) hands it to the
-target's write; a target that keeps a history (:class:`~crmsync.connectors.capabilities.KeepsHistory`)
-is also written an event that changes none of its fields (a comment), so it can record it.
+target's write, with what the event says it set and replaced mapped like its fields
+(``Write.changed`` / ``Write.previous``); a target that keeps a history
+(:class:`~crmsync.connectors.capabilities.KeepsHistory`) is also written an event that changes none
+of its fields (a comment), so it can record it.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ class TwoWay:
                 return Applied("deleted", f"deleted {flow.object_name} {gone}")
 
             delete = Write(key=key, operation="delete", target_id=gone, meta=change.meta)
+            delete = flow.with_event_values(delete, owned=False)
             return Plan((Step(flow.target, flow.object_name, delete),), forget)
         known = self._shadow(flow, "source", key)
         edits = self._news(flow, "source", key, known, fields, at)
@@ -167,6 +170,7 @@ class TwoWay:
         if decision.action == "skip":
             if change.meta is not None and isinstance(target, KeepsHistory) and target.keeps_history():
                 event = Write(key=key, operation="update", target_id=target_id, meta=change.meta)
+                event = flow.with_event_values(event, owned=False)
                 what = f"recorded {change.meta.action or 'the event'} (no field changed)"
                 return Plan((Step(flow.target, flow.object_name, event),), lambda: Applied("updated", what))
             return Plan.done(Applied.skip(decision.reason))
@@ -176,6 +180,7 @@ class TwoWay:
         main = {f: v for f, v in mapped.items() if f in self._target_fields(flow)}
         if main:
             update = Write(key=key, operation="update", fields=main, target_id=target_id, meta=change.meta)
+            update = flow.with_event_values(update, owned=False)
             steps.append(Step(flow.target, flow.object_name, update))
         for rel in flow.related:
             rel_link = links.get_link(self.rt.store, f"{flow.name}:{rel.object_name}", flow.source, key)
@@ -232,6 +237,7 @@ class TwoWay:
             meta = change.meta if change is not None else None
             again = change is not None and change.maybe_applied  # an earlier attempt may have made it
             create = Write(key=key, operation="create", fields=main, meta=meta, maybe_applied=again)
+            create = flow.with_event_values(create, owned=False)
             writer = require(target, Writable, f"flow {flow.name!r}")
             [result] = writer.write_batch(flow.object_name, [create])
             if not result.ok:

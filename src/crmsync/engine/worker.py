@@ -387,6 +387,11 @@ class Worker:
         )
 
     def _write_for(self, flow: FlowRuntime, change: ClaimedChange) -> Write | None:
+        """The write for ``change``, with what its event says it set and replaced, if it says."""
+        write = self._plain_write_for(flow, change)
+        return flow.with_event_values(write) if write is not None else None
+
+    def _plain_write_for(self, flow: FlowRuntime, change: ClaimedChange) -> Write | None:
         if change.operation == "upsert":
             fields = flow.to_target(change.record_key, change.fields)
             again = change.maybe_applied  # an earlier attempt may have written it
@@ -441,7 +446,14 @@ class Worker:
             if w.operation == "delete" and w.target_id is None:
                 if w.key not in found:
                     continue
-                w = Write(key=w.key, operation="delete", target_id=found[w.key], meta=w.meta)
+                w = Write(
+                    key=w.key,
+                    operation="delete",
+                    target_id=found[w.key],
+                    meta=w.meta,
+                    changed=w.changed,
+                    previous=w.previous,
+                )
             out.append(w)
         return out
 

@@ -14,14 +14,18 @@ the script; ``at``/``updated_at``/``recorded_at`` (wall-clock times) and the his
 order rows were recorded in, which a reorder changes by design) are left out.
 
 The history is compared row for row — one row per action, none twice, none missing, each with its
-action type, card and member — but not by its ``old_values``/``new_values``: those are computed
-against what crmsync holds when it writes the row (a creation's row carries the card as read when
-the change is written; a delivery arriving after a newer value of its field records ``{}``), so they
-depend on when each delivery arrives even without faults.
+action type, card, member and ``old_values``/``new_values``: those are the action's own before and
+after (Trello's ``data.old``, a move's ``listBefore``/``listAfter``, the member or label added or
+removed), not what the current-state table held when the row was written, so a delivery arriving
+after a newer value of its field, twice, or read back by the catch-up gives the same row as one
+delivered in order. A deletion's ``deleted_at`` (the action's wall-clock time) is compared as
+whether it is the row's ``at``. The rows of the run without faults are also checked against the
+script's own before and after values (:data:`BEFORE_AFTER`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -77,6 +81,35 @@ def script(board: str, lists: dict[str, str], labels: dict[str, str]) -> list[St
         ("drop", lambda t, c: t.delete_card(c["Card b"])),
         (None, lambda t, c: t.move_card(c["Card a"], lists["In progress"])),
     ]
+
+
+#: each script action's ``(old_values, new_values)`` in crm_events, in the script's order
+BEFORE_AFTER: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({}, {"name": "Card a", "list_name": "Backlog"}),
+    ({}, {"name": "Card b", "list_name": "Backlog"}),
+    ({"list_name": "Backlog"}, {"list_name": "In progress"}),
+    ({"name": "Card a"}, {"name": "Card a (v2)"}),
+    ({"name": "Card a (v2)"}, {"name": "Card a (v3)"}),
+    ({"list_name": "Backlog"}, {"list_name": "In progress"}),
+    ({"list_name": "In progress"}, {"list_name": "Done"}),
+    ({}, {"text": "Called them"}),
+    ({"due": None}, {"due": "2027-02-01T09:00:00+00:00"}),
+    ({"list_name": "In progress"}, {"list_name": "Done"}),
+    ({}, {"member": "alice"}),
+    ({}, {"label": "Urgent"}),
+    ({"amount": None}, {"amount": 1200}),
+    ({"due_complete": False}, {"due_complete": True}),
+    ({}, {"text": "Sent the quote"}),
+    ({}, {"name": "Card c", "list_name": "Backlog"}),
+    ({"name": "Card c"}, {"name": "Card c (v2)"}),
+    ({"member": "alice"}, {}),
+    ({}, {"member": "bob"}),
+    ({"stage": None}, {"stage": "Prospecting"}),
+    ({"closed": False}, {"closed": True}),
+    ({"closed": True}, {"closed": False}),
+    ({"deleted_at": None}, {"deleted_at": "at"}),
+    ({"list_name": "Done"}, {"list_name": "In progress"}),
+]
 
 
 @pytest.fixture(params=KINDS)
@@ -167,6 +200,8 @@ def play(
                     "type": e["action"],
                     "card": names[e["source_id"]],
                     "who": e["who"],
+                    "old_values": _times(_json(e["old_values"]), e["at"]),
+                    "new_values": _times(_json(e["new_values"]), e["at"]),
                 }
                 for e in rows(url, "SELECT * FROM crm_events")
                 if e["delivery_id"] in order
@@ -189,11 +224,21 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _times(values: dict[str, Any], at: Any) -> dict[str, Any]:
+    """A deletion's ``deleted_at`` (the action's wall-clock time) as whether it is the row's ``at``."""
+    if values.get("deleted_at") is None:
+        return values
+    deleted = dt.datetime.fromisoformat(str(values["deleted_at"])).replace(tzinfo=None)
+    row_at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(str(at))
+    return {**values, "deleted_at": "at" if deleted == row_at.replace(tzinfo=None) else str(deleted)}
+
+
 def test_duplicated_reordered_and_dropped_deliveries_give_the_same_reporting_tables(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clean_current, clean_history = play(tmp_path / "clean", kind, monkeypatch, faults=False)
     faulty_current, faulty_history = play(tmp_path / "faults", kind, monkeypatch, faults=True)
     assert len(clean_history) == len(script("", {}, {})) and len(clean_current) == 3
+    assert [(e["old_values"], e["new_values"]) for e in clean_history] == BEFORE_AFTER
     assert faulty_current == clean_current
     assert faulty_history == clean_history

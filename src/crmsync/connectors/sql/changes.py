@@ -5,6 +5,12 @@ Its event comes from the write's ``meta`` (:class:`~crmsync.connectors.base.Even
 source's action type (default create / update / delete), who, when it happened at the source
 (default now), the source's id of the change (a delivery already recorded is skipped) and, for an
 event that changes no column, what it says (a comment's text: its ``new_values``).
+
+A history row's ``old_values`` / ``new_values`` are the event's own when it says what it set and
+what that replaced (``Write.changed`` / ``Write.previous``, with what its ``details`` say before
+and after; a deletion sets ``deleted_at``): the same row whenever the event arrives, before or
+after others of the record. Otherwise they are computed against the row: the columns the write
+changed, as the row held them before and after.
 :func:`apply` reads the rows first (locked, in one order for every writer), then writes only what
 changed: one event per write that changed something or carries a new delivery id, and nothing at
 all for a write applied before.
@@ -66,6 +72,9 @@ class PendingWrite:
     delivery_id: str | None
     #: what the event says when it changes no column (a comment's text)
     details: dict[str, Any]
+    #: the event's own ``(new_values, old_values)`` when it says what it set and replaced
+    #: (``Write.changed`` / ``Write.previous``): recorded as they are, whatever the row holds
+    told: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 def pending_write(
@@ -96,6 +105,12 @@ def pending_write(
     except ValueError as exc:
         raise FixTheData(f"event time: {exc}", object_name=spec.name, record=source_id) from None
     delete = w.operation == "delete"
+    told = None
+    if w.changed is not None and w.previous is not None and meta is not None:
+        told = (
+            {**_jsonable(meta.details), **_event_values(spec, w.changed)},
+            {**_jsonable(meta.previous_details), **_event_values(spec, w.previous)},
+        )
     return PendingWrite(
         index=index,
         key=w.key,
@@ -106,8 +121,28 @@ def pending_write(
         who=str(meta.who) if meta is not None and meta.who is not None else None,
         action=str(meta.action) if meta is not None and meta.action else None,
         delivery_id=str(meta.delivery_id) if meta is not None and meta.delivery_id else None,
-        details={k: jsonable(v) for k, v in (meta.details if meta is not None else {}).items()},
+        details=_jsonable(meta.details) if meta is not None else {},
+        told=told,
     )
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in values.items()}
+
+
+def _event_values(spec: ObjectSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's own values of columns, as their columns hold them (JSON-ready); a value a
+    column would refuse is kept as the event tells it: the history says what happened."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        column = spec.column(name)
+        if column is None:
+            continue
+        try:
+            out[name] = jsonable(coerce(column, value, check_length=False))
+        except ValueError:
+            out[name] = jsonable(value)
+    return out
 
 
 def apply(
@@ -162,6 +197,16 @@ def apply(
             pending = changed_rows.setdefault(op.source_id, {})
             pending.update(changes, updated_at=current["updated_at"])
         if changes or op.delivery_id:
+            if op.told is not None:  # the event's own values, whatever the row held
+                new_values, old_values = op.told
+                if op.delete:
+                    new_values = {"deleted_at": jsonable(op.at), **new_values}
+                    old_values = {"deleted_at": None, **old_values}
+            else:  # what the row held before, and the columns this write changed
+                old_values = {c: jsonable(before.get(c)) for c in changes if not created}
+                new_values = {
+                    c: jsonable(v) for c, v in changes.items() if v is not None or not created
+                } or op.details
             events.append(
                 {
                     "at": op.at,
@@ -169,9 +214,8 @@ def apply(
                     "action": op.action or ("create" if created else "delete" if op.delete else "update"),
                     "object_name": spec.name,
                     "source_id": op.source_id,
-                    "old_values": {c: jsonable(before.get(c)) for c in changes if not created},
-                    "new_values": {c: jsonable(v) for c, v in changes.items() if v is not None or not created}
-                    or op.details,
+                    "old_values": old_values,
+                    "new_values": new_values,
                     "delivery_id": op.delivery_id,
                     "recorded_at": recorded_at,
                 }

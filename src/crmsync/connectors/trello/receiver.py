@@ -10,10 +10,14 @@ for Trello this mixin of :class:`.connector.TrelloConnector`:
   request, which the receiver answers 200);
 - :meth:`~TrelloReceiver.parse`: the action as :class:`SourceEvent` values, one per card it
   touches, keyed by ``action.id`` (repeated deliveries carry the same id), with who did it and
-  the action's type; what the action says that is no card field (a comment's text, the member or
-  label added) is its ``details``. An action naming a member or label added or removed does not
-  say which the card holds now, so the card's ``members`` and ``labels`` are read (one request);
-  the fields of an action that changes none (a comment, a checklist item) are empty;
+  the action's type; what the action says that is no card field (a comment's text, the member —
+  by username — or label added) is its ``details``, and what it replaced (an edited comment's
+  text, the member or label removed) its ``previous_details``. The card fields it changed carry
+  their values before the action as ``previous`` (``data.old``, a move's ``listBefore``; ``{}``
+  for a creation), so a history records the action's own before and after, whenever it arrives.
+  An action naming a member or label added or removed does not say which the card holds now, so
+  the card's ``members`` and ``labels`` are read (one request) for its fields, not for what the
+  action set; the fields of an action that changes none (a comment, a checklist item) are empty;
 - subscriptions: one board webhook per connection (:mod:`.subscriptions`).
 """
 
@@ -87,12 +91,20 @@ class TrelloReceiver:
         deleted = change.kind == "delete"
         fields: dict[str, Any] = {}
         details: dict[str, Any] = {}
+        previous_details: dict[str, Any] = {}
+        # what the action itself set and replaced (data.old, listBefore/listAfter, the member or
+        # label added or removed), the same from a delivery as from a catch-up's read
+        previous: dict[str, Any] = {}
+        changed: dict[str, Any] | None = None
         if change.kind in _NOT_FIELDS:
-            details = {**change.fields, **{f"old_{k}": v for k, v in change.previous.items()}}
+            details, previous_details = self._named(change.fields), self._named(change.previous)
+            changed = {}
             if change.kind in ("members", "labels"):
                 fields = self._card_sets(change.card_id)
-        elif not deleted:
-            fields = dict(change.fields)
+        elif deleted:
+            changed = {}
+        else:
+            fields, previous = dict(change.fields), dict(change.previous)
         return [
             SourceEvent(
                 object_id=change.board_id,
@@ -106,8 +118,15 @@ class TrelloReceiver:
                 who=self._member_name(change.member_id),
                 action=change.action_type,
                 details=details,
+                previous=previous,
+                changed=changed,
+                previous_details=previous_details,
             )
         ]
+
+    def _named(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """An action's values beyond the card's fields, a member by its username."""
+        return {k: self._member_name(v) if k == "member" else v for k, v in values.items()}
 
     def _member_name(self, member_id: str | None) -> str | None:
         """The username of a board member (the id when it is not one of the board's)."""
