@@ -29,6 +29,7 @@ an edit without a restart. A file that no longer validates is logged and ignored
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -282,6 +283,12 @@ class Process:
                     self.bind()
                 assert self._server is not None and self._sock is not None
                 log.info("serving on http://%s:%s", self.host, self.bound_port)
+                if threading.current_thread() is threading.main_thread():  # a process of its own
+                    # what it built to start (modules, config, the app) lives as long as it does:
+                    # kept out of the garbage collector's full passes, which would walk it again
+                    # and again while requests wait (long pauses under load)
+                    gc.collect()
+                    gc.freeze()
                 self._serving = True
                 try:
                     self._server.run(sockets=[self._sock])
