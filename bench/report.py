@@ -55,30 +55,31 @@ def render(r: dict[str, Any]) -> str:
             "200 entries/s; saturated: p99 ≤100 ms for what is accepted)",
             "",
             "`crmsync_*` use group commit (the default); `crmsync_*_per_request` one transaction per "
-            "request (`web.group_commit: false`), in the same run. `saturated`: latency of the accepted "
-            "requests only; the rest were answered 503 with `Retry-After`.",
+            "request (`web.group_commit: false`), in the same run. `of bare`: the share of the bare "
+            "endpoint's rate measured at the start of the run / measured again just before this server "
+            "(the machine's load changes) / of its CPU time per request (the server's own CPU time over "
+            "the requests wrk sent: what the share would be with a core to itself). `saturated`: wrk "
+            "with one thread per connection, timing the accepted (2xx) requests only; the rest were "
+            "answered 503 with `Retry-After`.",
             "",
         ]
         out += [
-            _row("server", "mode", "generator", "entries/s", "of bare", "p50 ms", "p99 ms", "non-2xx"),
-            _row("---", "---", "---", "---:", "---:", "---:", "---:", "---:"),
+            _row(
+                "server",
+                "mode",
+                "generator",
+                "entries/s",
+                "of bare",
+                "CPU µs/request",
+                "p50 ms",
+                "p99 ms",
+                "non-2xx",
+            ),
+            _row("---", "---", "---", "---:", "---:", "---:", "---:", "---:", "---:"),
         ]
         for server, modes in r["ingest"].items():
             for mode, x in modes.items():
-                bad = x.get("non_2xx", x.get("errors", 0))
-                share = x.get("share_of_bare")
-                out.append(
-                    _row(
-                        server,
-                        mode,
-                        x.get("generator", "python"),
-                        x["entries_per_s"],
-                        f"{share:.0%}" if share is not None else "",
-                        x["p50_ms"],
-                        x["p99_ms"],
-                        bad,
-                    )
-                )
+                out.append(_ingest_row(server, mode, x))
         out.append("")
     if "e2e" in r:
         out += ["### End to end: ingest → Salesforce sandbox at 50 entries/s (target: p99 ≤500 ms)", ""]
@@ -119,6 +120,36 @@ def render(r: dict[str, Any]) -> str:
     if "chaos" in r:
         out += chaos.section(r["chaos"])
     return "\n".join(out)
+
+
+def _ingest_row(server: str, mode: str, x: dict[str, Any]) -> str:
+    def pct(share: float | None) -> str:
+        return f"{share:.0%}" if share is not None else "n/a"
+
+    if "accepted_per_s" in x:  # wrk under saturation: the accepted requests' rate and latency
+        return _row(
+            server,
+            mode,
+            x["generator"],
+            x["accepted_per_s"],
+            "",
+            "",
+            x["accepted_p50_ms"],
+            x["accepted_p99_ms"],
+            f"{x['requests'] - x['statuses'].get('202', 0)} ({x['answered_503']} were 503)",
+        )
+    shares = [x.get(k) for k in ("share_of_bare", "share_of_bare_same_moment", "cpu_share_of_bare")]
+    return _row(
+        server,
+        mode,
+        x.get("generator", "python"),
+        x["entries_per_s"],
+        " / ".join(pct(v) for v in shares) if any(v is not None for v in shares) else "",
+        x.get("server_cpu_us_per_request", ""),
+        x["p50_ms"],
+        x["p99_ms"],
+        x.get("non_2xx", x.get("errors", 0)),
+    )
 
 
 def _measured(lines: list[str], r: dict[str, Any], name: str) -> list[str]:
@@ -201,6 +232,56 @@ def _w2(w: dict[str, Any]) -> list[str]:
         ]  # fmt: skip
         calls = ", ".join(f"`{k}` {v}" for k, v in x["salesforce_calls_by_endpoint"].items())
         out += ["", f"Salesforce calls by endpoint: {calls}.", ""]
+    if "two_way_write_calls_per_change" in w:
+        c = w["two_way_write_calls_per_change"]
+
+        def ms(x: dict[str, Any], key: str) -> str:
+            lat = x.get(key) or {}
+            return f"{lat.get('p50_ms', '-')} / {lat.get('p99_ms', '-')}"
+
+        out += [
+            "### W2: two-way write calls per change, each record in its own call and batched",
+            "",
+            "The two measurements above, and a bulk edit (every qualified lead edited at once, three "
+            "times, on the board and then in Salesforce), run twice in the same run: first with "
+            "`worker.two_way_batch_size: 1` (each record in its own call, as two-way changes were written "
+            "before batching), then as configured (the writes of one object a worker claimed together in "
+            "one call). The tables above are the second run's.",
+            "",
+            _row("measurement", "write calls per change", "one record per call", "batched",
+                 "p50 / p99 ms, one per call", "p50 / p99 ms, batched"),
+            _row("---", "---", "---:", "---:", "---:", "---:"),
+        ]  # fmt: skip
+        rows = (
+            ("Monday → Salesforce, edits at 20/s", "monday_to_salesforce", "sObject writes", ""),
+            (
+                "Monday → Salesforce, every lead edited at once",
+                "monday_to_salesforce",
+                "sObject writes",
+                "bulk_",
+            ),
+            ("Salesforce → Monday, edits polled every 2 s", "salesforce_to_monday", "mutations", ""),
+            ("Salesforce → Monday, every lead updated at once", "salesforce_to_monday", "mutations", "bulk_"),
+        )
+        for name, direction, what, bulk in rows:
+            x = c[direction]
+            if f"{bulk}batched" not in x:
+                continue
+            out.append(
+                _row(name, what, x[f"{bulk}one_record_per_call"], x[f"{bulk}batched"],
+                     "" if bulk else ms(x, "latency_one_record_per_call"),
+                     "" if bulk else ms(x, "latency_batched"))
+            )  # fmt: skip
+        to_sf = c["monday_to_salesforce"]
+        if "queued_to_applied_batched" in to_sf:
+            out += [
+                "",
+                "Monday → Salesforce from the queue to the sync log's `applied` (crmsync's own part, "
+                "without the webhook's delivery), p50 / p99 ms: one record per call "
+                f"{ms(to_sf, 'queued_to_applied_one_record_per_call')}, batched "
+                f"{ms(to_sf, 'queued_to_applied_batched')}.",
+            ]
+        out.append("")
     if "migration" in w:
         m = w["migration"]
         out += [
