@@ -1,5 +1,9 @@
 """W2, Monday.com ⇄ Salesforce: webhook → Salesforce latency, Salesforce poll → Monday latency, migration.
 
+The two-way measurements run twice in the same run: as configured (a batch's writes of one object
+in one call) and with ``worker.two_way_batch_size: 1`` (each record in its own call, the way two-way
+changes were written before batching), for the write calls each change costs in either direction.
+
 The emulators run in this process (a :class:`crmsync.sandbox.runner.Sandbox`, each on its own port)
 because the benchmark drives their Python APIs: a person's edit on the board
 (``MondayEmulator.ui_change_column``) and a user's edit in Salesforce (``SalesforceEmulator.update``).
@@ -75,7 +79,30 @@ REAL_BUDGET_PER_MINUTE = 10_000_000
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    alone = two_way(quick, two_way_batch_size=1)  # each record in its own call, as before batching
     out = two_way(quick)
+    out["one_record_per_call"] = alone
+    to_sf, to_monday = "monday_to_salesforce", "salesforce_to_monday"
+    out["two_way_write_calls_per_change"] = {
+        to_sf: {
+            "one_record_per_call": alone[to_sf]["salesforce_writes_per_change"],
+            "batched": out[to_sf]["salesforce_writes_per_change"],
+            "latency_one_record_per_call": alone[to_sf]["webhook_to_salesforce"],
+            "latency_batched": out[to_sf]["webhook_to_salesforce"],
+            "queued_to_applied_one_record_per_call": alone[to_sf]["queued_to_applied"],
+            "queued_to_applied_batched": out[to_sf]["queued_to_applied"],
+            "bulk_one_record_per_call": alone["bulk_edits"]["salesforce_writes_per_change"],
+            "bulk_batched": out["bulk_edits"]["salesforce_writes_per_change"],
+        },
+        to_monday: {
+            "one_record_per_call": alone[to_monday]["monday_mutations_per_change"],
+            "batched": out[to_monday]["monday_mutations_per_change"],
+            "latency_one_record_per_call": alone[to_monday]["salesforce_to_monday"],
+            "latency_batched": out[to_monday]["salesforce_to_monday"],
+            "bulk_one_record_per_call": alone["bulk_edits"]["monday_mutations_per_change"],
+            "bulk_batched": out["bulk_edits"]["monday_mutations_per_change"],
+        },
+    }
     out["migration"] = migration(quick)
     return out
 
@@ -113,12 +140,16 @@ def calls_by_endpoint(calls: list[Any]) -> dict[str, int]:
     return dict(counted.most_common())
 
 
-def two_way(quick: bool) -> dict[str, Any]:
+def two_way(quick: bool, *, two_way_batch_size: int | None = None) -> dict[str, Any]:
+    """The W2 recipe under ``crmsync run``; ``two_way_batch_size``: its ``worker.two_way_batch_size``."""
     with in_process_sandbox("demo") as (box, directory):
         sf: Any = box.salesforce
         monday: Any = box.monday
         db = directory / "crmsync.db"
         text = RECIPE.read_text().replace("sqlite:///crmsync.db", f"sqlite:///{db}")
+        if two_way_batch_size is not None:
+            text = text.replace("\nworker:\n", f"\nworker:\n  two_way_batch_size: {two_way_batch_size}\n", 1)
+            assert f"two_way_batch_size: {two_way_batch_size}" in text
         config = write_config(directory, text, box.env())
         crmsync("db", "upgrade", "-c", str(config))
         board = monday.board_id("Leads")
@@ -131,9 +162,84 @@ def two_way(quick: bool) -> dict[str, Any]:
                 leads = qualify(monday, board, engine)
                 to_salesforce = monday_to_salesforce(sf, monday, engine, leads, quick)
                 to_monday = salesforce_to_monday(sf, monday, engine, leads, quick)
+                bulk = bulk_edits(sf, monday, engine, leads)
         finally:
             engine.dispose()
-    return {"monday_to_salesforce": to_salesforce, "salesforce_to_monday": to_monday}
+    return {
+        "two_way_batch_size": two_way_batch_size,
+        "monday_to_salesforce": to_salesforce,
+        "salesforce_to_monday": to_monday,
+        "bulk_edits": bulk,
+    }
+
+
+def bulk_edits(
+    sf: Any, monday: Any, engine: sa.Engine, leads: list[tuple[str, str]], rounds: int = 3
+) -> dict[str, Any]:
+    """Every qualified lead edited at once, ``rounds`` times: on the board (a person's bulk edit),
+    then in Salesforce (a mass update), each round applied before the next; the write calls each
+    change costs when many arrive together."""
+    quiet(sf, monday, engine)
+    sf_before = len(sf.calls.calls())
+    started = time.perf_counter()
+    for r in range(rounds):
+        phones = {lead: f"1555{r:02d}{n:05d}" for n, (_, lead) in enumerate(leads)}
+        for item, lead in leads:
+            monday.ui_change_column(item, "phone", f"+{phones[lead]}")
+        wait_for(
+            lambda phones=phones: all(
+                d in ((sf.get("Lead", lead) or {}).get("Phone") or "") for lead, d in phones.items()
+            ),
+            120,
+            "a bulk edit of the board in Salesforce",
+        )
+    to_salesforce_s = time.perf_counter() - started
+    quiet(sf, monday, engine)
+    to_salesforce = salesforce_writes(sf.calls.calls()[sf_before:])
+    started = time.perf_counter()
+    with counting_mutations(monday) as mutations:
+        for r in range(rounds):
+            values = {item: f"Bulk Company {r}-{n}" for n, (item, _) in enumerate(leads)}
+            for item, lead in leads:
+                sf.update("Lead", lead, {"Company": values[item]})
+            wait_for(
+                lambda values=values: all(
+                    monday.item(i)["columns"].get("text") == v for i, v in values.items()
+                ),
+                120,
+                "a Salesforce mass update on the board",
+            )
+        to_monday_s = time.perf_counter() - started
+        quiet(sf, monday, engine)
+    changes = rounds * len(leads)
+    return {
+        "rounds": rounds,
+        "records_per_round": len(leads),
+        "changes_each_way": changes,
+        "salesforce_writes_per_change": round(to_salesforce / changes, 3),
+        "monday_mutations_per_change": round(len(mutations) / changes, 3),
+        "seconds_board_to_salesforce": round(to_salesforce_s, 2),
+        "seconds_salesforce_to_board": round(to_monday_s, 2),
+    }
+
+
+@contextmanager
+def counting_mutations(monday: Any) -> Iterator[list[int]]:
+    """The GraphQL mutations the monday emulator serves meanwhile: the items each one writes."""
+    documents = monday.documents
+    get = documents.get
+    mutations: list[int] = []
+
+    def counting_get(query: str) -> Any:
+        if query.lstrip().startswith("mutation"):
+            mutations.append(query.count("create_item(") + query.count("change_multiple_column_values("))
+        return get(query)
+
+    documents.get = counting_get
+    try:
+        yield mutations
+    finally:
+        documents.get = get
 
 
 def settled(engine: sa.Engine) -> bool:
@@ -196,12 +302,12 @@ def applied_at(engine: sa.Engine) -> dict[int, float]:
     return out
 
 
-def changes_since(engine: sa.Engine, first_id: int) -> list[tuple[int, str]]:
+def changes_since(engine: sa.Engine, first_id: int) -> list[tuple[int, str, float]]:
+    """The changes queued after ``first_id``: id, payload (JSON text), when it was queued."""
+    c = schema.changes.c
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(schema.changes.c.id, schema.changes.c.payload).where(schema.changes.c.id > first_id)
-        ).all()
-    return [(int(r.id), json.dumps(r.payload)) for r in rows]
+        rows = conn.execute(sa.select(c.id, c.payload, c.created_at).where(c.id > first_id)).all()
+    return [(int(r.id), json.dumps(r.payload), r.created_at.timestamp()) for r in rows]
 
 
 def last_change_id(engine: sa.Engine) -> int:
@@ -232,13 +338,14 @@ def monday_to_salesforce(
         monday.ui_change_column(item, "phone", f"+{digits}")
     wait_for(lambda: bool(monday.dispatcher.wait_idle(10)), 120, "webhooks delivered")
 
-    def matched() -> dict[str, float]:
+    def matched() -> dict[str, tuple[float, float]]:
+        """Phone digits → (when the change was queued, when it was applied)."""
         done = applied_at(engine)
-        out: dict[str, float] = {}
-        for change_id, payload in changes_since(engine, first_change):
+        out: dict[str, tuple[float, float]] = {}
+        for change_id, payload, queued in changes_since(engine, first_change):
             found = PHONE.search(payload)
             if found and found.group(0) in sent and change_id in done:
-                out[found.group(0)] = done[change_id]
+                out[found.group(0)] = (queued, done[change_id])
         return out
 
     wait_for(lambda: len(matched()) == total, 120, "every phone edit applied")
@@ -246,13 +353,15 @@ def monday_to_salesforce(
     quiet(sf, monday, engine)
     sf_calls = sf.calls.calls()[sf_before:]
     monday_calls = monday.calls.count() - monday_before
-    latencies = [done[d] - t for d, t in sent.items()]
+    latencies = [done[d][1] - t for d, t in sent.items()]
+    in_crmsync = [done[d][1] - done[d][0] for d in sent]  # from the queue to the sync log's `applied`
     writes = salesforce_writes(sf_calls)
     return {
         "rate_events_per_s": WEBHOOK_RATE,
         "qualified_leads": len(leads),
         "changes": len(latencies),
         "webhook_to_salesforce": summary_ms(latencies),
+        "queued_to_applied": summary_ms(in_crmsync),
         "salesforce_calls": len(sf_calls),
         "salesforce_writes": writes,
         "salesforce_calls_per_change": round(len(sf_calls) / max(1, len(latencies)), 3),
@@ -293,19 +402,20 @@ def salesforce_to_monday(
     watcher.start()
     edits = int(seconds / SF_EDIT_EVERY)
     start = time.perf_counter()
-    for i in range(edits):
-        delay = start + i * SF_EDIT_EVERY - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        item, lead = leads[i % len(leads)]
-        value = f"Company {i}"
-        with lock:
-            pending[item] = (value, time.time())
-        sf.update("Lead", lead, {"Company": value})
-    wait_for(lambda: not pending, 120, "every Salesforce edit on the board")
-    stop.set()
-    watcher.join(10)
-    quiet(sf, monday, engine)
+    with counting_mutations(monday) as mutations:
+        for i in range(edits):
+            delay = start + i * SF_EDIT_EVERY - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            item, lead = leads[i % len(leads)]
+            value = f"Company {i}"
+            with lock:
+                pending[item] = (value, time.time())
+            sf.update("Lead", lead, {"Company": value})
+        wait_for(lambda: not pending, 120, "every Salesforce edit on the board")
+        stop.set()
+        watcher.join(10)
+        quiet(sf, monday, engine)
     sf_calls = sf.calls.calls()[sf_before:]
     monday_calls = monday.calls.count() - monday_before
     return {
@@ -319,6 +429,9 @@ def salesforce_to_monday(
         "salesforce_calls_by_endpoint": calls_by_endpoint(sf_calls),
         "monday_calls": monday_calls,
         "monday_calls_per_change": round(monday_calls / max(1, len(latencies)), 3),
+        "monday_mutations": len(mutations),
+        "monday_mutations_per_change": round(len(mutations) / max(1, len(latencies)), 3),
+        "items_per_mutation": round(sum(mutations) / max(1, len(mutations)), 2),
         "seconds": seconds,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
