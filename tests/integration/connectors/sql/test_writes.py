@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -293,3 +294,97 @@ def test_concurrent_deliveries_of_the_same_changes_land_once(make_connector: Mak
     assert len(dump(connectors[0], connectors[0].table("card"), "source_id")) == 20
     events = dump(connectors[0], connectors[0].events_table, "id")
     assert sorted(e["delivery_id"] for e in events) == [f"a{n:02}" for n in range(1, 21)]
+
+
+def told(n: int, kind: str, card: str, before: dict[str, Any], after: dict[str, Any], **extra: Any) -> Write:
+    """A board action whose event says what it set and replaced (``changed`` / ``previous``)."""
+    operation = "delete" if kind == "deleteCard" else "upsert"
+    meta = EventMeta(
+        at=at(n).replace(tzinfo=dt.UTC),
+        who="ann",
+        action=kind,
+        delivery_id=f"t{n:02}",
+        details=extra.get("details", {}),
+        changed=after,
+        previous=before,
+        previous_details=extra.get("previous_details", {}),
+    )
+    fields = {} if operation == "delete" else extra.get("fields", after)
+    return Write(f"k{n}", operation, fields, external_id=card, meta=meta, changed=after, previous=before)
+
+
+#: actions whose events tell their own values, and the (old_values, new_values) each records
+TOLD: list[tuple[Write, tuple[dict[str, Any], dict[str, Any]]]] = [
+    (told(1, "createCard", "c1", {}, {"name": "One", "list_name": "Requests"}),
+     ({}, {"name": "One", "list_name": "Requests"})),
+    (told(2, "updateCard", "c1", {"list_name": "Requests"}, {"list_name": "Doing"}),
+     ({"list_name": "Requests"}, {"list_name": "Doing"})),
+    (told(3, "updateCard", "c1", {"name": "One"}, {"name": "One (v2)"}),
+     ({"name": "One"}, {"name": "One (v2)"})),
+    (told(4, "updateCard", "c1", {"name": "One (v2)"}, {"name": "One (v3)"}),
+     ({"name": "One (v2)"}, {"name": "One (v3)"})),
+    # the card's whole set is written; the history says which member the action added or removed
+    (told(5, "addMemberToCard", "c1", {}, {}, fields={"members": ["ann"]}, details={"member": "ann"}),
+     ({}, {"member": "ann"})),
+    (told(6, "removeMemberFromCard", "c1", {}, {}, fields={"members": []},
+          previous_details={"member": "ann"}),
+     ({"member": "ann"}, {})),
+    (told(7, "updateCard", "c1", {"due": None}, {"due": "2025-03-10T17:00:00Z"}),
+     ({"due": None}, {"due": "2025-03-10T17:00:00+00:00"})),
+    (told(8, "updateCustomFieldItem", "c1", {"amount": None}, {"amount": "1200"}),
+     ({"amount": None}, {"amount": 1200})),
+    (told(9, "commentCard", "c1", {}, {}, fields={}, details={"text": "Called them"}),
+     ({}, {"text": "Called them"})),
+    (told(10, "deleteCard", "c1", {}, {}),
+     ({"deleted_at": None}, {"deleted_at": "2025-03-03T09:10:00+00:00"})),
+]  # fmt: skip
+
+
+def history_of(connector: SqlConnector) -> list[tuple[str | None, Any, Any]]:
+    events = dump(connector, connector.events_table, "id")
+    return sorted((e["delivery_id"], e["old_values"], e["new_values"]) for e in events)
+
+
+def test_events_telling_their_own_values_record_them_in_any_order(make_connector: Make) -> None:
+    expected = sorted((f"t{n:02}", old, new) for n, (_, (old, new)) in enumerate(TOLD, 1))
+    in_order = make_connector([CARD])
+    for write, _ in TOLD:
+        assert all(r.ok for r in in_order.write_batch("card", [write]))
+    assert history_of(in_order) == expected
+
+    # reordered, duplicated and batched differently: the newer name and the deletion land first,
+    # the creation last — the same rows, none computed against what the card held by then
+    shuffled = make_connector([CARD], table_prefix=f"s{secrets.token_hex(3)}_")
+    writes = [w for w, _ in TOLD]
+    for batch in (
+        [writes[3], writes[9]],
+        [writes[2], writes[6], writes[3]],
+        writes[4:9],
+        writes[:2],
+        writes[1:3],
+    ):
+        assert all(r.ok for r in shuffled.write_batch("card", batch))
+    assert history_of(shuffled) == expected
+    # the current-state row took the writes as they came, the creation's name last (the engine
+    # drops a value older than one already received before it gets here)
+    [card] = dump(shuffled, shuffled.table("card"), "source_id")
+    assert card["name"] == "One"
+
+
+def test_writes_not_telling_their_values_record_the_row_before_and_after(make_connector: Make) -> None:
+    connector = make_connector([CARD])
+    meta = EventMeta(delivery_id="p1", at=at(1).replace(tzinfo=dt.UTC))
+    connector.write_batch("card", [Write("k1", "upsert", {"name": "One"}, external_id="c1", meta=meta)])
+    late = EventMeta(delivery_id="p2", at=at(2).replace(tzinfo=dt.UTC))
+    connector.write_batch("card", [Write("k2", "upsert", {"name": "Two"}, external_id="c1", meta=late)])
+    # told only one side: not told
+    half = EventMeta(delivery_id="p3", at=at(3).replace(tzinfo=dt.UTC), changed={"name": "Three"})
+    connector.write_batch(
+        "card",
+        [Write("k3", "upsert", {"name": "Three"}, external_id="c1", meta=half, changed={"name": "Three"})],
+    )
+    assert history_of(connector) == [
+        ("p1", {}, {"name": "One"}),
+        ("p2", {"name": "One"}, {"name": "Two"}),
+        ("p3", {"name": "Two"}, {"name": "Three"}),
+    ]
