@@ -42,16 +42,18 @@ import datetime as dt
 import math
 import random
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from crmsync.store import schema as t
-from crmsync.store.db import Store, upsert
+from crmsync.store.db import Store, upsert, upsert_many
+
+T = TypeVar("T")
 
 #: a day, the default window
 DAY = 86_400.0
@@ -104,6 +106,8 @@ class Taken:
     wait: float = 0.0
     #: the vendor's reported count plus the units taken since, while the report holds
     reported: int | None = None
+    #: the slot taken with the units (``take(..., slots=)``), None when all were held
+    slot: str | None = None
 
 
 #: a vendor's report: (when, its count plus the units taken since)
@@ -179,9 +183,12 @@ class Slots:
 class BudgetBook(Protocol):
     """Where windows and slots are kept (one process's memory, or the store)."""
 
-    def take(self, windows: Sequence[Window], count: int, now: float) -> Taken:
+    def take(
+        self, windows: Sequence[Window], count: int, now: float, slots: Slots | None = None, owner: str = ""
+    ) -> Taken:
         """Take ``count`` units of every window if they fit all of them now; else take nothing and
-        say how long to wait."""
+        say how long to wait. With ``slots``, a slot is taken for ``owner`` too when the units
+        are (in the same transaction; ``Taken.slot`` is None when every slot is held)."""
         ...
 
     def report(self, window: Window, used: int, now: float) -> None:
@@ -230,7 +237,9 @@ class MemoryBudgets:
         key = (window.name, window.label)
         return assess(window, self._ring(window).values(), self._reports.get(key), count, now)
 
-    def take(self, windows: Sequence[Window], count: int, now: float) -> Taken:
+    def take(
+        self, windows: Sequence[Window], count: int, now: float, slots: Slots | None = None, owner: str = ""
+    ) -> Taken:
         with self._lock:
             taken = combine([self._assess(w, count, now) for w in windows])
             if taken.granted:
@@ -239,6 +248,8 @@ class MemoryBudgets:
                     key = (window.name, window.label)
                     if (report := self._reports.get(key)) is not None:
                         self._reports[key] = (report[0], report[1] + count)
+                if slots is not None:
+                    taken = replace(taken, slot=self._acquire(slots, owner, now))
             return taken
 
     def report(self, window: Window, used: int, now: float) -> None:
@@ -249,14 +260,17 @@ class MemoryBudgets:
         with self._lock:
             return self._assess(window, 0, now).used
 
+    def _acquire(self, slots: Slots, owner: str, now: float) -> str | None:
+        for slot in slots.all:
+            held = self._slots.get(slot)
+            if held is None or held[1] <= now:
+                self._slots[slot] = (owner, now + slots.ttl)
+                return slot
+        return None
+
     def acquire(self, slots: Slots, owner: str, now: float) -> str | None:
         with self._lock:
-            for slot in slots.all:
-                held = self._slots.get(slot)
-                if held is None or held[1] <= now:
-                    self._slots[slot] = (owner, now + slots.ttl)
-                    return slot
-            return None
+            return self._acquire(slots, owner, now)
 
     def release(self, slots: Slots, slot: str, owner: str) -> None:
         with self._lock:
@@ -273,158 +287,231 @@ def _at(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+#: a free slot's lease ends here
+NEVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 class StoreBudgets:
-    """Windows and slots in the store, shared by every process using it."""
+    """Windows and slots in the store, shared by every process using it.
+
+    A take is one transaction of three statements whatever the number of windows (lock their
+    shown rows, read their buckets, write the changed rows at once); on PostgreSQL a slot is taken
+    with one statement (``FOR UPDATE SKIP LOCKED``) and given back with another.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._slot_rows: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        """A write transaction that does not wait for the disk on PostgreSQL: a count lost in a
+        crash of the database is a handful of calls, and waiting for each commit to be flushed
+        would add milliseconds to every API call."""
+        if self.store.dialect != "postgresql":
+            return self.store.run(work)
+
+        def quick(conn: Connection) -> T:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            return work(conn)
+
+        return self.store.run(quick)
 
     # -- windows -----------------------------------------------------------------------------
-    def _lock_head(self, conn: Connection, window: Window, now: float) -> None:
+    def _lock_heads(self, conn: Connection, windows: Sequence[Window], now: float) -> None:
         c = t.api_budget.c
-        query = sa.select(c.used).where(c.connection == window.name, c.window == window.label)
+        keys = [(w.name, w.label) for w in windows]
+        query = sa.select(c.connection, c.window).where(sa.tuple_(c.connection, c.window).in_(keys))
         if self.store.dialect != "sqlite":
             query = query.with_for_update()
-        if conn.execute(query).first() is not None:
+        found = {(r.connection, r.window) for r in conn.execute(query)}
+        missing = [w for w in windows if (w.name, w.label) not in found]
+        if not missing:
             return
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    sa.insert(t.api_budget).values(
-                        connection=window.name,
-                        window=window.label,
-                        used=0,
-                        limit_value=window.limit,
-                        updated_at=_at(now),
+        for window in missing:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        sa.insert(t.api_budget).values(
+                            connection=window.name,
+                            window=window.label,
+                            used=0,
+                            limit_value=window.limit,
+                            updated_at=_at(now),
+                        )
                     )
-                )
-        except IntegrityError:
-            pass  # made meanwhile by another process
-        conn.execute(query)  # locked now (it exists)
+            except IntegrityError:
+                pass  # made meanwhile by another process
+        conn.execute(query)  # locked now (they exist)
 
-    def _buckets(
-        self, conn: Connection, window: Window, now: float
-    ) -> tuple[dict[str, tuple[float, int]], Report | None]:
-        """The window's live buckets by row, and the vendor's report (if any)."""
+    def _states(
+        self, conn: Connection, windows: Sequence[Window], now: float
+    ) -> list[tuple[dict[str, tuple[float, int]], Report | None]]:
+        """Each window's live buckets by row, and the vendor's report (if any)."""
         c = t.api_budget.c
         rows = conn.execute(
-            sa.select(c.window, c.used, c.updated_at).where(
-                c.connection == window.name,
-                c.window.startswith(window.label + BUCKET_MARK, autoescape=True),
+            sa.select(c.connection, c.window, c.used, c.updated_at).where(
                 sa.or_(
-                    c.updated_at > _at(now - window.seconds - window.bucket_seconds),
-                    c.window == _reported(window),
-                ),
+                    *(
+                        sa.and_(
+                            c.connection == w.name,
+                            c.window.startswith(w.label + BUCKET_MARK, autoescape=True),
+                            sa.or_(
+                                c.updated_at > _at(now - w.seconds - w.bucket_seconds),
+                                c.window == _reported(w),
+                            ),
+                        )
+                        for w in windows
+                    )
+                )
             )
-        )
-        ring: dict[str, tuple[float, int]] = {}
-        report: Report | None = None
-        for r in rows:
-            if r.window == _reported(window):
-                report = (r.updated_at.timestamp(), int(r.used))
-            else:
-                ring[r.window] = (r.updated_at.timestamp(), int(r.used))
-        return ring, report
+        ).all()
+        out: list[tuple[dict[str, tuple[float, int]], Report | None]] = []
+        for w in windows:
+            ring: dict[str, tuple[float, int]] = {}
+            report: Report | None = None
+            for r in rows:
+                if r.connection != w.name or not r.window.startswith(w.label + BUCKET_MARK):
+                    continue
+                if r.window == _reported(w):
+                    report = (r.updated_at.timestamp(), int(r.used))
+                elif _is_bucket(r.window) and r.window.rpartition(BUCKET_MARK)[0] == w.label:
+                    ring[r.window] = (r.updated_at.timestamp(), int(r.used))
+            out.append((ring, report))
+        return out
 
-    def _add(
-        self, conn: Connection, window: Window, ring: dict[str, tuple[float, int]], count: int, now: float
-    ) -> int:
-        row, start = window.bucket(now)
-        held = ring.get(row)
-        before = held[1] if held is not None and abs(held[0] - start) < 1e-3 else 0
-        ring[row] = (start, before + count)
-        upsert(
-            conn,
-            t.api_budget,
-            {"connection": window.name, "window": row},
-            {"used": before + count, "limit_value": None, "updated_at": _at(start)},
-        )
-        c = t.api_budget.c
-        conn.execute(
-            sa.update(t.api_budget)
-            .where(c.connection == window.name, c.window == _reported(window))
-            .values(used=c.used + count)
-        )
-        return wait_for(window, ring.values(), 0, now).used
+    @staticmethod
+    def _row(window: Window, name: str, used: int, limit: int | None, at: float) -> dict[str, object]:
+        return {
+            "connection": window.name,
+            "window": name,
+            "used": used,
+            "limit_value": limit,
+            "updated_at": _at(at),
+        }
 
-    def _show(self, conn: Connection, window: Window, used: int, now: float) -> None:
-        c = t.api_budget.c
-        conn.execute(
-            sa.update(t.api_budget)
-            .where(c.connection == window.name, c.window == window.label)
-            .values(used=used, limit_value=window.limit, updated_at=_at(now))
-        )
-
-    def take(self, windows: Sequence[Window], count: int, now: float) -> Taken:
+    def take(
+        self, windows: Sequence[Window], count: int, now: float, slots: Slots | None = None, owner: str = ""
+    ) -> Taken:
         ordered = sorted(windows, key=lambda w: (w.name, w.label))  # one lock order: no deadlock
+        if slots is not None and self.store.dialect == "postgresql":
+            self._ensure_slots(slots)
 
         def work(conn: Connection) -> Taken:
-            states = []
-            for window in ordered:
-                self._lock_head(conn, window, now)
-                states.append(self._buckets(conn, window, now))
+            self._lock_heads(conn, ordered, now)
+            states = self._states(conn, ordered, now)
             each = [
                 assess(w, ring.values(), report, count, now)
                 for w, (ring, report) in zip(ordered, states, strict=True)
             ]
             taken = combine(each)
-            for window, (ring, _), one in zip(ordered, states, each, strict=True):
+            rows = []
+            for window, (ring, report), one in zip(ordered, states, each, strict=True):
                 if taken.granted:
-                    self._add(conn, window, ring, count, now)
-                self._show(conn, window, one.used, now)
+                    row, start = window.bucket(now)
+                    held = ring.get(row)
+                    before = held[1] if held is not None and abs(held[0] - start) < 1e-3 else 0
+                    rows.append(self._row(window, row, before + count, None, start))
+                    if report is not None:
+                        rows.append(self._row(window, _reported(window), report[1] + count, None, report[0]))
+                rows.append(self._row(window, window.label, one.used, window.limit, now))
+            upsert_many(conn, t.api_budget, rows, ("connection", "window"))
+            if taken.granted and slots is not None:
+                taken = replace(taken, slot=self._acquire_in(conn, slots, owner, now))
             return taken
 
-        return self.store.run(work)
+        return self._run(work)
 
     def report(self, window: Window, used: int, now: float) -> None:
         def work(conn: Connection) -> None:
-            self._lock_head(conn, window, now)
-            upsert(
+            self._lock_heads(conn, [window], now)
+            ((ring, _),) = self._states(conn, [window], now)
+            shown = assess(window, ring.values(), (now, used), 0, now).used
+            upsert_many(
                 conn,
                 t.api_budget,
-                {"connection": window.name, "window": _reported(window)},
-                {"used": used, "limit_value": None, "updated_at": _at(now)},
+                [
+                    self._row(window, _reported(window), used, None, now),
+                    self._row(window, window.label, shown, window.limit, now),
+                ],
+                ("connection", "window"),
             )
-            ring, report = self._buckets(conn, window, now)
-            self._show(conn, window, assess(window, ring.values(), report, 0, now).used, now)
 
-        self.store.run(work)
+        self._run(work)
 
     def used(self, window: Window, now: float) -> int:
         with self.store.read() as conn:
-            ring, report = self._buckets(conn, window, now)
+            ((ring, report),) = self._states(conn, [window], now)
             return assess(window, ring.values(), report, 0, now).used
 
     # -- slots -------------------------------------------------------------------------------
-    def acquire(self, slots: Slots, owner: str, now: float) -> str | None:
+    def _ensure_slots(self, slots: Slots) -> None:
+        """Make the slots' lease rows (free) once per process, so that taking one is one statement."""
+        key = (slots.name, slots.limit)
+        with self._lock:
+            if key in self._slot_rows:
+                return
         c = t.leases.c
-        at, until = _at(now), _at(now + slots.ttl)
 
-        def work(conn: Connection) -> str | None:
-            held = {
-                r.name for r in conn.execute(sa.select(c.name).where(c.name.in_(slots.all), c.until > at))
-            }
-            free = [s for s in slots.all if s not in held]
-            random.shuffle(free)  # concurrent takers try different slots first (not a secret)
-            for slot in free:
-                taken = conn.execute(
-                    sa.update(t.leases).where(c.name == slot, c.until <= at).values(owner=owner, until=until)
-                ).rowcount
-                if taken:
-                    return slot
+        def work(conn: Connection) -> None:
+            have = set(conn.execute(sa.select(c.name).where(c.name.in_(slots.all))).scalars())
+            for slot in slots.all:
+                if slot in have:
+                    continue
                 try:
                     with conn.begin_nested():
-                        conn.execute(sa.insert(t.leases).values(name=slot, owner=owner, until=until))
+                        conn.execute(sa.insert(t.leases).values(name=slot, owner="", until=NEVER))
                 except IntegrityError:
-                    continue  # another taker was quicker
-                return slot
-            return None
+                    pass  # made meanwhile by another process
 
-        return self.store.run(work)
+        self._run(work)
+        with self._lock:
+            self._slot_rows.add(key)
+
+    def acquire(self, slots: Slots, owner: str, now: float) -> str | None:
+        if self.store.dialect == "postgresql":
+            self._ensure_slots(slots)
+        return self._run(lambda conn: self._acquire_in(conn, slots, owner, now))
+
+    def _acquire_in(self, conn: Connection, slots: Slots, owner: str, now: float) -> str | None:
+        c = t.leases.c
+        at, until = _at(now), _at(now + slots.ttl)
+        if self.store.dialect == "postgresql":  # its rows exist (_ensure_slots): one statement
+            free = (
+                sa.select(c.name)
+                .where(c.name.in_(slots.all), c.until <= at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            found = conn.execute(
+                sa.update(t.leases).where(c.name == free).values(owner=owner, until=until).returning(c.name)
+            ).scalar()
+            return None if found is None else str(found)
+        held = {r.name for r in conn.execute(sa.select(c.name).where(c.name.in_(slots.all), c.until > at))}
+        candidates = [s for s in slots.all if s not in held]
+        random.shuffle(candidates)  # concurrent takers try different slots first (not a secret)
+        for slot in candidates:
+            taken = conn.execute(
+                sa.update(t.leases).where(c.name == slot, c.until <= at).values(owner=owner, until=until)
+            ).rowcount
+            if taken:
+                return slot
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(t.leases).values(name=slot, owner=owner, until=until))
+            except IntegrityError:
+                continue  # another taker was quicker
+            return slot
+        return None
 
     def release(self, slots: Slots, slot: str, owner: str) -> None:
         c = t.leases.c
-        self.store.run(lambda conn: conn.execute(sa.delete(t.leases).where(c.name == slot, c.owner == owner)))
+        self._run(
+            lambda conn: conn.execute(
+                sa.update(t.leases).where(c.name == slot, c.owner == owner).values(until=NEVER)
+            )
+        )
 
     def holding(self, slots: Slots, now: float) -> int:
         c = t.leases.c
@@ -434,7 +521,7 @@ class StoreBudgets:
 
     def show_slots(self, slots: Slots, now: float) -> None:
         """Record the semaphore's limit in its shown row, for ``crmsync status`` and the dashboard."""
-        self.store.run(
+        self._run(
             lambda conn: upsert(
                 conn,
                 t.api_budget,

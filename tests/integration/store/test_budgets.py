@@ -226,3 +226,17 @@ def test_a_shown_row_is_named_after_the_connection(store: Store) -> None:
         row = conn.execute(sa.select(t.api_budget).where(t.api_budget.c.window == "org calls 24 h")).one()
     assert row.connection == "crm" and row.limit_value == 5 and row.used == 1
     assert row.updated_at > t.utcnow() - dt.timedelta(minutes=1)
+
+
+def test_a_take_can_take_a_slot_with_its_units(book: BudgetBook) -> None:
+    w = window(limit=5)
+    s = Slots("crm", "requests", 1, ttl=30.0)
+    first = book.take([w], 1, T0, s, "p:a")
+    assert first.granted and first.slot == s.slot(0)
+    second = book.take([w], 1, T0, s, "p:b")
+    assert second.granted and second.slot is None  # the units, but every slot is held
+    book.release(s, s.slot(0), "p:a")
+    assert book.take([w], 1, T0, s, "p:b").slot == s.slot(0)
+    refused = book.take([window(limit=0)], 1, T0, s, "p:c")
+    assert not refused.granted and refused.slot is None
+    assert book.holding(s, T0) == 1

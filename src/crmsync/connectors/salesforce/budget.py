@@ -120,14 +120,14 @@ class SalesforceBudget:
     # -- around each call ----------------------------------------------------------------------
     def before(self, url: str) -> Held:
         """Take a call of the daily windows and a request slot (waiting briefly for either)."""
-        used, reported = self._take(url)
         owner = f"{this_process()}:{SLOTS_LABEL}:{uuid.uuid4().hex[:12]}"
         slots = self.slots()
+        used, reported, slot = self._take(url, slots, owner)
         if slots is None:
             return Held(None, owner, used, reported)
         started = self.clock()
         pause = FIRST_POLL
-        while (slot := self.book.acquire(slots, owner, self.clock())) is None:
+        while slot is None and (slot := self.book.acquire(slots, owner, self.clock())) is None:
             if self.clock() - started >= self.settings.timeout_seconds:
                 raise RetryLater(
                     f"all {slots.limit} request slots of {self.connection!r} stayed taken for "
@@ -140,14 +140,15 @@ class SalesforceBudget:
             pause = min(pause * 2, LONGEST_POLL)
         return Held(slot, owner, used, reported)
 
-    def _take(self, url: str) -> tuple[int, int | None]:
+    def _take(self, url: str, slots: Slots | None, owner: str) -> tuple[int, int | None, str | None]:
+        """A call of the daily windows, and a slot with it when one is free (one transaction)."""
         windows = self.windows()
         if not windows:
-            return 0, None
+            return 0, None, None
         while True:
-            taken = self.book.take(windows, 1, self.clock())
+            taken = self.book.take(windows, 1, self.clock(), slots, owner)
             if taken.granted:
-                return taken.used, taken.reported
+                return taken.used, taken.reported, taken.slot
             if taken.wait > MAX_SLEEP:
                 with self._lock:
                     self.refused += 1
