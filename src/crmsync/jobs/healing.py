@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
 
 from pydantic import Field
 
 from crmsync.connectors.capabilities import CatchUp, SourceEvent, Subscription, WebhookSource, offers
-from crmsync.engine.queue import NewChange
+from crmsync.engine.events import queue_event
 from crmsync.jobs.base import Job, JobContext, JobSettings
 from crmsync.jobs.registry import job
 from crmsync.store import watermarks
@@ -156,34 +155,14 @@ class WebhookHealing(Job):
 
 
 def enqueue(ctx: JobContext, connection: str, event: SourceEvent) -> tuple[int, int]:
-    """Queue one read-back event as the webhook route would: values older than ones already
-    received are dropped, one change per flow, de-duplicated on the delivery id."""
-    rt = ctx.runtime
-    if event.gone:
-        receivers.forget_item(rt.store, connection, event.record_id)
-    elif event.at is not None and event.fields:
-        times = dict.fromkeys(event.fields, event.at)
-        newer = receivers.newer_fields(rt.store, connection, event.record_id, times)
-        if not newer and not event.created:
-            return 0, 1
-        event = replace(event, fields={k: v for k, v in event.fields.items() if k in newer})
-    accepted = duplicates = 0
-    for flow in rt.flows.values():
-        if connection not in (flow.source, flow.target) or rt.board_of(flow, connection) != event.object_id:
-            continue
-        change = NewChange(
-            source=connection,
-            flow=flow.name,
-            record_key=event.record_id,
-            operation=event.operation,
-            fields={**event.fields, "_at": event.at.isoformat() if event.at else None},
-            delivery_id=f"{event.delivery_id}:{flow.name}",  # as the webhook route names it
-            meta=event.meta(),
-        )
-        result = rt.queue.enqueue([change])
-        accepted += result.accepted
-        duplicates += result.duplicates
-    return accepted, duplicates
+    """Queue one read-back event exactly as the webhook route does
+    (:func:`~crmsync.engine.events.queue_event`: values older than ones already received are
+    dropped while the event itself, with what it set and replaced, still reaches a target keeping a
+    history; one change per flow, de-duplicated on the delivery id): (changes accepted, duplicates,
+    an event dropped whole as stale counting as one)."""
+    result = queue_event(ctx.runtime, connection, event)
+    stale = 1 if result.get("stale") else 0
+    return int(result["accepted"]), int(result["duplicates"]) + stale
 
 
 def _failures(sub: Subscription | None) -> int:

@@ -2,16 +2,17 @@
 deliveries duplicated, reordered and dropped (the sandbox's webhook fault rules) give the same final
 reporting tables, current state and history, as the same board actions delivered without a fault.
 
-The same script of board actions runs twice, each time against a fresh Trello emulator, store and
-reporting database: once without faults, once with a fault rule placed on chosen deliveries (the
-dispatcher sends one delivery at a time, so a rule added while it is idle fires on the next action's
-delivery). A reordered delivery is followed at once by a newer action on the same card, often on
-the same field, so it arrives after a newer value. The dropped ones are never delivered: they are
-read back by the reconcile's catch-up (``GET /boards/{id}/actions?since=``), run once after the
-deliveries as the reconciler does every ``interval``. Card and action ids differ between the runs,
-so both tables are compared with each card named by its first name and each action by its place in
-the script; ``at``/``updated_at``/``recorded_at`` (wall-clock times) and the history's ``id`` (the
-order rows were recorded in, which a reorder changes by design) are left out.
+The same script of board actions runs three times, each time against a fresh Trello emulator, store
+and reporting database: once without faults, twice with a fault rule placed on chosen deliveries
+(the dispatcher sends one delivery at a time, so a rule added while it is idle fires on the next
+action's delivery). A reordered delivery is followed at once by a newer action on the same card,
+often on the same field, so it arrives after a newer value. The dropped ones are never delivered:
+they are read back by the catch-up (``GET /boards/{id}/actions?since=``), run once after the
+deliveries — the reconciler's, as it runs every ``interval``, then the webhook-healing job's. Card
+and action ids differ between the runs, so both tables are compared with each card named by its
+first name and each action by its place in the script; ``at``/``updated_at``/``recorded_at``
+(wall-clock times) and the history's ``id`` (the order rows were recorded in, which a reorder
+changes by design) are left out.
 
 The history is compared row for row — one row per action, none twice, none missing, each with its
 action type, card, member and ``old_values``/``new_values``: those are the action's own before and
@@ -42,6 +43,7 @@ from crmsync.sandbox.faults import WebhookFault
 from crmsync.sandbox.runner import serve
 from crmsync.sandbox.trello import TrelloEmulator
 from crmsync.sandbox.trello.ids import now_iso
+from crmsync.scheduler.scheduler import JobSpec, run_job
 
 Step = tuple[WebhookFault | None, Callable[[TrelloEmulator, dict[str, str]], None]]
 
@@ -124,7 +126,7 @@ def reporting_database(stack: ExitStack, kind: str, folder: Path) -> str:
 
 
 def play(
-    folder: Path, kind: str, monkeypatch: pytest.MonkeyPatch, *, faults: bool
+    folder: Path, kind: str, monkeypatch: pytest.MonkeyPatch, *, faults: bool, healing: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run the script against a fresh emulator, store and reporting database; the final tables,
     normalised (see the module's docstring): ``(current rows, history rows)``."""
@@ -175,7 +177,13 @@ def play(
         wait_until(lambda: len(recorded()) == len(actions) - dropped, timeout=25)
         wait_until(lambda: settled(crmsync), timeout=25)
         runtime = crmsync.runtime
-        BoardReconciler(runtime, "trello", runtime.reconcile_targets()["trello"]).reconcile_once()
+        if healing:  # the webhook-healing job's catch-up, instead of the reconciler's
+            ran = run_job(
+                runtime.store, "healing", JobSpec(job="webhook-healing", cron="@hourly"), runtime=runtime
+            )
+            assert ran.status == "succeeded", ran.message
+        else:
+            BoardReconciler(runtime, "trello", runtime.reconcile_targets()["trello"]).reconcile_once()
         wait_until(lambda: len(recorded()) == len(actions), timeout=25)
         wait_until(lambda: settled(crmsync), timeout=25)
 
@@ -242,3 +250,7 @@ def test_duplicated_reordered_and_dropped_deliveries_give_the_same_reporting_tab
     assert [(e["old_values"], e["new_values"]) for e in clean_history] == BEFORE_AFTER
     assert faulty_current == clean_current
     assert faulty_history == clean_history
+    # the dropped deliveries read back by the webhook-healing job instead
+    healed_current, healed_history = play(tmp_path / "healed", kind, monkeypatch, faults=True, healing=True)
+    assert healed_current == clean_current
+    assert healed_history == clean_history
