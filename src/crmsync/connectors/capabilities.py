@@ -489,7 +489,10 @@ class PreparesSchema(Protocol):
 @runtime_checkable
 class KeepsHistory(Protocol):
     """A target that records every event of a record (its history), even one that changes none of
-    the fields it holds (a comment): the engine hands it such events as writes with their ``meta``."""
+    the fields it holds (a comment): the engine hands it such events as writes with their ``meta``,
+    and, when the event's source said what it set and replaced, those values mapped into the
+    target's names (``Write.changed`` / ``Write.previous``) to record as the event's before and
+    after, whatever the target holds when the write comes."""
 
     def keeps_history(self) -> bool: ...
 
