@@ -246,20 +246,24 @@ def _intended(held: Sequence[Any], value: Any, at: datetime) -> bool:
 
 def _superseded(held: Sequence[Any], value: Any, at: datetime, slack: timedelta) -> bool:
     """Whether a read stamped ``at`` showing ``value`` is a version the side held before: one of its
-    recent values (newest first, each ``[value, when it was recorded, when crmsync wrote it there]``
-    — the last only for values crmsync wrote), read no later than the moment the next value replaced
-    it there (or than its own recording, which a settled conflict may date after the winner's
-    write). A value crmsync wrote replaced the one before when it was written, not when it was made
-    on the other side."""
+    recent values (newest first, each ``[value, when it was recorded, when crmsync wrote it there,
+    meant]`` — the last two only for values crmsync wrote, or set out to write), read no later than
+    the moment the next value replaced it there (or than its own recording, which a settled conflict
+    may date after the winner's write). A value crmsync wrote replaced the one before when it was
+    written, not when it was made on the other side; one it only set out to write (whose write may
+    not have landed) replaced nothing for sure."""
     until = try_stamp(held[1]) or at
     if len(held) > 3:  # when crmsync wrote the value there: what that side held before lasted until then
         until = max(until, try_stamp(held[3]) or until)
-    for old, when, *written in held[2]:
+    for old, when, *more in held[2]:
         recorded = try_stamp(when) or until
+        meant = len(more) > 1 and bool(more[1])  # a write crmsync set out to make: landed, or not
         # a read stamped at the very moment the next value came cannot be ordered: it is news
-        if old == value and (at < until + slack or at <= recorded + slack):
+        if old == value and (at < until + slack or (not meant and at <= recorded + slack)):
             return True
-        came = try_stamp(written[0]) if written and written[0] else None
+        if meant:  # it may never have landed: the value before it may have lasted until the next
+            continue
+        came = try_stamp(more[0]) if more and more[0] else None
         until = max(recorded, came) if came is not None else recorded
     return False
 

@@ -356,7 +356,11 @@ class TwoWay:
             held = old.get(name)
             # values crmsync set out to write there, other than this one: each was held there from
             # its write (if it landed) until the next, so a late read of one is no edit either
-            meant = [i for i in (held[4] if held is not None and len(held) > 4 else []) if i[0] != value]
+            meant = [
+                [i[0], i[1], None, True]
+                for i in (held[4] if held is not None and len(held) > 4 else [])
+                if i[0] != value
+            ]
             if held is not None and held[0] != value:  # keep what it was just before, for late readers
                 before = [held[0], held[1], *([held[3]] if len(held) > 3 and held[3] else [])]
                 entry.append([*meant, before, *(held[2] if len(held) > 2 else [])][:RECENT])

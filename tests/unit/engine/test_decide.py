@@ -173,3 +173,23 @@ def test_a_value_crmsync_wrote_replaced_the_one_before_when_it_was_written_not_w
     }
     assert news(known, {"text": "v80"}, _at(52)).fields == {}
     assert news(known, {"text": "v80"}, _at(56)).fields == {"text": "v80"}  # gone by then: an edit
+
+
+def test_a_write_crmsync_only_set_out_to_make_does_not_end_the_value_before_it() -> None:
+    from crmsync.engine.decide import news
+
+    # on the board: "v0" since 0 s; crmsync set out to write "v1" at 15 s (the call failed: it may or
+    # may not have landed), then wrote "v2" at 55 s. A read taken at 22 s shows "v0": it was there
+    # until 55 s for all crmsync knows; "v1" read at 30 s may be the failed call's write after all
+    known = {
+        "text": [
+            "v2",
+            _at(10).isoformat(),
+            [["v1", _at(15).isoformat(), None, True], ["v0", _at(0).isoformat()]],
+            _at(55).isoformat(),
+        ]
+    }
+    assert news(known, {"text": "v0"}, _at(22)).fields == {}
+    assert news(known, {"text": "v1"}, _at(30)).fields == {}
+    assert news(known, {"text": "v0"}, _at(60)).fields == {"text": "v0"}  # after "v2" landed: an edit
+    assert news(known, {"text": "v1"}, _at(60)).fields == {"text": "v1"}
