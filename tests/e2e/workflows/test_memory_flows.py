@@ -390,3 +390,23 @@ def test_a_batch_whose_call_fails_transiently_is_retried_whole_and_lands(
         f"C{i} renamed" for i in range(BATCH)
     ]
     assert flows.runtime.queue.dead_letters(flow="customers") == []
+
+
+def test_deletes_on_both_sides_are_one_call_each_way(two_way: tuple[Flows, Worker]) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    by_email = customers(flows)
+    crm_calls, helpdesk_calls = flows.crm.calls["crm"], flows.helpdesk.calls["helpdesk"]
+    for contact in ids[:3]:
+        flows.crm.delete("Contact", contact)
+    for i in range(3, BATCH):
+        flows.helpdesk.delete("Customer", by_email[f"c{i}@example.com"])
+    deliver(flows.crm, flows.helpdesk)
+    assert worker.run_once() == BATCH
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1  # three deletes, one call
+    assert flows.crm.calls["crm"] == crm_calls + 1  # and three the other way
+    assert records(flows.crm, "Contact") == records(flows.helpdesk, "Customer") == []
+    settle(flows, worker)  # the deletions' own webhooks find nothing linked any more
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1
+    assert flows.crm.calls["crm"] == crm_calls + 1
+    assert flows.runtime.queue.dead_letters(flow="customers") == []
