@@ -23,11 +23,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from crmsync.connectors.capabilities import CatchUp, SourceEvent, require
-from crmsync.engine.queue import NewChange
+from crmsync.engine.queue import EnqueueResult, NewChange
 from crmsync.store import watermarks
 from crmsync.store import webhooks as receivers
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from crmsync.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,31 +62,50 @@ def changes_for(runtime: Runtime, connection: str, event: SourceEvent) -> list[N
 
 def queue_event(runtime: Runtime, connection: str, event: SourceEvent) -> dict[str, Any]:
     """Queue one event: ``{"accepted": n, "duplicates": n}`` (and ``"stale"``: the fields whose
-    values were older than ones already received, when the whole event was dropped for it)."""
-    if event.gone:
-        receivers.forget_item(runtime.store, connection, event.record_id)
-    elif event.at is not None and event.fields:
-        times = dict.fromkeys(event.fields, event.at)
-        newer = receivers.newer_fields(runtime.store, connection, event.record_id, times)
-        stale = set(event.fields) - newer
-        if stale:
-            log.info(
-                "record %s of %s: older values of %s than already received dropped",
-                event.record_id,
-                connection,
-                ", ".join(sorted(stale)),
-            )
-            if not newer and not event.created and not event.action:
-                return {"accepted": 0, "duplicates": 0, "stale": sorted(stale)}
-            fresh = {k: v for k, v in event.fields.items() if k not in stale}
-            # what the event set stays its own (its history), only the values written are dropped
-            event = replace(event, fields=fresh, changed=event.meta().changed)
+    values were older than ones already received, when the whole event was dropped for it).
+
+    One transaction holds it all (the field times, every flow's change): a delivery waits for the
+    store's write lock once, not once per step."""
+    outcome: dict[str, Any] = {}
+
+    def work(conn: Connection) -> list[tuple[NewChange, EnqueueResult]]:
+        held = event
+        outcome.clear()
+        if held.gone:
+            receivers.forget_item(conn, connection, held.record_id)
+        elif held.at is not None and held.fields:
+            times = dict.fromkeys(held.fields, held.at)
+            newer = receivers.newer_fields(conn, connection, held.record_id, times)
+            stale = set(held.fields) - newer
+            if stale:
+                outcome["stale"] = sorted(stale)
+                if not newer and not held.created and not held.action:
+                    outcome["dropped"] = True
+                    return []
+                fresh = {k: v for k, v in held.fields.items() if k not in stale}
+                # what the event set stays its own (its history), only the values written are dropped
+                held = replace(held, fields=fresh, changed=held.meta().changed)
+        changes = changes_for(runtime, connection, held)  # usually one flow reads an object
+        results = runtime.queue.enqueue_groups([[change] for change in changes], conn=conn)
+        return list(zip(changes, results, strict=True))
+
+    queued = runtime.store.run(work)
+    if "stale" in outcome:
+        log.info(
+            "record %s of %s: older values of %s than already received dropped",
+            event.record_id,
+            connection,
+            ", ".join(outcome["stale"]),
+        )
+        if outcome.get("dropped"):
+            return {"accepted": 0, "duplicates": 0, "stale": outcome["stale"]}
     accepted = duplicates = 0
-    for change in changes_for(runtime, connection, event):  # usually one flow reads an object
-        result = runtime.queue.enqueue([change])
+    for change, result in queued:
         runtime.metrics.received(change.flow, result.accepted, result.duplicates)
         accepted += result.accepted
         duplicates += result.duplicates
+    if accepted:
+        runtime.queue.wake()
     return {"accepted": accepted, "duplicates": duplicates}
 
 

@@ -200,27 +200,35 @@ class ChangeQueue:
             return self._announce(self._enqueue(conn, changes))
         return self._announce(self.store.run(lambda c: self._enqueue(c, changes)))
 
-    def enqueue_groups(self, groups: Sequence[Sequence[NewChange]]) -> list[EnqueueResult]:
-        """Store several requests' changes in one transaction (group commit), committed on return;
-        one result per group, in order. A delivery id seen in an earlier group (or stored before)
-        is a duplicate of the later group."""
+    def enqueue_groups(
+        self, groups: Sequence[Sequence[NewChange]], *, conn: Connection | None = None
+    ) -> list[EnqueueResult]:
+        """Store several requests' changes in one transaction (group commit), committed on return
+        unless ``conn`` is the caller's (who then calls :meth:`wake` once it committed); one result
+        per group, in order. A delivery id seen in an earlier group (or stored before) is a
+        duplicate of the later group."""
         for group in groups:
             for change in group:
                 if change.operation not in ("upsert", "delete"):
                     raise ValueError(f"unknown operation {change.operation!r}: expected 'upsert' or 'delete'")
         if not any(groups):
             return [EnqueueResult(0, 0) for _ in groups]
+        if conn is not None:
+            return self._enqueue_groups(conn, groups)
         results = self.store.run(lambda c: self._enqueue_groups(c, groups))
         for result in results:
             self._announce(result)
         return results
 
     def _announce(self, result: EnqueueResult) -> EnqueueResult:
-        """Wake the workers of this process waiting in :meth:`wait_for_work`: work has arrived."""
         if result.accepted:
-            with self._arrived:
-                self._arrived.notify_all()
+            self.wake()
         return result
+
+    def wake(self) -> None:
+        """Wake the workers of this process waiting in :meth:`wait_for_work`: work has arrived."""
+        with self._arrived:
+            self._arrived.notify_all()
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait until changes are queued through this queue object (this process: a webhook, an
