@@ -41,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crmsync.connectors.capabilities import Writable, require
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
-from crmsync.engine.twoway import Applied, Plan
+from crmsync.engine.twoway import Plan
 from crmsync.errors import CrmsyncError, Fatal, FixTheData, RetryLater, Unexpected
 from crmsync.store import links
 
@@ -235,32 +235,31 @@ class TwoWayBatch:
 
     # -- outcomes ------------------------------------------------------------------------------------
     def _finish(self, finished: Sequence[_Going]) -> None:
-        """Changes whose writes all landed: remember, log, complete."""
-        done: list[tuple[_Going, Applied]] = []
+        """Changes whose writes all landed: each remembered and logged in turn, then all completed."""
+        done: list[ClaimedChange] = []
+        applied: list[ClaimedChange] = []
         for g in finished:
             try:
-                done.append((g, g.plan.finish()))
+                what = g.plan.finish()
             except SQLAlchemyError:
                 raise
             except Exception as exc:
                 self._failed(g.change, g.written, exc, g)
-        if not done:
-            return
-        for connection in dict.fromkeys(g.written for g, _ in done):
-            self.rt.health.working(connection)
-        applied = []
-        for g, what in done:
+                continue
             g.over = True
+            self.rt.health.working(g.written)
             if what.skipped:
                 self.rt.ledger.skipped(self.flow, g.change, what.message)
                 self.outcome.skipped += 1
             else:
                 self.rt.ledger.applied_one(self.flow, g.change, what.message, operation=what.operation)
                 applied.append(g.change)
+            done.append(g.change)
         if applied:
             self.outcome.applied += len(applied)
             self.rt.metrics.applied(self.flow.name, len(applied), [c.created_at for c in applied])
-        self.worker._complete([g.change for g, _ in done])
+        if done:
+            self.worker._complete(done)
 
     def _failed(
         self, change: ClaimedChange, written: str, exc: BaseException, going: _Going | None = None
