@@ -410,3 +410,28 @@ def test_deletes_on_both_sides_are_one_call_each_way(two_way: tuple[Flows, Worke
     assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1
     assert flows.crm.calls["crm"] == crm_calls + 1
     assert flows.runtime.queue.dead_letters(flow="customers") == []
+
+
+def test_a_change_whose_lease_is_lost_before_its_batch_is_sent_is_not_written(
+    two_way: tuple[Flows, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    for i, contact in enumerate(ids):
+        flows.crm.update("Contact", contact, {"name": f"C{i} renamed"})
+    deliver(flows.crm)
+    asked: list[str] = []
+
+    def lost(change: ClaimedChange) -> bool:
+        """Another worker takes ``ids[1]`` over once it is planned (its lease ran out meanwhile)."""
+        asked.append(change.record_key)
+        return change.record_key == ids[1] and asked.count(ids[1]) > 1
+
+    monkeypatch.setattr(worker, "_lost", lost)
+    helpdesk_calls = flows.helpdesk.calls["helpdesk"]
+    assert worker.run_once() == BATCH
+    assert asked.count(ids[1]) == 2  # before planning it, and before sending its batch
+    assert flows.helpdesk.calls["helpdesk"] == helpdesk_calls + 1
+    names = {str(r["Email"]): r["FullName"] for r in records(flows.helpdesk, "Customer")}
+    assert names == {f"c{i}@example.com": f"C{i}" if i == 1 else f"C{i} renamed" for i in range(BATCH)}
+    assert flows.runtime.queue.stats().leased == 1  # left to the worker that holds it now
