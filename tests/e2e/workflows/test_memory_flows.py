@@ -435,3 +435,26 @@ def test_a_change_whose_lease_is_lost_before_its_batch_is_sent_is_not_written(
     names = {str(r["Email"]): r["FullName"] for r in records(flows.helpdesk, "Customer")}
     assert names == {f"c{i}@example.com": f"C{i}" if i == 1 else f"C{i} renamed" for i in range(BATCH)}
     assert flows.runtime.queue.stats().leased == 1  # left to the worker that holds it now
+
+
+def test_a_batch_refused_for_its_credentials_pauses_the_flow_and_waits_whole(
+    two_way: tuple[Flows, Worker],
+) -> None:
+    flows, worker = two_way
+    ids = contacts_made(flows, worker)
+    for i, contact in enumerate(ids):
+        flows.crm.update("Contact", contact, {"name": f"C{i} renamed"})
+    deliver(flows.crm)
+    writes = flows.writes(flows.helpdesk, "helpdesk")
+    flows.helpdesk.fail_next(1, "fatal")  # the helpdesk refuses crmsync's credentials
+    assert worker.run_once() == BATCH
+    assert flows.writes(flows.helpdesk, "helpdesk") == writes
+    assert flows.runtime.health.active_flows() == []  # the flow is paused...
+    stats = flows.runtime.queue.stats()
+    assert (stats.pending, stats.leased, stats.dead, stats.retrying) == (
+        BATCH,
+        0,
+        0,
+        0,
+    )  # ...its changes wait
+    assert worker.run_once() == 0
