@@ -214,12 +214,11 @@ def run(quick: bool = False) -> dict[str, Any]:
             adjacent = x.get("bare_same_moment") or {}
             if adjacent.get("entries_per_s"):
                 x["share_of_bare_same_moment"] = _share(x["entries_per_s"], adjacent["entries_per_s"])
-            if x.get("server_cpu_us_per_request") and bare.get("server_cpu_us_per_request"):
-                # the bare endpoint's CPU per request over crmsync's: the share of its rate crmsync
-                # would reach if both had a core to themselves
-                x["cpu_share_of_bare"] = _share(
-                    bare["server_cpu_us_per_request"], x["server_cpu_us_per_request"]
-                )
+            bare_cpu = adjacent.get("server_cpu_us_per_request") or bare.get("server_cpu_us_per_request")
+            if x.get("server_cpu_us_per_request") and bare_cpu:
+                # the bare endpoint's CPU per request (measured just before) over crmsync's: the share
+                # of its rate crmsync would reach if each had a core to itself
+                x["cpu_share_of_bare"] = _share(bare_cpu, x["server_cpu_us_per_request"])
     return results
 
 

@@ -57,8 +57,9 @@ def render(r: dict[str, Any]) -> str:
             "`crmsync_*` use group commit (the default); `crmsync_*_per_request` one transaction per "
             "request (`web.group_commit: false`), in the same run. `of bare`: the share of the bare "
             "endpoint's rate measured at the start of the run / measured again just before this server "
-            "(the machine's load changes) / of its CPU time per request (the server's own CPU time over "
-            "the requests wrk sent: what the share would be with a core to itself). `saturated`: wrk "
+            "(the machine's load changes) / of its CPU time per request, measured then too (the server's own "
+            "CPU time over the requests wrk sent: what the share would be with a core to itself). "
+            "`saturated`: wrk "
             "with one thread per connection, timing the accepted (2xx) requests only; the rest were "
             "answered 503 with `Retry-After`.",
             "",
