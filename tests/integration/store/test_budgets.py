@@ -240,3 +240,40 @@ def test_a_take_can_take_a_slot_with_its_units(book: BudgetBook) -> None:
     refused = book.take([window(limit=0)], 1, T0, s, "p:c")
     assert not refused.granted and refused.slot is None
     assert book.holding(s, T0) == 1
+
+
+HOLD_AND_HANG = """
+import sys, time
+from crmsync.store import Store
+from crmsync.store.budgets import Slots, StoreBudgets
+book = StoreBudgets(Store(sys.argv[1]))
+s = Slots("crm", "requests", 3, ttl=float(sys.argv[2]))
+held = [book.acquire(s, "host:99:requests:x", time.time()) for _ in range(2)]
+print("held", len([h for h in held if h]), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_process_gives_its_slots_back_when_their_lease_runs_out() -> None:
+    ttl = 3.0
+    with server_database("postgresql") as url:
+        store = Store(url)
+        store.upgrade()
+        book = StoreBudgets(store)
+        s = Slots("crm", "requests", 3, ttl=ttl)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_AND_HANG, url, str(ttl)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held 2"
+        finally:
+            proc.kill()
+            proc.communicate(timeout=30)
+        killed = time.time()
+        assert book.holding(s, time.time()) == 2
+        assert book.acquire(s, "me", time.time()) is not None  # the third slot
+        assert book.acquire(s, "me", time.time()) is None  # the killed process's two are still leased
+        time.sleep(max(0.0, killed + ttl + 0.5 - time.time()))
+        assert book.holding(s, time.time()) == 0  # every lease ran out, the dead process's too
+        assert all(book.acquire(s, "me", time.time()) for _ in range(3))
+        store.dispose()
