@@ -9,6 +9,7 @@ uses :meth:`FlowRuntime.to_target` to map the net fields of a change through the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,6 +18,8 @@ from crmsync.connectors.base import EventMeta, Write
 from crmsync.connectors.capabilities import TargetShape
 from crmsync.engine import transforms
 from crmsync.errors import CrmsyncError, FixTheData
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,10 @@ class FlowRuntime:
             return self._mapped_alone(record_key, meta.changed, owned), self._mapped_alone(
                 record_key, meta.previous, owned
             )
-        except CrmsyncError:
+        except Exception:  # a value of the history alone must never fail the change: not told
+            log.info(
+                "flow %s, record %s: the event's own values cannot be mapped alone", self.name, record_key
+            )
             return None
 
     def with_event_values(self, write: Write, *, owned: bool = True) -> Write:

@@ -92,6 +92,19 @@ def test_values_a_transform_cannot_map_alone_fall_back_to_not_told() -> None:
     assert flow.event_values("c1", meta) is None
 
 
+def test_a_transform_failing_in_a_way_nobody_foresaw_fails_the_history_values_not_the_change() -> None:
+    flow = board()
+
+    def broken(value: Any, args: Any, record: Any) -> Any:
+        raise RuntimeError("nobody foresaw this")
+
+    flow._functions["number"] = cast(Any, broken)
+    meta = told({"Amount": "1200", "name": "Two"}, {"Amount": None, "name": "One"})
+    write = Write("c1", "update", {"name": "Two"}, target_id="c1", meta=meta)
+    assert flow.event_values("c1", meta) is None
+    assert flow.with_event_values(write) is write
+
+
 def test_with_event_values_keeps_the_rest_of_the_write() -> None:
     flow = board()
     meta = told({"name": "Two"}, {"name": "One"})
