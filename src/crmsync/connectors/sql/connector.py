@@ -6,8 +6,9 @@ change is also appended to ``<prefix>events`` in the same transaction (:mod:`.ta
 - :meth:`~SqlConnector.write_batch` upserts by the source's id (``target_id``, else
   ``external_id``, else the write's key); a delete sets ``deleted_at`` (rows are never removed).
   A write changes only the columns it carries and records one event with the old and new values
-  of what changed. The event's action, actor, time and delivery id come from pseudo-fields of
-  the write (:mod:`.changes`). Applying a write twice changes nothing: a delivery id already
+  of what changed — the event's own (``Write.changed`` / ``Write.previous``) when its source told
+  them, whatever the row holds. The event's action, actor, time and delivery id come from the
+  write's ``meta`` (:mod:`.changes`). Applying a write twice changes nothing: a delivery id already
   recorded is skipped, and a write that changes no value records no event (unless it carries a
   new delivery id: a comment or a no-op action still happened). One transaction per batch; when the database
   refuses it for one record's data, each record is retried in its own transaction so that only
