@@ -42,18 +42,24 @@ import datetime as dt
 import math
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crmsync.store import schema as t
 from crmsync.store.db import Store, upsert, upsert_many
 
 T = TypeVar("T")
+
+#: connections the budgets keep open on PostgreSQL, and tries of a transaction that met a deadlock
+#: or a broken connection
+POOL_SIZE = 2
+ATTEMPTS = 5
 
 #: a day, the default window
 DAY = 86_400.0
@@ -213,6 +219,10 @@ class BudgetBook(Protocol):
         """Slots held now."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the book holds open (connections)."""
+        ...
+
 
 class MemoryBudgets:
     """Windows and slots of one process only."""
@@ -278,6 +288,9 @@ class MemoryBudgets:
             if held is not None and held[0] == owner:
                 del self._slots[slot]
 
+    def close(self) -> None:
+        pass
+
     def holding(self, slots: Slots, now: float) -> int:
         with self._lock:
             return sum(1 for s in slots.all if (held := self._slots.get(s)) is not None and held[1] > now)
@@ -296,26 +309,51 @@ class StoreBudgets:
 
     A take is one transaction of three statements whatever the number of windows (lock their
     shown rows, read their buckets, write the changed rows at once); on PostgreSQL a slot is taken
-    with one statement (``FOR UPDATE SKIP LOCKED``) and given back with another.
+    with one statement (``FOR UPDATE SKIP LOCKED``) in the same transaction, and given back with
+    another, on its own.
+
+    On PostgreSQL the budgets keep a small pool of connections of their own (:data:`POOL_SIZE`,
+    more while many threads call at once) whose commits do not wait for the disk: a count lost in
+    a crash of the database is a handful of calls, while waiting for every commit to be flushed
+    (and checking each connection before use) would add milliseconds to every API call. A
+    connection found broken is replaced and the work done again.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._slot_rows: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        if store.dialect == "postgresql":
+            self._engine = sa.create_engine(
+                store.engine.url,
+                pool_size=POOL_SIZE,
+                max_overflow=4 * POOL_SIZE,
+                isolation_level="READ COMMITTED",
+                connect_args={"connect_timeout": 10, "options": "-c synchronous_commit=off"},
+            )
 
-    def _run(self, work: Callable[[Connection], T]) -> T:
-        """A write transaction that does not wait for the disk on PostgreSQL: a count lost in a
-        crash of the database is a handful of calls, and waiting for each commit to be flushed
-        would add milliseconds to every API call."""
-        if self.store.dialect != "postgresql":
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _run(self, work: Callable[[Connection], T], *, autocommit: bool = False) -> T:
+        """``work`` in a write transaction (``autocommit``: one statement on its own)."""
+        if self._engine is None:
             return self.store.run(work)
-
-        def quick(conn: Connection) -> T:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            return work(conn)
-
-        return self.store.run(quick)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                if autocommit:
+                    with self._engine.connect() as conn:
+                        return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
+                with self._engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                broken = exc.connection_invalidated
+                if attempt == ATTEMPTS or not (broken or self.store.is_retryable(exc)):
+                    raise
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
 
     # -- windows -----------------------------------------------------------------------------
     def _lock_heads(self, conn: Connection, windows: Sequence[Window], now: float) -> None:
@@ -510,7 +548,8 @@ class StoreBudgets:
         self._run(
             lambda conn: conn.execute(
                 sa.update(t.leases).where(c.name == slot, c.owner == owner).values(until=NEVER)
-            )
+            ),
+            autocommit=True,
         )
 
     def holding(self, slots: Slots, now: float) -> int:

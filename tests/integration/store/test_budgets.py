@@ -33,7 +33,9 @@ T0 = 1_800_000_000.0  # a bucket boundary of the windows below (a multiple of 10
 
 @pytest.fixture(params=["memory", "store"])
 def book(request: pytest.FixtureRequest, store: Store) -> Iterator[BudgetBook]:
-    yield MemoryBudgets() if request.param == "memory" else StoreBudgets(store)
+    book = MemoryBudgets() if request.param == "memory" else StoreBudgets(store)
+    yield book
+    book.close()
 
 
 def window(limit: int = 10, seconds: float = 100.0, buckets: int = 10, label: str = "calls") -> Window:
@@ -139,6 +141,7 @@ def test_status_shows_the_windows_and_the_slots_in_use_not_the_buckets(store: St
     )
     with store.read() as conn:
         rows = {(r.connection, r.window): (r.used, r.limit) for r in shown(conn)}
+    book.close()
     assert rows == {("crm", "org calls 24 h"): (7, 100), ("crm", "requests in flight"): (1, 5)}
 
 
@@ -224,6 +227,7 @@ def test_a_shown_row_is_named_after_the_connection(store: Store) -> None:
     book.take([Window("crm", "org calls 24 h", 5)], 1, time.time())
     with store.read() as conn:
         row = conn.execute(sa.select(t.api_budget).where(t.api_budget.c.window == "org calls 24 h")).one()
+    book.close()
     assert row.connection == "crm" and row.limit_value == 5 and row.used == 1
     assert row.updated_at > t.utcnow() - dt.timedelta(minutes=1)
 
@@ -276,4 +280,5 @@ def test_a_killed_process_gives_its_slots_back_when_their_lease_runs_out() -> No
         time.sleep(max(0.0, killed + ttl + 0.5 - time.time()))
         assert book.holding(s, time.time()) == 0  # every lease ran out, the dead process's too
         assert all(book.acquire(s, "me", time.time()) for _ in range(3))
+        book.close()
         store.dispose()

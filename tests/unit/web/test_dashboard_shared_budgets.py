@@ -29,6 +29,7 @@ def test_the_shared_windows_and_slots_are_shown_against_their_limits(api: tuple[
     book.show_slots(slots, now)
     for n in range(3):
         assert book.acquire(slots, f"host:1:requests:{n}", now)
+    book.close()
 
     shown: dict[str, Any] = {b["window"]: b for b in states(client)["salesforce"]["budget"]}
     assert set(shown) == {"org calls 24 h", "crmsync calls 24 h", "requests in flight"}

@@ -91,6 +91,7 @@ class SalesforceBudget:
     def attach(self, store: Store) -> None:
         """Share the windows and slots with every process using ``store``."""
         book = StoreBudgets(store)
+        self.book.close()
         self.book = book
         slots = self.slots()
         if slots is not None:
@@ -198,3 +199,6 @@ class SalesforceBudget:
         if window is None:
             return None
         return ApiUsage(used=self.book.used(window, self.clock()), limit=window.limit)
+
+    def close(self) -> None:
+        self.book.close()

@@ -624,6 +624,7 @@ class SalesforceClient:
 
     def close(self) -> None:
         self._http.close()
+        self.budget.close()
 
 
 def _is_invalid_session(response: httpx.Response) -> bool:
