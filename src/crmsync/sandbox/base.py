@@ -157,7 +157,13 @@ class Emulator(abc.ABC):
             if request.method == "DELETE":
                 self.calls.clear()
                 return Response(status_code=204)
-            return JSONResponse({"total": self.calls.total, "by_endpoint": self.calls.by_endpoint()})
+            return JSONResponse(
+                {
+                    "total": self.calls.total,
+                    "by_endpoint": self.calls.by_endpoint(),
+                    "peak_in_flight": self.calls.peak_in_flight(),
+                }
+            )
 
         async def faults(request: Request) -> Response:
             if request.method == "GET":
