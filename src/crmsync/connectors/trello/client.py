@@ -84,7 +84,11 @@ class TrelloClient:
     ) -> None:
         self.settings = settings
         self.base_url = settings.api_url.rstrip("/")
-        self.governor = governor if governor is not None else RateGovernor(budgets_for(settings), sleep=sleep)
+        self.governor = (
+            governor
+            if governor is not None
+            else RateGovernor(budgets_for(settings), sleep=sleep, slack=settings.rate_margin_seconds)
+        )
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(settings.timeout_seconds),
@@ -113,9 +117,12 @@ class TrelloClient:
         """Send one request (``path`` under ``/1``); the parsed JSON of a 200, else raise."""
         attempts = self.settings.resend_attempts
         for attempt in range(1, attempts + 1):
-            self.governor.acquire(path)
+            taken = self.governor.acquire(path)
             try:
-                return self._send(method, path, params, body)
+                try:
+                    return self._send(method, path, params, body)
+                finally:
+                    self.governor.answered(path, taken)
             except BudgetExhausted as exc:
                 kinds = BLOCKED_BY.get(exc.vendor_code or "", ("token", "key"))
                 wait = self.governor.block(kinds)

@@ -91,6 +91,10 @@ class SlotBook(Protocol):
         """Stamp up to ``count`` free slots with ``now`` (requests Trello counted but not we)."""
         ...
 
+    def restamp(self, budget: Budget, taken: float, now: float) -> None:
+        """The request whose slot was stamped ``taken`` was answered at ``now``: stamp it ``now``."""
+        ...
+
     def block(self, budget: Budget, now: float) -> None:
         """Stamp every slot with ``now``: the budget is spent for a whole span."""
         ...
@@ -135,6 +139,12 @@ class MemorySlots:
             free = [i for i, stamp in enumerate(ring) if stamp + budget.span <= now]
             for index in free[:count]:
                 ring[index] = now
+
+    def restamp(self, budget: Budget, taken: float, now: float) -> None:
+        with self._lock:
+            ring = self._ring(budget)
+            if taken in ring and now > taken:
+                ring[ring.index(taken)] = now
 
     def block(self, budget: Budget, now: float) -> None:
         with self._lock:
@@ -253,6 +263,18 @@ class StoreSlots:
 
         self.store.run(work)
 
+    def restamp(self, budget: Budget, taken: float, now: float) -> None:
+        c = t.api_budget.c
+        if now <= taken:
+            return
+        self.store.run(
+            lambda conn: conn.execute(
+                sa.update(t.api_budget)
+                .where(c.connection == budget.name, c.updated_at == _at(taken))
+                .values(updated_at=_at(now))
+            )
+        )
+
     def block(self, budget: Budget, now: float) -> None:
         self._ensure(budget)
         c = t.api_budget.c
@@ -285,6 +307,7 @@ class RateGovernor:
         sleep: Callable[[float], None] = time.sleep,
         max_wait: float = 15 * 60.0,
         jitter: float = 0.25,
+        slack: float | None = None,
     ) -> None:
         self.budgets = dict(budgets)
         self.book: SlotBook = book if book is not None else MemorySlots()
@@ -292,6 +315,7 @@ class RateGovernor:
         self.sleep = sleep
         self.max_wait = max_wait
         self.jitter = jitter
+        self.slack = slack
         self._stats = threading.Lock()
         self.waited = 0.0  # seconds slept for the budget, for metrics and tests
         self.blocked = 0  # 429s answered
@@ -303,11 +327,18 @@ class RateGovernor:
             kinds.append("member")
         return kinds
 
-    def acquire(self, path: str) -> None:
-        """Take a slot of every budget ``path`` counts against, sleeping until each has one."""
+    def acquire(self, path: str) -> float:
+        """Take a slot of every budget ``path`` counts against, sleeping until each has one; the
+        time the slots were stamped with (for :meth:`answered`)."""
         wanted = [self.budgets[k] for k in self.kinds_for(path) if k in self.budgets]
         started = self.clock()
-        while (wait := self.book.take(wanted, self.clock)) > 0:
+        read: list[float] = []
+
+        def clock() -> float:
+            read.append(self.clock())
+            return read[-1]
+
+        while (wait := self.book.take(wanted, clock)) > 0:
             if self.clock() + wait - started > self.max_wait:
                 raise BudgetExhausted(
                     f"the Trello request budget stays spent for more than {self.max_wait:.0f} s",
@@ -316,6 +347,22 @@ class RateGovernor:
             self.sleep(wait)
             with self._stats:
                 self.waited += wait
+        return read[-1] if read else started
+
+    def answered(self, path: str, taken: float) -> None:
+        """The request to ``path`` whose slots were stamped ``taken`` has its answer (or failed).
+        Trello counted it at some moment up to now: when that is more than ``slack`` (the margin)
+        after ``taken`` — the request waited to go out, or took long — its slots are stamped now, so
+        they do not free before Trello's own window lets the request go."""
+        if self.slack is None:
+            return
+        now = self.clock()
+        if now - taken <= self.slack:
+            return
+        for kind in self.kinds_for(path):
+            budget = self.budgets.get(kind)
+            if budget is not None:
+                self.book.restamp(budget, taken, now)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Merge Trello's own count (``x-rate-limit-api-*-remaining``) into the rings."""

@@ -198,3 +198,24 @@ def test_a_slot_is_stamped_when_it_is_taken_not_when_it_was_asked_for(book: Memo
     clock.now = asked + 10.5 + 0.1  # a span after asking, but not a span after the slots were taken
     assert book.take(budgets, clock.now) == pytest.approx(0.4, abs=0.01)
     assert book.used(budgets[0], clock.now) == 2
+
+
+def test_a_request_answered_after_the_margin_holds_its_slot_from_its_answer(
+    book: MemorySlots | StoreSlots,
+) -> None:
+    clock = Clock()
+    budgets: dict[BudgetKind, Budget] = {"token": Budget(budget_name("token", "k", "t"), "token", 1, 10.5)}
+    gov = RateGovernor(budgets, book, clock=clock, sleep=clock.sleep, jitter=0.0, slack=0.5)
+    taken = gov.acquire("/boards/b")
+    clock.now += 0.2
+    gov.answered("/boards/b", taken)  # answered within the margin: counted from when it was taken
+    assert book.used(budgets["token"], taken + 10.5) == 0
+    clock.now = taken + 10.5
+    late = gov.acquire("/boards/b")
+    assert late == pytest.approx(taken + 10.5)
+    clock.now = late + 2.0  # the request waited, or Trello was slow: it may have counted it as late as now
+    gov.answered("/boards/b", late)
+    clock.now = late + 10.5  # a span after it was taken, but not after it was answered
+    assert book.take([budgets["token"]], clock.now) == pytest.approx(2.0, abs=0.01)
+    gov.acquire("/boards/b")
+    assert clock.now == pytest.approx(late + 12.5, abs=0.01)
