@@ -38,14 +38,23 @@ log = logging.getLogger(__name__)
 CURSOR = "webhook-catch-up:"
 
 
-def changes_for(runtime: Runtime, connection: str, event: SourceEvent) -> list[NewChange]:
-    """One change per flow that reads or writes this object."""
+def flows_of(runtime: Runtime, connection: str, object_id: str) -> list[str]:
+    """The flows that read or write this object of ``connection`` (naming its board may ask the
+    vendor once: never inside a store transaction)."""
+    return [
+        flow.name
+        for flow in runtime.flows.values()
+        if connection in (flow.source, flow.target) and runtime.board_of(flow, connection) == object_id
+    ]
+
+
+def changes_for(
+    runtime: Runtime, connection: str, event: SourceEvent, flows: Sequence[str] | None = None
+) -> list[NewChange]:
+    """One change per flow that reads or writes this object (``flows``: those, found already)."""
     changes = []
-    for flow in runtime.flows.values():
-        if connection not in (flow.source, flow.target):
-            continue
-        if runtime.board_of(flow, connection) != event.object_id:
-            continue
+    for name in flows_of(runtime, connection, event.object_id) if flows is None else flows:
+        flow = runtime.flows[name]
         changes.append(
             NewChange(
                 source=connection,
@@ -67,6 +76,7 @@ def queue_event(runtime: Runtime, connection: str, event: SourceEvent) -> dict[s
     One transaction holds it all (the field times, every flow's change): a delivery waits for the
     store's write lock once, not once per step."""
     outcome: dict[str, Any] = {}
+    flows = flows_of(runtime, connection, event.object_id)  # before the transaction: it may ask the vendor
 
     def work(conn: Connection) -> list[tuple[NewChange, EnqueueResult]]:
         held = event
@@ -85,7 +95,7 @@ def queue_event(runtime: Runtime, connection: str, event: SourceEvent) -> dict[s
                 fresh = {k: v for k, v in held.fields.items() if k not in stale}
                 # what the event set stays its own (its history), only the values written are dropped
                 held = replace(held, fields=fresh, changed=held.meta().changed)
-        changes = changes_for(runtime, connection, held)  # usually one flow reads an object
+        changes = changes_for(runtime, connection, held, flows)  # usually one flow reads an object
         results = runtime.queue.enqueue_groups([[change] for change in changes], conn=conn)
         return list(zip(changes, results, strict=True))
 
