@@ -1,10 +1,11 @@
 """W1 end to end, in one process against the sandbox: the sales-to-trello recipe with its reporting
-database on SQLite — a "[Delivery]" Task becomes a card with its ids, board actions of several kinds
-land in crm_card and crm_events (one history row per action, comments included), a card move
-reaches the Task, and a forged delivery is refused with nothing stored."""
+database on SQLite, PostgreSQL and MariaDB — a "[Delivery]" Task becomes a card with its ids, board
+actions of several kinds land in crm_card and crm_events (one history row per action, comments
+included), a card move reaches the Task, and a forged delivery is refused with nothing stored."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.e2e.conftest import wait_until
+from tests.e2e.workflows.test_w1_catch_up import reporting_url
 
 from crmsync.config import load_config
 from crmsync.connectors.capabilities import WebhookSource, require
@@ -46,13 +48,20 @@ def sf(materials: Materials) -> Iterator[SalesforceEmulator]:
         yield emulator
 
 
+__all__ = ["reporting_url"]  # the reporting database, on each kind (a fixture shared with the catch-up tests)
+
+
 @pytest.fixture
 def w1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sf: SalesforceEmulator, trello: TrelloEmulator
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sf: SalesforceEmulator,
+    trello: TrelloEmulator,
+    reporting_url: str,
 ) -> Iterator[tuple[Runtime, str]]:
     for key, value in {**sf.credentials(), **trello.credentials()}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("REPORTING_DB_URL", f"sqlite:///{tmp_path / 'reporting.db'}")
+    monkeypatch.setenv("REPORTING_DB_URL", reporting_url)
     text = RECIPE.read_text().replace("sqlite:///crmsync.db", f"sqlite:///{tmp_path / 'crmsync.db'}")
     text = text.replace(
         "worker:\n  concurrency: 2\n",
@@ -116,8 +125,14 @@ def test_board_actions_land_in_the_reporting_tables(w1: tuple[Runtime, str], tre
     [current] = [r for r in rows(runtime, "crm_card", "source_id") if r["source_id"] == card["id"]]
     assert (current["name"], current["list_name"]) == ("Hooli: kick-off (v2)", "In progress")
     events = [e for e in rows(runtime, "crm_events", "id") if e["source_id"] == card["id"]]
-    assert '"Called them"' in str(events[2]["new_values"]) and events[2]["delivery_id"]
-    assert '"Backlog"' in str(events[1]["old_values"]) and '"In progress"' in str(events[1]["new_values"])
+    assert _json(events[2]["new_values"]) == {"text": "Called them"} and events[2]["delivery_id"]
+    assert _json(events[1]["old_values"])["list_name"] == "Backlog"
+    assert _json(events[1]["new_values"])["list_name"] == "In progress"
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: text on SQLite and MariaDB, decoded already on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def test_a_forged_delivery_is_refused_and_nothing_is_stored(w1: tuple[Runtime, str]) -> None:
