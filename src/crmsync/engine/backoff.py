@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+#: a generator of its own: the process's global one is left to the application (and its tests)
+_JITTER = random.Random()
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -37,5 +40,5 @@ class Backoff:
         base = self.base(attempt)
         if not self.jitter:
             return base
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        spread = (rng or _JITTER).uniform(-self.jitter, self.jitter)
         return max(0.0, base * (1.0 + spread))

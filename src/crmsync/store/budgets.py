@@ -55,6 +55,8 @@ from crmsync.store import schema as t
 from crmsync.store.db import Store, upsert, upsert_many
 
 T = TypeVar("T")
+#: a generator of its own: the process's global one is left to the application (and its tests)
+_SHUFFLE = random.Random()
 
 #: connections the budgets keep open on PostgreSQL, and tries of a transaction that met a deadlock
 #: or a broken connection
@@ -528,7 +530,7 @@ class StoreBudgets:
             return None if found is None else str(found)
         held = {r.name for r in conn.execute(sa.select(c.name).where(c.name.in_(slots.all), c.until > at))}
         candidates = [s for s in slots.all if s not in held]
-        random.shuffle(candidates)  # concurrent takers try different slots first (not a secret)
+        _SHUFFLE.shuffle(candidates)  # concurrent takers try different slots first (not a secret)
         for slot in candidates:
             taken = conn.execute(
                 sa.update(t.leases).where(c.name == slot, c.until <= at).values(owner=owner, until=until)

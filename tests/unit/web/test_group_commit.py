@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +27,15 @@ from crmsync.web.commit import GroupCommitter
 from crmsync.web.errors import ApiError
 
 from .test_ingest import CONFIG
+
+T = TypeVar("T")
+
+
+def run_apart(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` on an event loop of its own thread: the test process may hold a running loop
+    (the browser tests' driver), where ``asyncio.run`` refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 class HeldQueue(ChangeQueue):
@@ -217,7 +227,7 @@ def test_checks_handed_to_the_committer_run_there_and_a_refused_request_leaves_i
         queue.release.set()
         return await asyncio.gather(*answers, return_exceptions=True)
 
-    results = asyncio.run(requests())
+    results = run_apart(requests)
     committer.close()
     assert first.result(10) == EnqueueResult(1, 0)
     assert results[0] == EnqueueResult(1, 0) and results[2] == EnqueueResult(1, 0)
@@ -239,7 +249,7 @@ def test_a_failed_commit_fails_the_checked_requests_of_its_group_on_their_event_
         queue.release.set()
         return await asyncio.gather(*answers, return_exceptions=True)
 
-    results = asyncio.run(requests())
+    results = run_apart(requests)
     committer.close()
     assert all(isinstance(r, sa.exc.OperationalError) for r in results)
     assert stored(store) == ["a"]

@@ -51,6 +51,8 @@ from crmsync.store.db import Store
 BudgetKind = Literal["token", "key", "member"]
 #: the shortest sleep while another process holds the free slots (it releases them in milliseconds)
 MIN_WAIT = 0.005
+#: a generator of its own: the process's global one is left to the application (and its tests)
+_JITTER = random.Random()
 #: a slot that was never used
 NEVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: a moment, or the clock to read it from at the moment a slot is taken
@@ -385,7 +387,7 @@ class RateGovernor:
         """Trello answered 429 for ``kinds``: nothing goes out before their next window.
 
         Returns the wait (a span, plus jitter so that processes do not return all at once)."""
-        now = self.clock() + random.uniform(0, self.jitter)  # jitter, not a secret
+        now = self.clock() + _JITTER.uniform(0, self.jitter)  # jitter, not a secret
         span = 0.0
         for kind in kinds:
             budget = self.budgets.get(kind)
