@@ -23,7 +23,7 @@ $(CHROMIUM):  # the dashboard's browser tests drive Debian's chromium (Playwrigh
 	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 
 test: install $(CHROMIUM)  ## the whole test suite (needs the PostgreSQL and MariaDB test servers)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 chaos: install  ## the chaos suite at full size (10,000 changes; CRMSYNC_CHAOS_SEED=N replays a run); make test runs it smaller
 	CRMSYNC_CHAOS_SIZE=full $(PY) -m pytest -s -m chaos tests/chaos
