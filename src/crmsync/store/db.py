@@ -143,8 +143,21 @@ class Store:
         raise AssertionError("unreachable")
 
     def is_retryable(self, exc: DBAPIError) -> bool:
-        """A deadlock, serialization failure or lock timeout: the same work may simply be redone."""
-        orig = exc.orig
+        """A deadlock, serialization failure or lock timeout: the same work may simply be redone.
+
+        MariaDB rolls the whole transaction back on a deadlock, savepoints included, so a deadlock
+        met inside ``begin_nested()`` surfaces as "SAVEPOINT ... does not exist" from the rollback
+        to the savepoint; the deadlock it hides is found in the exception's context."""
+        seen: set[int] = set()
+        error: BaseException | None = exc
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if isinstance(error, DBAPIError) and self._retryable_cause(error.orig):
+                return True
+            error = error.__cause__ or error.__context__
+        return False
+
+    def _retryable_cause(self, orig: BaseException | None) -> bool:
         if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
             return True
         if self.dialect == "mysql":
