@@ -105,9 +105,10 @@ class Write:
     keeps a history.
 
     ``maybe_applied``: this write may have landed already — an earlier attempt at the same change
-    ended without a known outcome (it was retried, or the worker holding it stopped and its lease
-    ran out). A connector that makes creates exactly once by finding the record an earlier attempt
-    made (a marker it wrote) looks for it only then: a first attempt cannot have landed before.
+    ended without a known outcome (it was retried, the worker holding it stopped and its lease
+    ran out, or its flow was paused by an error that came after the write was sent). A connector
+    that makes creates exactly once by finding the record an earlier attempt made (a marker it
+    wrote) looks for it only then: a first attempt cannot have landed before.
     """
 
     key: str

@@ -104,13 +104,15 @@ class ClaimedChange:
     #: the changes folded into this one, oldest first (operation, payload, queued at), when there
     #: were several: each field's value came from one of them, and happened when that one did
     parts: tuple[tuple[Operation, Mapping[str, Any], datetime], ...] = ()
-    #: claimed again after a lease ran out: the worker that held it may have written it
+    #: its last lease ended without an outcome once the worker holding it may have written it: the
+    #: lease ran out, or the change was given back after its write was sent (``release(sent=True)``)
     reclaimed: bool = False
 
     @property
     def maybe_applied(self) -> bool:
         """Whether an earlier attempt may have written this change already (it was tried before,
-        or claimed again after its lease ran out): its writes say so (``Write.maybe_applied``)."""
+        claimed again after its lease ran out, or given back after its write was sent): its writes
+        say so (``Write.maybe_applied``)."""
         return self.attempts > 0 or self.reclaimed
 
 
@@ -377,7 +379,7 @@ class ChangeQueue:
         for flow, chunk in batches:
             query = (
                 sa.select(c.id, c.source, c.flow, c.record_key, c.operation, c.payload, c.state)
-                .add_columns(c.available_at, c.attempts, c.created_at, c.meta)
+                .add_columns(c.available_at, c.leased_until, c.attempts, c.created_at, c.meta)
                 .where(c.flow == flow, c.record_key.in_(chunk), c.state.in_(UNFINISHED))
                 .order_by(c.id)
             )
@@ -419,7 +421,9 @@ class ChangeQueue:
                     parts=tuple((r.operation, r.payload, r.created_at) for r in rows)
                     if len(rows) > 1
                     else (),
-                    reclaimed=any(r.state == "leased" for r in rows),
+                    # a leased row's lease ran out; a pending one keeps its lease's end when it
+                    # was given back after its write was sent (see :meth:`release`)
+                    reclaimed=any(r.leased_until is not None for r in rows),
                 )
             )
         values = {
@@ -515,18 +519,23 @@ class ChangeQueue:
 
         return self.store.run(work)
 
-    def release(self, claimed: Sequence[ClaimedChange]) -> None:
-        """Give the changes back untried (shutdown): pending now, attempts unchanged."""
+    def release(self, claimed: Sequence[ClaimedChange], *, sent: bool = False) -> None:
+        """Give the changes back without counting an attempt (their flow was paused): pending now,
+        attempts unchanged. ``sent``: their write was sent, so it may have landed: the rows keep
+        their lease's end (``leased_until``), and their next claim says they may have been applied
+        (:attr:`ClaimedChange.maybe_applied`), as when a lease runs out. Changes given back before
+        any write was sent are a first attempt again."""
         if not claimed:
             return
         now = self.clock()
-        values = {
+        values: dict[str, Any] = {
             "state": "pending",
             "available_at": now,
             "lease_owner": None,
-            "leased_until": None,
             "updated_at": now,
         }
+        if not sent:
+            values["leased_until"] = None
         self.store.run(lambda conn: self._fenced_update(conn, claimed, values))
 
     def extend(self, claimed: Sequence[ClaimedChange], seconds: float) -> set[int]:

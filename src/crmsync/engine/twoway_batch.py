@@ -97,6 +97,7 @@ class TwoWayBatch:
                 if self._gone(change):
                     continue
                 written = self.flow.target if change.source == self.flow.source else self.flow.source
+                self.worker._sent.add(change.change_ids)  # planning may write already (a creation)
                 try:
                     plan = self.rt.twoway.plan(self.flow, change)
                 except SQLAlchemyError:

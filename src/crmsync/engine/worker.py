@@ -27,7 +27,9 @@ Rules that keep one record from holding back another:
 - a heartbeat extends the leases of the changes a worker still holds while it works (a paced call
   may wait for minutes); a change whose lease was lost anyway is not written;
 - :class:`~crmsync.errors.Fatal` (refused credentials, misconfiguration) pauses the flow: its
-  changes wait untouched until the connection's settings change or it accepts crmsync again.
+  changes wait untouched until the connection's settings change or it accepts crmsync again; those
+  whose write was sent before it came (it may have landed) say so when they are claimed again
+  (``Write.maybe_applied``), so that a create is not made twice.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Worker:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._settled: set[tuple[int, ...]] = set()  # changes of the batch in hand given an outcome
+        self._sent: set[tuple[int, ...]] = set()  # changes of the batch in hand whose write was sent
         self._beat: Heartbeat | None = None
 
     # -- loop ----------------------------------------------------------------------------------
@@ -151,6 +154,7 @@ class Worker:
         for change in claimed:
             by_flow[change.flow].append(change)
         self._settled = set()
+        self._sent = set()
         lease = self.rt.config.worker.lease_seconds
         with Heartbeat(self.rt.queue, lambda: self._in_hand(claimed), lease) as beat:
             self._beat = beat
@@ -273,6 +277,7 @@ class Worker:
             writes = [w for w in writes if w.key in held]
         if not writes:
             return outcome
+        self._sent.update(held[w.key].change_ids for w in writes)
         try:
             results = target.write_batch(flow.object_name, writes)
         except Fatal as exc:
@@ -325,10 +330,13 @@ class Worker:
         self, flow: FlowRuntime, connection: str, changes: Sequence[ClaimedChange], error: CrmsyncError
     ) -> None:
         """A person must act (credentials, configuration): pause the flow, alert once, and give its
-        changes back untouched; they wait in the queue until the connection works again."""
+        changes back untouched; they wait in the queue until the connection works again. Those whose
+        write was sent may have landed before the error came: their next claim says so."""
         self.rt.health.pause(flow.name, connection, error)
         if changes:
-            self.rt.queue.release(changes)
+            sent = [c for c in changes if c.change_ids in self._sent]
+            self.rt.queue.release(sent, sent=True)
+            self.rt.queue.release([c for c in changes if c.change_ids not in self._sent])
             self._settled.update(c.change_ids for c in changes)
 
     def _over_budget(self, target: Connector) -> bool:
