@@ -19,7 +19,8 @@ question for a connector *class*, without connecting (``crmsync check``)::
     Writable          apply a batch of changes (per-record         write_batch, max_batch_size
                       results, idempotent retries)
     Readable          read records by id; list an object           read_records, scan
-                      (preview, sync, reconcile)
+                      (reconcile; preview and sync of a source
+                      that does not export)
     PolledSource      learn of changes by polling a watermark      read_changes
     WebhookSource     learn of changes by deliveries: verify,      authenticate, handshake, parse,
                       answer the handshake, parse into events;     receiver_url, protection,
@@ -49,7 +50,8 @@ question for a connector *class*, without connecting (``crmsync check``)::
     Catalogued        what objects and fields exist, for checks    catalog
                       of the names a configuration gives
     Exports           an object read whole, chosen fields in key   count_records, export
-                      order, at any size (backfills)
+                      order, at any size (backfills; preview
+                      and sync read a source through it)
     PreparesSchema    shape a target's storage (tables) from the   prepare_schema
                       flows that write to it
     KeepsHistory      hand a target every event, even one that     keeps_history

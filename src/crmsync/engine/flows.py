@@ -89,6 +89,19 @@ class FlowRuntime:
         }
         self._functions = {name: transforms.get(name) for name in names if name}
 
+    def source_fields(self) -> list[str]:
+        """The source fields a read of whole records needs (a migration, a preview, a sync), each
+        once: the key, every mapped source field (related objects' too), the ``when`` field and the
+        match field's source. Relationship paths stay as written (``What.Amount``): the connector
+        reads them as its own query language allows."""
+        every = [*self.rules, *(r for rel in self.related for r in rel.rules)]
+        wanted = [self.key_field, *(r.source for r in every)]
+        if self.when is not None:
+            wanted.append(self.when.field)
+        if self.flow.match is not None and self.flow.match.source:
+            wanted.append(self.flow.match.source)
+        return list(dict.fromkeys(wanted))
+
     def refuse_fields(self, fields: Mapping[str, Any]) -> list[str]:
         """Why the source may not send ``fields`` (empty when it may)."""
         problems = []

@@ -149,7 +149,8 @@ class Migration:
         self._check_flow()
         self.source_object: str = str(flow.source_object)
         self.match_field: str = str(flow.match_field)
-        self.fields = self._source_fields()
+        #: the source fields to read (:meth:`FlowRuntime.source_fields`, as a preview and a sync read)
+        self.fields = flow.source_fields()
         self._batch = batch
         self._count: int | None = None
         self._started = 0.0
@@ -186,14 +187,6 @@ class Migration:
         if problems:
             message = f"flow {flow.name!r} cannot be migrated: " + "; ".join(problems)
             raise ConfigError(message, problems=[message])
-
-    def _source_fields(self) -> list[str]:
-        """The source fields to read: the key, every mapped source field, the ``when`` field."""
-        flow = self.flow
-        wanted = [flow.key_field, *(r.source for r in flow.rules if r.to_target)]
-        if flow.when is not None:
-            wanted.append(flow.when.field)
-        return list(dict.fromkeys(wanted))
 
     def _source(self) -> Exports:
         return require(

@@ -24,7 +24,7 @@ reports of the budget in every reply).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector, Record
-from crmsync.connectors.capabilities import NamedObjects, Queryable, Readable, require
+from crmsync.connectors.capabilities import Exports, NamedObjects, Queryable, Readable, require
 from crmsync.connectors.stamps import try_stamp
 from crmsync.engine.decide import STAMPS, decide, news, settle
 from crmsync.engine.flows import FlowRuntime
@@ -281,14 +281,25 @@ class Preview:
 
     def board_records(self, flow: FlowRuntime, *, limit: int | None = None) -> tuple[list[Record], bool]:
         """The items of the flow's board (at most ``limit``), and whether there were more."""
-        source = require(self.connector(flow.source), Readable, f"the preview of flow {flow.name!r}")
-        board = self._board(flow)
         records: list[Record] = []
-        for record in source.scan(board):
+        for record in self._source_records(flow, limit):
             if limit is not None and len(records) >= limit:
                 return records, True
             records.append(record)
         return records, False
+
+    def _source_records(self, flow: FlowRuntime, limit: int | None) -> Iterator[Record]:
+        """The source object read whole. A source that exports (Salesforce) reads the flow's fields
+        as a migration does (:meth:`FlowRuntime.source_fields`), so fields through a relationship
+        (``What.Amount``: a TYPEOF) carry what the polling path reads; any other scans its records.
+        A limited preview reads ``limit`` + 1 records at most: told so, the export reads them page
+        by page rather than counting the object and exporting all of it."""
+        source = self.connector(flow.source)
+        board = self._board(flow)
+        if isinstance(source, Exports):
+            count = None if limit is None else limit + 1
+            return source.export(board, flow.source_fields(), order_by=flow.key_field, count=count)
+        return require(source, Readable, f"the preview of flow {flow.name!r}").scan(board)
 
     def compare(self, flow: FlowRuntime, records: Sequence[Record], *, limited: bool = False) -> FlowPreview:
         """What the worker would do with each of these source records (a change of the whole record,

@@ -1,8 +1,13 @@
-"""Whole objects read for a backfill (``crmsync migrate``): the records' chosen fields in key order,
-through a SOQL query (REST, page after page) or, from :data:`BULK_THRESHOLD` records on, a Bulk API
-2.0 query job (Salesforce's own advice for large reads). Records come out alike either way: flat
-fields (a parent's field as ``Parent.Field``, no ``attributes``), stamped with their
-``SystemModstamp``."""
+"""Whole objects read for a backfill (``crmsync migrate``, and ``crmsync preview`` / ``crmsync sync`` of
+a flow that reads Salesforce): the records' chosen fields in key order, through a SOQL query (REST,
+page after page) or, from :data:`BULK_THRESHOLD` records on, a Bulk API 2.0 query job (Salesforce's
+own advice for large reads). Records come out alike either way: flat fields (a parent's field as
+``Parent.Field``, no ``attributes``), stamped with their ``SystemModstamp``.
+
+Fields read through a polymorphic relationship beyond its ``Name`` object (a Task's
+``What.Amount``, ``What.Account.Name``) are read with a ``TYPEOF`` built from the describes, by the
+same builder as the poller's query (:mod:`.polymorphic`), so a backfill carries the values the live
+path carries. Bulk API 2.0 refuses ``TYPEOF``: such a read stays on REST, whatever its size."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from crmsync.connectors.base import Record
+from crmsync.connectors.salesforce.polymorphic import TypeOf, beyond_name_object, select_list, typeofs
 from crmsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,13 +64,24 @@ def flat(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def export_soql(obj: str, fields: Sequence[str], order_by: str) -> str:
-    """The query of an export: each field once (case ignored), in the order given."""
+def with_every_field(row: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``row`` with each of ``fields`` present: None where the row has none (names compared without
+    case). A relationship path the record's type lacks (``What.Amount`` of a Task on an Account), or
+    that an empty lookup cuts short, reads as empty, as the polling path reads it."""
+    out = dict(row)
+    present = {name.lower() for name in out}
+    out.update({name: None for name in fields if name.lower() not in present})
+    return out
+
+
+def export_soql(obj: str, fields: Sequence[str], order_by: str, through: Sequence[TypeOf] = ()) -> str:
+    """The query of an export: each field once (case ignored), in the order given; the fields of a
+    polymorphic relationship in ``through`` are read by its TYPEOF instead."""
     names: list[str] = []
     for name in fields:
         if field_path(name).lower() not in {n.lower() for n in names}:
             names.append(name)
-    return f"SELECT {', '.join(names)} FROM {checked_object(obj)} ORDER BY {field_path(order_by)}"
+    return f"SELECT {select_list(names, through)} FROM {checked_object(obj)} ORDER BY {field_path(order_by)}"
 
 
 class SalesforceExports:
@@ -83,9 +100,13 @@ class SalesforceExports:
         """Every record's ``fields`` ordered by ``order_by``; ``count``: the records the caller has
         counted already (else counted here), which picks a Bulk API 2.0 job from
         :data:`BULK_THRESHOLD` on."""
-        soql = export_soql(object_name, [*fields, STAMP_FIELD], order_by)
+        wanted = [*fields, STAMP_FIELD]
+        through = self._typeofs(object_name, wanted)
+        soql = export_soql(object_name, wanted, order_by, through)
         total = self.count_records(object_name) if count is None else count
-        if total >= BULK_THRESHOLD:
+        if total >= BULK_THRESHOLD and through:
+            log.info("reading %d %s records by REST: Bulk API 2.0 refuses TYPEOF", total, object_name)
+        if total >= BULK_THRESHOLD and not through:
             log.info("reading %d %s records through a Bulk API 2.0 query", total, object_name)
             rows: Iterator[Mapping[str, Any]] = self.client.bulk_query(soql)
         else:
@@ -93,5 +114,15 @@ class SalesforceExports:
         for row in rows:
             stamp = row.get(STAMP_FIELD)
             yield Record(
-                object_name, str(row.get("Id") or ""), dict(row), modified=str(stamp) if stamp else None
+                object_name,
+                str(row.get("Id") or ""),
+                with_every_field(row, wanted),
+                modified=str(stamp) if stamp else None,
             )
+
+    def _typeofs(self, object_name: str, fields: Sequence[str]) -> tuple[TypeOf, ...]:
+        """The TYPEOFs the export of ``fields`` needs (describes are read only when some field goes
+        through a relationship beyond a ``Name`` object field)."""
+        if not beyond_name_object(fields):
+            return ()
+        return typeofs(checked_object(object_name), fields, self.client.describe)

@@ -33,13 +33,20 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from crmsync.connectors.polling import PollTarget
+from crmsync.connectors.salesforce import polymorphic
 from crmsync.connectors.salesforce.client import COMPOSITE_SIZE, sf_datetime
+from crmsync.connectors.salesforce.polymorphic import (
+    Describe,
+    TypeOf,
+    beyond_name_object,
+    select_list,
+)
 from crmsync.connectors.salesforce.soql import format_soql
 from crmsync.errors import ConfigError
 
@@ -57,30 +64,6 @@ _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 _MINUTE = dt.timedelta(minutes=1)
 
 
-#: fields of Salesforce's ``Name`` object: what a polymorphic relationship (``Task.What``) gives
-#: without TYPEOF
-NAME_OBJECT_FIELDS = frozenset(
-    ("id", "name", "type", "alias", "email", "firstname", "lastname", "phone", "title", "isactive")
-)
-
-
-@dataclass(frozen=True)
-class TypeOf:
-    """``TYPEOF What WHEN Opportunity THEN Name, Amount … ELSE Name END``: the fields read through
-    a polymorphic relationship that are not all fields of the ``Name`` object. Each type lists the
-    requested fields it has; the rows answer ``What`` typed by the related record, so
-    ``What.Amount`` is read like any relationship path (absent for a type without it)."""
-
-    relationship: str
-    whens: tuple[tuple[str, tuple[str, ...]], ...]
-    otherwise: tuple[str, ...] = ()
-
-    def soql(self) -> str:
-        whens = " ".join(f"WHEN {t} THEN {', '.join(fields)}" for t, fields in self.whens)
-        otherwise = f" ELSE {', '.join(self.otherwise)}" if self.otherwise else ""
-        return f"TYPEOF {self.relationship} {whens}{otherwise} END"
-
-
 @dataclass(frozen=True)
 class Feed:
     """One object's query, shared by every target that reads that object."""
@@ -95,15 +78,13 @@ class Feed:
     @property
     def select(self) -> str:
         """The SELECT list as SOQL: the plain fields, then each TYPEOF."""
-        through = {t.relationship.lower() for t in self.typeofs}
-        plain = [f for f in self.fields if f.partition(".")[0].lower() not in through or "." not in f]
-        return ", ".join([*plain, *(t.soql() for t in self.typeofs)])
+        return select_list(self.fields, self.typeofs)
 
     @property
     def related(self) -> bool:
         """Some field goes through a relationship to more than a ``Name`` object field (it may
         need a TYPEOF: :func:`typeofs` tells from the describes)."""
-        return any("." in f and f.split(".", 1)[1].lower() not in NAME_OBJECT_FIELDS for f in self.fields)
+        return beyond_name_object(self.fields)
 
     @property
     def shared(self) -> bool:
@@ -144,45 +125,10 @@ def build_feeds(targets: Iterable[PollTarget]) -> list[Feed]:
     return feeds
 
 
-def typeofs(feed: Feed, describe: Callable[[str], Mapping[str, Any]]) -> tuple[TypeOf, ...]:
-    """The TYPEOFs ``feed`` needs: one per polymorphic relationship of its object (describe's
-    ``polymorphicForeignKey``) through which it reads a field that is not a ``Name`` object field
-    (``What.Amount``, ``What.Account.Name``). Each of the relationship's types gets the requested
-    fields it has (``describe`` of each, cached by the caller); the ``ELSE`` branch the ``Name``
-    object fields, for the types without a branch."""
-    out = []
-    for ref in describe(feed.object_name).get("fields", []):
-        relationship = str(ref.get("relationshipName") or "")
-        if not relationship or not ref.get("polymorphicForeignKey"):
-            continue
-        paths = [
-            f.split(".", 1)[1]
-            for f in feed.fields
-            if "." in f and f.split(".")[0].lower() == relationship.lower()
-        ]
-        if all(p.lower() in NAME_OBJECT_FIELDS for p in paths):
-            continue
-        whens = []
-        for type_name in ref.get("referenceTo") or []:
-            mine = tuple(p for p in paths if _has_path(describe, str(type_name), p))
-            if mine:
-                whens.append((str(type_name), mine))
-        if not whens:  # no type has them: the plain query says which field is unknown
-            continue
-        otherwise = tuple(p for p in paths if p.lower() in NAME_OBJECT_FIELDS)
-        out.append(TypeOf(relationship, tuple(whens), otherwise))
-    return tuple(out)
-
-
-def _has_path(describe: Callable[[str], Mapping[str, Any]], object_name: str, path: str) -> bool:
-    """``object_name`` has the field ``path`` (``Amount``, or ``Account.Name`` through a lookup)."""
-    head, _, rest = path.partition(".")
-    for f in describe(object_name).get("fields", []):
-        if not rest and str(f.get("name", "")).lower() == head.lower():
-            return True
-        if rest and str(f.get("relationshipName") or "").lower() == head.lower() and f.get("referenceTo"):
-            return _has_path(describe, str(f["referenceTo"][0]), rest)
-    return False
+def typeofs(feed: Feed, describe: Describe) -> tuple[TypeOf, ...]:
+    """The TYPEOFs ``feed`` needs (:func:`.polymorphic.typeofs`: one per polymorphic relationship
+    through which it reads more than a ``Name`` object field)."""
+    return polymorphic.typeofs(feed.object_name, feed.fields, describe)
 
 
 def poll_soql(
