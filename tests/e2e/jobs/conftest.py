@@ -1,15 +1,18 @@
 """A seeded Delivery board (~200 cards) on the Trello emulator, opportunities in an in-memory CRM,
-a SQLite reporting database, and a crmsync.yaml naming them, for the jobs' end-to-end tests."""
+a reporting database (SQLite, or PostgreSQL / MariaDB for a test parametrizing ``board`` with the
+kind indirectly), and a crmsync.yaml naming them, for the jobs' end-to-end tests."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.conftest import server_database
 
 from crmsync.config import load_config
 from crmsync.config.models import Config
@@ -49,7 +52,18 @@ class Board:
 
 
 @pytest.fixture
-def board(tmp_path: Path) -> Iterator[Board]:
+def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
+    kind = getattr(request, "param", "sqlite")
+    with ExitStack() as stack:
+        reporting = (
+            f"sqlite:///{tmp_path / 'reports.db'}"
+            if kind == "sqlite"
+            else stack.enter_context(server_database(kind))
+        )
+        yield from _board(tmp_path, reporting)
+
+
+def _board(tmp_path: Path, reporting: str) -> Iterator[Board]:
     emu = TrelloEmulator()
     emu.seed("demo")
     system = f"crm-{tmp_path.name}"
@@ -96,7 +110,7 @@ connections:
     system: {system}
   reporting:
     type: sql
-    url: "sqlite:///{tmp_path / "reports.db"}"
+    url: "{reporting}"
 """
         )
         config = load_config(path, environ={})

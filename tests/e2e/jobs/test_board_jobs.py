@@ -1,13 +1,16 @@
 """The board jobs on a seeded Delivery board of 200 cards (Trello emulator), opportunities in an
-in-memory CRM and a SQLite reporting database: each makes the expected changes, and a second run
+in-memory CRM and a reporting database (the snapshot, the one job writing to it, on SQLite,
+PostgreSQL and MariaDB): each makes the expected changes, and a second run
 changes nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 from tests.e2e.jobs.conftest import Board
+from tests.integration.conftest import KINDS
 
 from crmsync.jobs.values import same
 
@@ -67,6 +70,7 @@ def test_win_loss_mover_moves_closed_opportunities_cards_once(board: Board) -> N
     assert len(board.emulator.actions(board.board_id)) == actions
 
 
+@pytest.mark.parametrize("board", KINDS, indirect=True)
 def test_workload_snapshot_counts_cards_per_list_member_and_status_once_a_day(board: Board) -> None:
     args = {"board": "board", "target": "reporting"}
     summary = board.run("snapshot", "workload-snapshot", **args)
