@@ -5,7 +5,7 @@
   a delete or a partial correction does not name it;
 - ``sync_log``: one line per outcome, so that what happened to any record is one query away;
 - ``api_budget``: the vendors' reported API use, and the budgets every process counts together
-  (:mod:`crmsync.store.budgets`).
+  (kept by :mod:`crmsync.store.budgets`, shown through :mod:`crmsync.store.budget_view`).
 
 Built on the store's helpers (:mod:`crmsync.store.links`, :mod:`~crmsync.store.shadow`,
 :mod:`~crmsync.store.synclog`); a batch of applied changes is recorded in one transaction.
@@ -33,7 +33,7 @@ from crmsync.connectors.base import ApiUsage, Write, WriteResult
 from crmsync.engine.flows import FlowRuntime
 from crmsync.engine.queue import ClaimedChange
 from crmsync.errors import CrmsyncError
-from crmsync.store import budgets, links, shadow, synclog
+from crmsync.store import budget_view, links, shadow, synclog
 from crmsync.store import schema as t
 from crmsync.store.db import Store, upsert_many
 from crmsync.store.synclog import LogEntry, Outcome
@@ -69,7 +69,7 @@ class Ledger:
     def shared_budgets(self) -> list[dict[str, Any]]:
         """The budgets every process counts together (daily call windows, requests in flight)."""
         with self.store.read() as conn:
-            rows = budgets.shown(conn)
+            rows = budget_view.shown(conn)
         return [
             {
                 "connection": r.connection,

@@ -34,6 +34,8 @@ in flight. A slot is a lease of the store's ``leases`` table named ``name#NN`` (
 with the connection) that runs out after ``ttl`` seconds: a process that is killed while it holds
 slots gives them back by itself. Its owner starts with the process's ``host:pid``, so ``crmsync
 status`` lists the slots with what each process holds.
+
+People see both through their shown rows, read by :mod:`crmsync.store.budget_view`.
 """
 
 from __future__ import annotations
@@ -415,7 +417,7 @@ class StoreBudgets:
                     continue
                 if r.window == _reported(w):
                     report = (r.updated_at.timestamp(), int(r.used))
-                elif _is_bucket(r.window) and r.window.rpartition(BUCKET_MARK)[0] == w.label:
+                elif is_bucket(r.window) and r.window.rpartition(BUCKET_MARK)[0] == w.label:
                     ring[r.window] = (r.updated_at.timestamp(), int(r.used))
             out.append((ring, report))
         return out
@@ -572,52 +574,12 @@ class StoreBudgets:
         )
 
 
-@dataclass(frozen=True)
-class Shown:
-    """One budget as people see it: ``used`` of ``limit`` in ``window`` of ``connection``."""
-
-    connection: str
-    window: str
-    used: int
-    limit: int | None
-    at: dt.datetime
-
-
-def shown(conn: Connection, now: dt.datetime | None = None) -> list[Shown]:
-    """Every budget of the ``api_budget`` table as people see it: the rings' bucket rows and
-    Trello's slot rows are left out (their shown rows sum them up), and a semaphore's use is the
-    number of its slots held now."""
-    now = now or t.utcnow()
-    c, le = t.api_budget.c, t.leases.c
-    out: list[Shown] = []
-    for r in conn.execute(sa.select(t.api_budget).order_by(c.connection, c.window)):
-        window = str(r.window)
-        if _is_bucket(window) or _is_trello_slot(window):
-            continue
-        used = int(r.used)
-        if window.endswith(IN_FLIGHT):
-            prefix = f"{window.removesuffix(IN_FLIGHT).strip()}:{r.connection}{SLOT_MARK}"
-            used = int(
-                conn.execute(
-                    sa.select(sa.func.count()).where(
-                        le.name.startswith(prefix, autoescape=True), le.until > now
-                    )
-                ).scalar()
-                or 0
-            )
-        out.append(Shown(str(r.connection), window, used, r.limit_value, r.updated_at))
-    return out
-
-
 def _reported(window: Window) -> str:
     """The row of the vendor's report (hidden like the buckets)."""
     return f"{window.label}{BUCKET_MARK}vendor"
 
 
-def _is_bucket(window: str) -> bool:
+def is_bucket(window: str) -> bool:
+    """Whether ``window`` names a hidden row of a ring (a bucket, or the vendor's report)."""
     head, mark, _ = window.rpartition(BUCKET_MARK)
     return bool(head and mark)
-
-
-def _is_trello_slot(window: str) -> bool:
-    return window.startswith("slot ") and window[5:].isdigit()

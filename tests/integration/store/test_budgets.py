@@ -16,13 +16,13 @@ import sqlalchemy as sa
 
 from crmsync.store import Store
 from crmsync.store import schema as t
+from crmsync.store.budget_view import shown
 from crmsync.store.budgets import (
     BudgetBook,
     MemoryBudgets,
     Slots,
     StoreBudgets,
     Window,
-    shown,
     wait_for,
 )
 

@@ -23,8 +23,7 @@ from crmsync.connectors.capabilities import ReportingTables, WebhookSource, offe
 from crmsync.engine.runtime import Runtime
 from crmsync.scheduler import claims, runs
 from crmsync.scheduler.scheduler import specs_from_config
-from crmsync.store import budgets as shared_budgets
-from crmsync.store import pauses
+from crmsync.store import budget_view, pauses
 from crmsync.store import schema as t
 from crmsync.store.schema import utcnow
 
@@ -82,7 +81,7 @@ def overview(rt: Runtime) -> dict[str, Any]:
                 .group_by(d.flow)
             ).all()
         )
-        budgets = shared_budgets.shown(conn, now)
+        budgets = budget_view.shown(conn, now)
         newest_writes = sa.select(sa.func.max(lg.id)).where(
             lg.at >= now - DOWN_WINDOW, lg.outcome.in_(("applied", "retry"))
         )
@@ -267,7 +266,7 @@ def charts(rt: Runtime, hours: int = 1) -> dict[str, Any]:
             .where(sa.or_(c.state.in_(UNFINISHED), c.updated_at >= start))
             .limit(200_000)
         ).all()
-        budgets = shared_budgets.shown(conn, now)
+        budgets = budget_view.shown(conn, now)
     flows = list(rt.config.flows)
     throughput = {f: [0] * count for f in flows}
     for flow, at in applied:
