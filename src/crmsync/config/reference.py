@@ -139,7 +139,7 @@ def transforms_markdown() -> str:
     out = ["| transform | args | what it does |", "|---|---|---|"]
     for name in transforms.names():
         t = transforms.get(name)
-        if t.function.__module__ != transforms.__name__:
+        if not t.function.__module__.startswith(f"{transforms.__name__}."):
             continue
         args = [f"`{a}`" for a in t.required_args] + [f"`{a}`?" for a in t.optional_args]
         text = " ".join(line.strip() for line in t.doc.strip().splitlines() if line.strip())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
 
@@ -9,6 +10,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from crmsync.config import Config, SalesforceConnection, models, reference
 from crmsync.config.checks import query_params
 from crmsync.connectors import registry
+from crmsync.engine import transforms
+from crmsync.engine.transforms import registry as transform_registry
 
 DOC = Path(__file__).parents[3] / "docs" / "configuration.md"
 
@@ -173,6 +176,22 @@ def test_the_reference_document_lists_every_key_and_transform() -> None:
     for _, model in reference.SECTIONS:
         for name in model.model_fields:
             assert f"| `{name}` |" in document
+
+
+def test_the_transform_table_lists_every_built_in_and_leaves_plug_ins_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transform_registry, "_REGISTRY", dict(transform_registry._REGISTRY))
+
+    @transforms.transform("shout")
+    def shout(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
+        """A plug-in's transform: not documented with the built-ins."""
+        return value
+
+    table = reference.transforms_markdown()
+    assert "`shout`" not in table
+    for name in set(transforms.names()) - {"shout"}:
+        assert f"| `{name}` |" in table
 
 
 def test_reference_update_replaces_only_the_generated_blocks() -> None:

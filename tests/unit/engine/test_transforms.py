@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from crmsync.config.models import Flow
 from crmsync.engine import transforms
 from crmsync.engine.flows import FlowRuntime
+from crmsync.engine.transforms import registry
 from crmsync.errors import ConfigError, FixTheData
 
 BUILT_INS = [
@@ -68,7 +69,7 @@ def test_unknown_name_lists_the_valid_ones() -> None:
 def test_decorator_registers_and_refuses_a_second_function_under_the_same_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(transforms, "_REGISTRY", dict(transforms._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @transforms.transform("reverse", optional=("keep",))
     def reverse(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
@@ -106,8 +107,8 @@ class _EntryPoint:
 
 @pytest.fixture
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transforms, "_REGISTRY", dict(transforms._REGISTRY))
-    monkeypatch.setattr(transforms, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
 
 
 def test_plugins_are_imported_through_the_entry_point_group(
@@ -124,7 +125,7 @@ def test_plugins_are_imported_through_the_entry_point_group(
 
         return [_EntryPoint("shout", shout), _EntryPoint("module", ModuleType("plugin_module"))]
 
-    monkeypatch.setattr(transforms, "entry_points", fake_entry_points)
+    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
     assert transforms.get("shout")("hi") == "hi!"
     assert groups == ["crmsync.transforms"]
     transforms.names()
@@ -138,7 +139,7 @@ def test_plugins_are_imported_through_the_entry_point_group(
 def test_a_broken_plugin_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch, fresh_registry: None, loaded: Any, message: str
 ) -> None:
-    monkeypatch.setattr(transforms, "entry_points", lambda *, group: [_EntryPoint("bad", loaded)])
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: [_EntryPoint("bad", loaded)])
     with pytest.raises(ConfigError, match=message):
         transforms.names()
     with pytest.raises(ConfigError, match=message):
@@ -515,7 +516,7 @@ def test_bad_input_is_fix_the_data_quickly(name: str, value: Any, args: dict[str
 
 
 def test_a_plugin_error_is_fix_the_data_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transforms, "_REGISTRY", dict(transforms._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @transforms.transform("explodes")
     def explodes(value: Any, args: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
