@@ -48,6 +48,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -254,6 +255,8 @@ class ChangeQueue:
                     seen.add(key)
                 unique.append((index, change))
         now = self.clock()
+        if self.store.dialect == "postgresql":
+            return self._insert_new(conn, groups, unique, now)
         for attempt in range(5):
             existing = self._delivered(conn, seen)
             kept = [
@@ -275,6 +278,33 @@ class ChangeQueue:
                 accepted[index] += 1
             return [EnqueueResult(n, len(group) - n) for n, group in zip(accepted, groups, strict=True)]
         raise AssertionError("unreachable")
+
+    def _insert_new(
+        self,
+        conn: Connection,
+        groups: Sequence[Sequence[NewChange]],
+        unique: Sequence[tuple[int, NewChange]],
+        now: datetime,
+    ) -> list[EnqueueResult]:
+        """PostgreSQL: one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` stores the changes whose
+        delivery id is new and names them; no look-up first and no savepoint. A concurrent
+        transaction inserting the same delivery id makes this one wait for its outcome: committed,
+        ours is the duplicate; rolled back, ours is stored."""
+        c = t_changes.c
+        statement = (
+            pg_insert(t_changes)
+            .on_conflict_do_nothing(index_elements=[c.source, c.delivery_id])
+            .returning(c.source, c.delivery_id)
+        )
+        stored = {
+            (r.source, r.delivery_id)
+            for r in conn.execute(statement, [self._row(ch, now) for _, ch in unique])
+        }
+        accepted = [0] * len(groups)
+        for index, change in unique:
+            if change.delivery_id is None or (change.source, change.delivery_id) in stored:
+                accepted[index] += 1
+        return [EnqueueResult(n, len(group) - n) for n, group in zip(accepted, groups, strict=True)]
 
     def delivered(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these ``(source, delivery_id)`` pairs are queued already (one read per chunk)."""
