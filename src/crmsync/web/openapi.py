@@ -24,8 +24,9 @@ from starlette.requests import Request
 from crmsync import __version__
 from crmsync.engine.runtime import Runtime
 from crmsync.web.auth import authenticate
+from crmsync.web.dashboard.jobs import JobStarted
+from crmsync.web.dashboard.monitoring import DiscardLetters, Done, LetterIds
 from crmsync.web.dashboard.routes import API as DASHBOARD
-from crmsync.web.dashboard.routes import DiscardLetters, Done, JobStarted, LetterIds
 from crmsync.web.errors import MAX_DETAILS, ErrorReply
 from crmsync.web.ingest import Accepted, IngestBatch, IngestRecord
 from crmsync.web.views import ViewRows
