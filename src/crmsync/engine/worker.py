@@ -75,34 +75,82 @@ class BatchOutcome:
 
 class Heartbeat:
     """Extends the leases of the changes a worker still holds, every third of the lease, while it
-    works on them; remembers the ones another worker took over (their lease ran out anyway)."""
+    works on them; remembers the ones another worker took over (their lease ran out anyway).
+
+    One thread serves a worker's batches one after the other (:meth:`watch` each batch,
+    :meth:`done` after it): a busy worker does not start and join a thread per batch. The thread
+    ends on its own after :data:`IDLE_BEATS` beats with no batch in hand and starts again with the
+    next one. As a context manager it watches ``in_hand`` until the block ends."""
+
+    #: beats with nothing in hand before the thread ends
+    IDLE_BEATS = 3
 
     def __init__(
-        self, queue: ChangeQueue, in_hand: Callable[[], list[ClaimedChange]], lease_seconds: float
+        self,
+        queue: ChangeQueue,
+        in_hand: Callable[[], list[ClaimedChange]] | None = None,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.queue = queue
-        self.in_hand = in_hand
+        self._lock = threading.Lock()
+        self._in_hand = in_hand
         self.lease_seconds = lease_seconds
-        self.interval = max(lease_seconds / 3.0, 0.05)
         self._stop = threading.Event()
         self._lost: set[int] = set()
         self._thread: threading.Thread | None = None
 
+    @property
+    def interval(self) -> float:
+        return max(self.lease_seconds / 3.0, 0.05)
+
+    def watch(self, in_hand: Callable[[], list[ClaimedChange]], lease_seconds: float) -> None:
+        """Keep the leases of ``in_hand()`` until :meth:`done` (a new batch: nothing lost yet)."""
+        with self._lock:
+            self._in_hand = in_hand
+            self.lease_seconds = lease_seconds
+            self._lost = set()
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+                self._thread.start()
+
+    def done(self) -> None:
+        """The batch is finished: nothing to keep until the next :meth:`watch`."""
+        with self._lock:
+            self._in_hand = None
+
+    def close(self) -> None:
+        """Stop the thread (it would end on its own once idle)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._in_hand = None
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
     def __enter__(self) -> Heartbeat:
-        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
-        self._thread.start()
+        assert self._in_hand is not None, "a heartbeat used as a context manager needs in_hand"
+        self.watch(self._in_hand, self.lease_seconds)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self.close()
 
     def _beat(self) -> None:
+        idle = 0
         while not self._stop.wait(self.interval):
-            changes = self.in_hand()
+            with self._lock:
+                in_hand = self._in_hand
+                if in_hand is None:
+                    idle += 1
+                    if idle >= self.IDLE_BEATS and self._thread is threading.current_thread():
+                        self._thread = None  # the next watch starts another
+                        return
+                    continue
+            idle = 0
+            changes = in_hand()
             if not changes:
                 continue
             try:
@@ -111,12 +159,16 @@ class Heartbeat:
                 log.warning("could not extend the leases of %d change(s)", len(changes), exc_info=True)
                 continue
             lost = {i for c in changes for i in c.change_ids} - held
-            if lost - self._lost:
-                log.warning("lease lost on %d change(s): another worker has them now", len(lost - self._lost))
-            self._lost |= lost
+            with self._lock:
+                if lost - self._lost:
+                    log.warning(
+                        "lease lost on %d change(s): another worker has them now", len(lost - self._lost)
+                    )
+                self._lost |= lost
 
     def lost(self, change: ClaimedChange) -> bool:
-        return any(i in self._lost for i in change.change_ids)
+        with self._lock:
+            return any(i in self._lost for i in change.change_ids)
 
 
 class Worker:
@@ -128,6 +180,7 @@ class Worker:
         self._settled: set[tuple[int, ...]] = set()  # changes of the batch in hand given an outcome
         self._sent: set[tuple[int, ...]] = set()  # changes of the batch in hand whose write was sent
         self._beat: Heartbeat | None = None
+        self._heart: Heartbeat | None = None  # one heartbeat thread for batch after batch
 
     # -- loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -142,6 +195,8 @@ class Worker:
                 continue
             if done == 0:  # a change queued in this process wakes the worker at once
                 self.rt.queue.wait_for_work(self.poll_interval)
+        if self._heart is not None:
+            self._heart.close()
         log.info("worker %s stopped", self.owner)
 
     def run_once(self) -> int:
@@ -156,19 +211,23 @@ class Worker:
         self._settled = set()
         self._sent = set()
         lease = self.rt.config.worker.lease_seconds
-        with Heartbeat(self.rt.queue, lambda: self._in_hand(claimed), lease) as beat:
-            self._beat = beat
-            try:
-                for flow_name, changes in by_flow.items():
-                    flow = self.rt.flows.get(flow_name)
-                    if flow is None:
-                        for change in changes:
-                            gone = Fatal(f"flow {flow_name!r} is not in the configuration any more")
-                            self._dead(change, gone)
-                        continue
-                    self._guarded(flow, changes)
-            finally:
-                self._beat = None
+        if self._heart is None:
+            self._heart = Heartbeat(self.rt.queue)
+        heart = self._heart
+        heart.watch(lambda: self._in_hand(claimed), lease)
+        self._beat = heart
+        try:
+            for flow_name, changes in by_flow.items():
+                flow = self.rt.flows.get(flow_name)
+                if flow is None:
+                    for change in changes:
+                        gone = Fatal(f"flow {flow_name!r} is not in the configuration any more")
+                        self._dead(change, gone)
+                    continue
+                self._guarded(flow, changes)
+        finally:
+            heart.done()
+            self._beat = None
         return len(claimed)
 
     def _in_hand(self, claimed: Sequence[ClaimedChange]) -> list[ClaimedChange]:
