@@ -29,10 +29,18 @@ Promises, on SQLite, PostgreSQL and MySQL/MariaDB alike:
   action, the delivery id) is claimed on its own, never folded with the record's other changes,
   so a target keeping a history sees each event as it happened.
 
-While a row is leased its ``available_at`` holds the lease expiry, so one index,
-``(state, available_at, id)``, finds both pending work and expired leases in claim order. Claims
-lock heads with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MariaDB, so concurrent workers take
-different records; on SQLite the write transaction (``BEGIN IMMEDIATE``) serializes claims.
+:class:`ChangeQueue` holds the transactions, the clock, the wake-ups of waiting workers, the
+fencing of outcomes and the counts; the rest of the queue is in modules of their own, each working
+in the transaction it is given:
+
+- :mod:`crmsync.engine.queue_values`: the values it takes and hands out (:class:`NewChange`,
+  :class:`ClaimedChange`...) and :func:`fold`, the net change of a record's changes;
+- :mod:`crmsync.engine.queue_insert`: storing new changes, each delivery once;
+- :mod:`crmsync.engine.queue_claim`: finding the records' heads, folding, leasing (and which
+  index and locks a claim uses);
+- :mod:`crmsync.engine.dead_letters`: writing, listing, replaying and discarding dead letters.
+
+This module re-exports the values and :class:`DeadLetter`: callers import the queue from here.
 
 Times come from ``clock`` (UTC), not from the database, so tests can move time without sleeping;
 with several hosts, keep their clocks in sync (NTP).
@@ -42,131 +50,46 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
 
-from crmsync.connectors.base import EventMeta
+from crmsync.engine import dead_letters as letters
 from crmsync.engine.backoff import Backoff
+from crmsync.engine.dead_letters import DeadLetter
+from crmsync.engine.queue_claim import claim_records
+from crmsync.engine.queue_insert import delivered, insert_groups
+from crmsync.engine.queue_values import (
+    UNFINISHED,
+    ClaimedChange,
+    EnqueueResult,
+    NewChange,
+    Operation,
+    QueueStats,
+    fold,
+    in_chunks,
+)
 from crmsync.errors import CrmsyncError
 from crmsync.store.db import Store
 from crmsync.store.schema import changes as t_changes
-from crmsync.store.schema import dead_letters as t_dead
 from crmsync.store.schema import utcnow
 
+__all__ = [
+    "UNFINISHED",
+    "ChangeQueue",
+    "ClaimedChange",
+    "DeadLetter",
+    "EnqueueResult",
+    "NewChange",
+    "Operation",
+    "QueueStats",
+    "fold",
+]
+
 log = logging.getLogger(__name__)
-
-Operation = Literal["upsert", "delete"]
-UNFINISHED = ("pending", "leased")
-_CHUNK = 500  # ids or keys per IN (...) list
-
-
-@dataclass(frozen=True)
-class NewChange:
-    """A change as a trigger reports it."""
-
-    source: str
-    flow: str
-    record_key: str
-    operation: Operation
-    fields: Mapping[str, Any]
-    delivery_id: str | None = None
-    #: what the source said of the event behind the change (travels to the target's write)
-    meta: EventMeta | None = None
-
-
-@dataclass(frozen=True)
-class EnqueueResult:
-    accepted: int
-    duplicates: int
-
-
-@dataclass(frozen=True)
-class ClaimedChange:
-    """One record's coalesced work, leased to ``lease_owner``."""
-
-    change_ids: tuple[int, ...]
-    source: str
-    flow: str
-    record_key: str
-    operation: Operation
-    fields: Mapping[str, Any]
-    attempts: int
-    created_at: datetime
-    lease_owner: str
-    #: the event behind the change (a change with one is never folded with others)
-    meta: EventMeta | None = None
-    #: the changes folded into this one, oldest first (operation, payload, queued at), when there
-    #: were several: each field's value came from one of them, and happened when that one did
-    parts: tuple[tuple[Operation, Mapping[str, Any], datetime], ...] = ()
-    #: its last lease ended without an outcome once the worker holding it may have written it: the
-    #: lease ran out, or the change was given back after its write was sent (``release(sent=True)``)
-    reclaimed: bool = False
-
-    @property
-    def maybe_applied(self) -> bool:
-        """Whether an earlier attempt may have written this change already (it was tried before,
-        claimed again after its lease ran out, or given back after its write was sent): its writes
-        say so (``Write.maybe_applied``)."""
-        return self.attempts > 0 or self.reclaimed
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    """``pending`` and ``leased`` count change rows; ``retrying`` the pending rows that failed
-    before; ``dead`` the open dead letters (neither replayed nor discarded);
-    ``oldest_pending_age`` the age in seconds of the oldest change not yet done."""
-
-    pending: int
-    leased: int
-    dead: int
-    retrying: int
-    oldest_pending_age: float | None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    id: int
-    change_ids: tuple[int, ...]
-    source: str
-    flow: str
-    record_key: str
-    operation: Operation
-    fields: Mapping[str, Any]
-    error: Mapping[str, Any]
-    attempts: int
-    created_at: datetime
-    replay_requested_at: datetime | None
-    discarded_at: datetime | None
-    discard_reason: str | None = None
-
-
-def fold(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Operation, dict[str, Any]]:
-    """The net effect of a record's changes, oldest first: upserts merge (later wins), a delete
-    wipes the fields, an upsert after a delete starts afresh."""
-    operation: Operation | None = None
-    fields: dict[str, Any] = {}
-    for op, payload in rows:
-        if op == "delete":
-            operation, fields = "delete", {}
-        elif operation == "upsert":
-            fields.update(payload)
-        else:
-            operation, fields = "upsert", dict(payload)
-    if operation is None:
-        raise ValueError("nothing to fold")
-    return operation, fields
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class ChangeQueue:
@@ -244,107 +167,14 @@ class ChangeQueue:
         return self._enqueue_groups(conn, [changes])[0]
 
     def _enqueue_groups(self, conn: Connection, groups: Sequence[Sequence[NewChange]]) -> list[EnqueueResult]:
-        seen: set[tuple[str, str]] = set()
-        unique: list[tuple[int, NewChange]] = []
-        for index, changes in enumerate(groups):
-            for change in changes:
-                if change.delivery_id is not None:
-                    key = (change.source, change.delivery_id)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                unique.append((index, change))
-        now = self.clock()
-        if self.store.dialect == "postgresql":
-            return self._insert_new(conn, groups, unique, now)
-        for attempt in range(5):
-            existing = self._delivered(conn, seen)
-            kept = [
-                (index, change)
-                for index, change in unique
-                if change.delivery_id is None or (change.source, change.delivery_id) not in existing
-            ]
-            try:
-                if kept:
-                    with conn.begin_nested():
-                        conn.execute(sa.insert(t_changes), [self._row(change, now) for _, change in kept])
-            except IntegrityError:
-                # A concurrent transaction committed one of these deliveries after we looked.
-                if attempt == 4:
-                    raise
-                continue
-            accepted = [0] * len(groups)
-            for index, _ in kept:
-                accepted[index] += 1
-            return [EnqueueResult(n, len(group) - n) for n, group in zip(accepted, groups, strict=True)]
-        raise AssertionError("unreachable")
-
-    def _insert_new(
-        self,
-        conn: Connection,
-        groups: Sequence[Sequence[NewChange]],
-        unique: Sequence[tuple[int, NewChange]],
-        now: datetime,
-    ) -> list[EnqueueResult]:
-        """PostgreSQL: one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` stores the changes whose
-        delivery id is new and names them; no look-up first and no savepoint. A concurrent
-        transaction inserting the same delivery id makes this one wait for its outcome: committed,
-        ours is the duplicate; rolled back, ours is stored."""
-        c = t_changes.c
-        statement = (
-            pg_insert(t_changes)
-            .on_conflict_do_nothing(index_elements=[c.source, c.delivery_id])
-            .returning(c.source, c.delivery_id)
-        )
-        stored = {
-            (r.source, r.delivery_id)
-            for r in conn.execute(statement, [self._row(ch, now) for _, ch in unique])
-        }
-        accepted = [0] * len(groups)
-        for index, change in unique:
-            if change.delivery_id is None or (change.source, change.delivery_id) in stored:
-                accepted[index] += 1
-        return [EnqueueResult(n, len(group) - n) for n, group in zip(accepted, groups, strict=True)]
+        return insert_groups(conn, self.store.dialect, groups, self.clock())
 
     def delivered(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these ``(source, delivery_id)`` pairs are queued already (one read per chunk)."""
         if not keys:
             return set()
         with self.store.read() as conn:
-            return self._delivered(conn, keys)
-
-    def _delivered(self, conn: Connection, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (source, delivery_id) pairs are already stored."""
-        by_source: dict[str, list[str]] = {}
-        for source, delivery_id in keys:
-            by_source.setdefault(source, []).append(delivery_id)
-        found: set[tuple[str, str]] = set()
-        c = t_changes.c
-        for source, ids in by_source.items():
-            for chunk in _chunks(ids):
-                query = sa.select(c.source, c.delivery_id).where(c.source == source, c.delivery_id.in_(chunk))
-                found.update((r.source, r.delivery_id) for r in conn.execute(query))
-        return found
-
-    @staticmethod
-    def _row(change: NewChange, now: datetime) -> dict[str, Any]:
-        return {
-            "source": change.source,
-            "flow": change.flow,
-            "record_key": change.record_key,
-            "operation": change.operation,
-            "payload": dict(change.fields),
-            "delivery_id": change.delivery_id,
-            "state": "pending",
-            "attempts": 0,
-            "available_at": now,
-            "lease_owner": None,
-            "leased_until": None,
-            "created_at": now,
-            "updated_at": now,
-            "last_error": None,
-            "meta": change.meta.to_dict() if change.meta is not None else None,
-        }
+            return delivered(conn, keys)
 
     # -- claim ----------------------------------------------------------------------------------
 
@@ -356,116 +186,19 @@ class ChangeQueue:
             return []
         return self.store.run(lambda c: self._claim(c, owner, limit, flows))
 
-    def _heads(
-        self, conn: Connection, now: datetime, limit: int, flows: Collection[str] | None
-    ) -> list[Row[Any]]:
-        c = t_changes.c
-        other = t_changes.alias("other")
-        o = other.c
-        blocked = (
-            sa.exists()
-            .where(
-                o.flow == c.flow,
-                o.record_key == c.record_key,
-                o.id != c.id,
-                o.state.in_(UNFINISHED),
-                sa.or_(o.id < c.id, sa.and_(o.state == "leased", o.available_at > now)),
-            )
-            .correlate(t_changes)
-        )
-        heads: list[Any] = []
-        # One query per state, so that each walks the (state, available_at, id) index in order.
-        for state in ("pending", "leased"):
-            query = (
-                sa.select(c.id, c.flow, c.record_key, c.available_at)
-                .where(c.state == state, c.available_at <= now, ~blocked)
-                .order_by(c.available_at, c.id)
-                .limit(limit)
-            )
-            if flows is not None:
-                query = query.where(c.flow.in_(sorted(flows)))
-            if self._locking:
-                query = query.with_for_update(skip_locked=True)
-            heads.extend(conn.execute(query).all())
-        heads.sort(key=lambda r: (r.available_at, r.id))
-        return heads[:limit]
-
     def _claim(
         self, conn: Connection, owner: str, limit: int, flows: Collection[str] | None
     ) -> list[ClaimedChange]:
-        now = self.clock()
-        until = now + timedelta(seconds=self.lease_seconds)
-        heads = self._heads(conn, now, limit, flows)
-        if not heads:
-            return []
-        c = t_changes.c
-        members: dict[tuple[str, str], list[Row[Any]]] = {(h.flow, h.record_key): [] for h in heads}
-        head_ids = {(h.flow, h.record_key): h.id for h in heads}
-        stopped: set[tuple[str, str]] = set()
-        by_flow: dict[str, list[str]] = {}
-        for flow, record_key in members:
-            by_flow.setdefault(flow, []).append(record_key)
-        batches = [(flow, chunk) for flow, record_keys in by_flow.items() for chunk in _chunks(record_keys)]
-        for flow, chunk in batches:
-            query = (
-                sa.select(c.id, c.source, c.flow, c.record_key, c.operation, c.payload, c.state)
-                .add_columns(c.available_at, c.leased_until, c.attempts, c.created_at, c.meta)
-                .where(c.flow == flow, c.record_key.in_(chunk), c.state.in_(UNFINISHED))
-                .order_by(c.id)
-            )
-            if self._locking:
-                query = query.with_for_update()
-            for row in conn.execute(query):
-                key = (row.flow, row.record_key)
-                if key in stopped or row.id < head_ids[key]:
-                    continue
-                live_elsewhere = row.id != head_ids[key] and row.state == "leased" and row.available_at > now
-                if live_elsewhere or len(members[key]) >= self.max_fold:
-                    stopped.add(key)  # fold nothing past a gap: order must hold
-                    continue
-                if members[key] and (row.meta or members[key][0].meta):
-                    stopped.add(key)  # an event is applied on its own
-                    continue
-                members[key].append(row)
-        claimed: list[ClaimedChange] = []
-        ids: list[int] = []
-        for head in heads:
-            rows = members[(head.flow, head.record_key)]
-            if not rows or rows[0].id != head.id:
-                continue  # the head changed under us (finished meanwhile); leave the record
-            operation, fields = fold((r.operation, r.payload) for r in rows)
-            change_ids = tuple(r.id for r in rows)
-            ids.extend(change_ids)
-            claimed.append(
-                ClaimedChange(
-                    change_ids=change_ids,
-                    source=rows[0].source,
-                    flow=head.flow,
-                    record_key=head.record_key,
-                    operation=operation,
-                    fields=fields,
-                    attempts=rows[0].attempts,
-                    created_at=rows[0].created_at,
-                    lease_owner=owner,
-                    meta=EventMeta.from_dict(rows[0].meta) if len(rows) == 1 else None,
-                    parts=tuple((r.operation, r.payload, r.created_at) for r in rows)
-                    if len(rows) > 1
-                    else (),
-                    # a leased row's lease ran out; a pending one keeps its lease's end when it
-                    # was given back after its write was sent (see :meth:`release`)
-                    reclaimed=any(r.leased_until is not None for r in rows),
-                )
-            )
-        values = {
-            "state": "leased",
-            "lease_owner": owner,
-            "leased_until": until,
-            "available_at": until,
-            "updated_at": now,
-        }
-        for chunk in _chunks(ids):
-            conn.execute(sa.update(t_changes).where(c.id.in_(chunk)).values(**values))
-        return claimed
+        return claim_records(
+            conn,
+            owner,
+            limit,
+            flows,
+            now=self.clock(),
+            lease_seconds=self.lease_seconds,
+            max_fold=self.max_fold,
+            locking=self._locking,
+        )
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -476,7 +209,7 @@ class ChangeQueue:
         changed = 0
         for owner in {cc.lease_owner for cc in claimed}:
             ids = [i for cc in claimed if cc.lease_owner == owner for i in cc.change_ids]
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 result = conn.execute(
                     sa.update(t_changes)
                     .where(c.id.in_(chunk), c.state == "leased", c.lease_owner == owner)
@@ -530,22 +263,7 @@ class ChangeQueue:
         def work(conn: Connection) -> int:
             if not self._fenced_update(conn, [claimed], values):
                 return 0
-            result = conn.execute(
-                sa.insert(t_dead).values(
-                    change_ids=list(claimed.change_ids),
-                    source=claimed.source,
-                    flow=claimed.flow,
-                    record_key=claimed.record_key,
-                    operation=claimed.operation,
-                    payload=dict(claimed.fields),
-                    error=error.to_dict(),
-                    attempts=claimed.attempts + 1,
-                    created_at=now,
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+            return letters.record(conn, claimed, error, now)
 
         return self.store.run(work)
 
@@ -583,7 +301,7 @@ class ChangeQueue:
             held: set[int] = set()
             for owner in {cc.lease_owner for cc in claimed}:
                 ids = [i for cc in claimed if cc.lease_owner == owner for i in cc.change_ids]
-                for chunk in _chunks(ids):
+                for chunk in in_chunks(ids):
                     query = sa.select(c.id).where(
                         c.id.in_(chunk), c.state == "leased", c.lease_owner == owner
                     )
@@ -637,13 +355,9 @@ class ChangeQueue:
                     retrying = int(failed or 0)
                 if first is not None and (oldest is None or first < oldest):
                     oldest = first
-            dead = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(t_dead)
-                .where(t_dead.c.discarded_at.is_(None), t_dead.c.replay_requested_at.is_(None))
-            ).scalar_one()
+            dead = letters.count_open(conn)
         age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
-        return QueueStats(counts["pending"], counts["leased"], int(dead), retrying, age)
+        return QueueStats(counts["pending"], counts["leased"], dead, retrying, age)
 
     def purge_done(self, older_than: timedelta) -> int:
         """Delete done changes last touched more than ``older_than`` ago; returns how many."""
@@ -655,25 +369,18 @@ class ChangeQueue:
 
         return self.store.run(work)
 
-    # -- dead letters ---------------------------------------------------------------------------
+    # -- dead letters (crmsync.engine.dead_letters) ----------------------------------------------
 
     def dead_letters(
         self, *, flow: str | None = None, limit: int = 100, include_discarded: bool = False
     ) -> list[DeadLetter]:
         """Newest first."""
-        d = t_dead.c
-        query = sa.select(t_dead).order_by(d.id.desc()).limit(limit)
-        if flow is not None:
-            query = query.where(d.flow == flow)
-        if not include_discarded:
-            query = query.where(d.discarded_at.is_(None))
         with self.store.read() as conn:
-            return [_dead_letter(r) for r in conn.execute(query)]
+            return letters.listing(conn, flow=flow, limit=limit, include_discarded=include_discarded)
 
     def dead_letter(self, id: int) -> DeadLetter | None:
         with self.store.read() as conn:
-            row = conn.execute(sa.select(t_dead).where(t_dead.c.id == id)).first()
-        return _dead_letter(row) if row is not None else None
+            return letters.get(conn, id)
 
     def replay(self, ids: Sequence[int]) -> int:
         """Enqueue the net change of each open dead letter again (new change rows, same fields, and
@@ -682,51 +389,7 @@ class ChangeQueue:
         if not ids:
             return 0
         now = self.clock()
-        d = t_dead.c
-
-        def work(conn: Connection) -> int:
-            query = (
-                sa.select(t_dead)
-                .where(d.id.in_(list(ids)), d.replay_requested_at.is_(None), d.discarded_at.is_(None))
-                .order_by(d.id)
-            )
-            if self._locking:
-                query = query.with_for_update()
-            letters = [_dead_letter(r) for r in conn.execute(query)]
-            if not letters:
-                return 0
-            metas = self._event_metas(conn, [x.change_ids[0] for x in letters if len(x.change_ids) == 1])
-            new = [
-                NewChange(
-                    x.source,
-                    x.flow,
-                    x.record_key,
-                    x.operation,
-                    x.fields,
-                    meta=metas.get(x.change_ids[0]) if len(x.change_ids) == 1 else None,
-                )
-                for x in letters
-            ]
-            conn.execute(sa.insert(t_changes), [self._row(n, now) for n in new])
-            conn.execute(
-                sa.update(t_dead).where(d.id.in_([x.id for x in letters])).values(replay_requested_at=now)
-            )
-            return len(letters)
-
-        return self.store.run(work)
-
-    @staticmethod
-    def _event_metas(conn: Connection, change_ids: Sequence[int]) -> dict[int, EventMeta]:
-        """The event metadata of these changes (an event is never folded, so a dead letter of one
-        event holds one change id); changes purged since are absent."""
-        found: dict[int, EventMeta] = {}
-        c = t_changes.c
-        for chunk in _chunks(list(change_ids)):
-            for row in conn.execute(sa.select(c.id, c.meta).where(c.id.in_(chunk), c.meta.is_not(None))):
-                meta = EventMeta.from_dict(row.meta)
-                if meta is not None:
-                    found[row.id] = meta
-        return found
+        return self.store.run(lambda conn: letters.replay(conn, ids, now, locking=self._locking))
 
     def discard(self, ids: Sequence[int], reason: str | None = None) -> int:
         """Mark dead letters discarded (kept for the record, hidden from the default listing),
@@ -734,28 +397,4 @@ class ChangeQueue:
         if not ids:
             return 0
         now = self.clock()
-        d = t_dead.c
-
-        def work(conn: Connection) -> int:
-            stmt = sa.update(t_dead).where(d.id.in_(list(ids)), d.discarded_at.is_(None))
-            return conn.execute(stmt.values(discarded_at=now, discard_reason=reason)).rowcount
-
-        return self.store.run(work)
-
-
-def _dead_letter(row: Row[Any]) -> DeadLetter:
-    return DeadLetter(
-        id=row.id,
-        change_ids=tuple(row.change_ids),
-        source=row.source,
-        flow=row.flow,
-        record_key=row.record_key,
-        operation=row.operation,
-        fields=row.payload,
-        error=row.error,
-        attempts=row.attempts,
-        created_at=row.created_at,
-        replay_requested_at=row.replay_requested_at,
-        discarded_at=row.discarded_at,
-        discard_reason=row.discard_reason,
-    )
+        return self.store.run(lambda conn: letters.discard(conn, ids, reason, now))
