@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -45,32 +45,44 @@ def crm(crmsync_factory: Callable[..., Crmsync]) -> Crmsync:
     return started
 
 
+class LogIn(Protocol):
+    """The ``log_in`` fixture: a new browser context's page, logged in as ``user`` on the overview."""
+
+    def __call__(self, user: str = ADMIN) -> Page: ...
+
+
 @pytest.fixture
-def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
+def new_context(browser: Browser, crm: Crmsync) -> Iterator[Callable[[], BrowserContext]]:
+    """``new_context()``: a browser context of its own (no session yet) on crm's dashboard; every
+    context it made is closed after the test."""
     made: list[BrowserContext] = []
-    yield made
+
+    def new() -> BrowserContext:
+        # axe is injected as an inline script: the page's Content-Security-Policy would refuse it
+        context = browser.new_context(
+            base_url=crm.base_url, bypass_csp=True, viewport={"width": 1280, "height": 900}
+        )
+        made.append(context)
+        return context
+
+    yield new
     for context in made:
         context.close()
 
 
-def open_context(browser: Browser, crm: Crmsync, made: list[BrowserContext]) -> BrowserContext:
-    # axe is injected as an inline script: the page's Content-Security-Policy would refuse it
-    context = browser.new_context(
-        base_url=crm.base_url, bypass_csp=True, viewport={"width": 1280, "height": 900}
-    )
-    made.append(context)
-    return context
+@pytest.fixture
+def log_in(new_context: Callable[[], BrowserContext]) -> LogIn:
+    def as_user(user: str = ADMIN) -> Page:
+        page = new_context().new_page()
+        page.goto("/")
+        expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+        page.get_by_label("User name").fill(user)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        return page
 
-
-def log_in(browser: Browser, crm: Crmsync, made: list[BrowserContext], user: str = ADMIN) -> Page:
-    page = open_context(browser, crm, made).new_page()
-    page.goto("/")
-    expect(page).to_have_url(re.compile(r"/login\?next=/$"))
-    page.get_by_label("User name").fill(user)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-    return page
+    return as_user
 
 
 def accessible(page: Page) -> None:
@@ -97,23 +109,31 @@ def usage(salesforce: SalesforceEmulator, key: str) -> dict[str, Any] | None:
     return next((r for r in salesforce.records("Usage__c") if r.get("Ad_Id__c") == key), None)
 
 
-def dead_letter(crm: Crmsync, salesforce: SalesforceEmulator, key: str = "ad-too-long") -> None:
-    """A usage entry Salesforce refuses for good: its product is longer than the field."""
+def send_usage(
+    crm: Crmsync, salesforce: SalesforceEmulator, key: str, product: str, quantity: int = 1
+) -> None:
+    """One usage entry for the first open contract, sent to crmsync's API."""
     with Client(crm.base_url, crm.token) as client:
         client.upsert(
-            "usage", key, {"contract_id": open_contracts(salesforce)[0], "product": "x" * 100, "quantity": 1}
+            "usage",
+            key,
+            {"contract_id": open_contracts(salesforce)[0], "product": product, "quantity": quantity},
         )
+
+
+def dead_letter(crm: Crmsync, salesforce: SalesforceEmulator, key: str = "ad-too-long") -> None:
+    """A usage entry Salesforce refuses for good: its product is longer than the field."""
+    send_usage(crm, salesforce, key, "x" * 100)
     wait_until(lambda: crm.runtime.queue.stats().dead == 1)
 
 
 def test_log_in_and_see_the_overview_update_while_the_sandbox_flows(
-    browser: Browser,
+    log_in: LogIn,
     crm: Crmsync,
     salesforce: SalesforceEmulator,
-    contexts: list[BrowserContext],
     tmp_path: Path,
 ) -> None:
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     applied = page.locator("tr[data-flow=usage] .applied-hour")
     expect(applied).to_have_text("0")
     page.evaluate("window.sameDocument = true")
@@ -137,14 +157,13 @@ def test_log_in_and_see_the_overview_update_while_the_sandbox_flows(
 
 
 def test_replay_a_dead_letter_and_see_it_land(
-    browser: Browser,
+    log_in: LogIn,
     crm: Crmsync,
     salesforce: SalesforceEmulator,
-    contexts: list[BrowserContext],
     tmp_path: Path,
 ) -> None:
     dead_letter(crm, salesforce)
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     page.get_by_role("link", name="Dead letters").first.click()
     row = page.locator("tr[data-letter]")
     expect(row).to_have_count(1)
@@ -168,22 +187,16 @@ def test_replay_a_dead_letter_and_see_it_land(
 
 
 def test_find_a_record_by_its_salesforce_id(
-    browser: Browser,
+    log_in: LogIn,
     crm: Crmsync,
     salesforce: SalesforceEmulator,
-    contexts: list[BrowserContext],
     tmp_path: Path,
 ) -> None:
-    with Client(crm.base_url, crm.token) as client:
-        client.upsert(
-            "usage",
-            "ad-traced",
-            {"contract_id": open_contracts(salesforce)[0], "product": "big", "quantity": 2},
-        )
+    send_usage(crm, salesforce, "ad-traced", "big", 2)
     wait_until(lambda: usage(salesforce, "ad-traced") is not None)
     record = usage(salesforce, "ad-traced")
     assert record is not None
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     page.get_by_role("link", name="Trace").click()
     page.get_by_label(re.compile("Any id")).fill(str(record["Id"]))
     page.get_by_role("button", name="Find").click()
@@ -195,13 +208,12 @@ def test_find_a_record_by_its_salesforce_id(
 
 
 def test_edit_a_field_map_a_bad_edit_refused_with_its_line_a_good_one_used_next(
-    browser: Browser,
+    log_in: LogIn,
     crm: Crmsync,
     salesforce: SalesforceEmulator,
-    contexts: list[BrowserContext],
     tmp_path: Path,
 ) -> None:
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     page.get_by_role("link", name="Settings").click()
     expect(page.locator("#effective")).to_contain_text("private_key_file")
     accessible(page)
@@ -225,22 +237,17 @@ def test_edit_a_field_map_a_bad_edit_refused_with_its_line_a_good_one_used_next(
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("flow usage saved")
     assert "- {source: product, target: Product__c, transform: upper}" in crm.config_path.read_text()
-    with Client(crm.base_url, crm.token) as client:
-        client.upsert(
-            "usage",
-            "ad-after-edit",
-            {"contract_id": open_contracts(salesforce)[0], "product": "medium", "quantity": 1},
-        )
+    send_usage(crm, salesforce, "ad-after-edit", "medium")
     wait_until(lambda: usage(salesforce, "ad-after-edit") is not None)
     assert usage(salesforce, "ad-after-edit")["Product__c"] == "MEDIUM"  # type: ignore[index]
     shot(page, tmp_path, "settings-saved")
 
 
 def test_credentials_saved_from_the_settings_go_to_the_secret_store_and_are_never_shown(
-    browser: Browser, crm: Crmsync, contexts: list[BrowserContext], tmp_path: Path
+    log_in: LogIn, crm: Crmsync, tmp_path: Path
 ) -> None:
     secret = "typed-in-the-browser-9f3a"
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     page.get_by_role("link", name="Settings").click()
     page.get_by_role("link", name="salesforce").click()
     page.get_by_label("client_secret").fill(secret)
@@ -261,14 +268,13 @@ def test_credentials_saved_from_the_settings_go_to_the_secret_store_and_are_neve
 
 
 def test_a_viewer_cannot_replay(
-    browser: Browser,
+    log_in: LogIn,
     crm: Crmsync,
     salesforce: SalesforceEmulator,
-    contexts: list[BrowserContext],
     tmp_path: Path,
 ) -> None:
     dead_letter(crm, salesforce)
-    page = log_in(browser, crm, contexts, VIEWER)
+    page = log_in(VIEWER)
     page.goto("/dead-letters")
     expect(page.locator("tr[data-letter]")).to_have_count(1)
     expect(page.locator("#replay")).to_have_count(0)
@@ -288,9 +294,9 @@ def test_a_viewer_cannot_replay(
 
 
 def test_no_session_or_a_bad_csrf_token_is_refused(
-    browser: Browser, crm: Crmsync, contexts: list[BrowserContext], tmp_path: Path
+    new_context: Callable[[], BrowserContext], log_in: LogIn, tmp_path: Path
 ) -> None:
-    anonymous = open_context(browser, crm, contexts)
+    anonymous = new_context()
     for path in (
         "/api/v1/dashboard/overview",
         "/api/v1/dashboard/dead-letters",
@@ -304,7 +310,7 @@ def test_no_session_or_a_bad_csrf_token_is_refused(
     accessible(page)
     shot(page, tmp_path, "login")
 
-    admin = log_in(browser, crm, contexts)
+    admin = log_in()
     bad = admin.request.post(
         "/api/v1/dashboard/dead-letters/replay",
         data=json.dumps({"ids": [1]}),
@@ -330,14 +336,13 @@ def test_no_session_or_a_bad_csrf_token_is_refused(
 
 
 def test_every_page_has_no_serious_accessibility_violation(
-    browser: Browser,
+    log_in: LogIn,
     crm: Crmsync,
     salesforce: SalesforceEmulator,
-    contexts: list[BrowserContext],
     tmp_path: Path,
 ) -> None:
     dead_letter(crm, salesforce)
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     letter = crm.runtime.queue.dead_letters()[0].id
     for path in (
         "/",
@@ -356,12 +361,12 @@ def test_every_page_has_no_serious_accessibility_violation(
 
 
 def test_a_running_migration_shows_its_progress_then_its_summary_on_the_jobs_page(
-    browser: Browser, crm: Crmsync, contexts: list[BrowserContext], tmp_path: Path
+    log_in: LogIn, crm: Crmsync, tmp_path: Path
 ) -> None:
     # what `crmsync migrate usage` records as it runs, in another process (see cli/migrate.py)
     migration = runs.CommandRun(crm.runtime.store, "migrate:usage")
     migration.advance(40, 100, "usage: Usage__c → board")
-    page = log_in(browser, crm, contexts)
+    page = log_in()
     page.get_by_role("link", name="Jobs").click()
     row = page.locator("#runs tr", has_text="migrate:usage")
     expect(row).to_contain_text("running")

@@ -5,7 +5,6 @@ workload snapshot trend (cards per list per day) from a SQL reporting connection
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,42 +13,17 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import pauses, tokens
 from crmsync.store import schema as t
 from crmsync.store.schema import utcnow
 from crmsync.store.synclog import LogEntry, record_many
-from crmsync.web.app import create_app
 
-CONFIG = """
-version: 1
-store: {url: "sqlite:///%(db)s"}
-connections:
-  salesforce:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
-  archive:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
-  shop:
-    type: app
-flows:
-  orders:
-    source: shop
-    target: salesforce
-    object: Order__c
-    key: order_id
-    fields:
-      - {source: order_id, target: Order_Id__c}
+from .conftest import MakeRuntime, OpenClient, orders_config, salesforce_connection
+
+CONFIG = orders_config(
+    connections=salesforce_connection("archive"),
+    more="""\
   archived:
     source: shop
     target: archive
@@ -57,19 +31,14 @@ flows:
     key: order_id
     fields:
       - {source: order_id, target: Order_Id__c}
-"""
+""",
+)
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path), upgrade=True)
-    token = tokens.create_token(runtime.store, "app")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, runtime
-    runtime.close()
+def api(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime]:
+    runtime = make_runtime(CONFIG, upgrade=True)
+    return open_client(runtime, bearer=tokens.create_token(runtime.store, "app")), runtime
 
 
 def states(client: TestClient) -> dict[str, dict[str, Any]]:
@@ -133,7 +102,9 @@ def test_budget_use_is_read_against_the_vendors_limit(api: tuple[TestClient, Run
     assert states(client)["archive"]["budget"] == []
 
 
-def test_the_charts_json_serves_the_workload_snapshot_trend(tmp_path: Path) -> None:
+def test_the_charts_json_serves_the_workload_snapshot_trend(
+    tmp_path: Path, make_runtime: MakeRuntime, open_client: OpenClient
+) -> None:
     reporting = f"""  reporting:
     type: sql
     url: "sqlite:///{tmp_path / "reports.db"}"
@@ -144,45 +115,39 @@ def test_the_charts_json_serves_the_workload_snapshot_trend(tmp_path: Path) -> N
     cron: "55 23 * * *"
     args: {board: shop, target: reporting}
 """
-    path = tmp_path / "crmsync.yaml"
-    path.write_text((CONFIG % {"db": tmp_path / "c.db"}).replace("flows:", reporting + "flows:") + job)
-    runtime = Runtime(load_config(path), upgrade=True)
-    try:
-        reports = runtime.connector("reporting")
-        reports.prepare()  # type: ignore[attr-defined]
-        today = utcnow().date()
-        rows = [
-            (today - timedelta(days=1), "Doing", "ada", 2),
-            (today - timedelta(days=1), "Doing", "bob", 1),
-            (today - timedelta(days=1), "Done", "ada", 4),
-            (today, "Doing", "ada", 1),
-            (today, "Done", "ada", 7),
-            (today - timedelta(days=90), "Done", "ada", 99),  # older than the chart's 30 days
-        ]
-        with reports.engine.begin() as conn:  # type: ignore[attr-defined]
-            conn.execute(
-                sa.insert(reports.snapshot_table),  # type: ignore[attr-defined]
-                [
-                    {
-                        "snapshot_date": day,
-                        "board": "shop",
-                        "list_name": name,
-                        "member": member,
-                        "status": None,
-                        "card_count": cards,
-                        "taken_at": utcnow(),
-                    }
-                    for day, name, member, cards in rows
-                ],
-            )
-        token = tokens.create_token(runtime.store, "app")
-        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-            r = client.get("/api/v1/dashboard/charts", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 200, r.text
-        assert r.json()["workload"] == {
-            "connection": "reporting",
-            "days": [str(today - timedelta(days=1)), str(today)],
-            "lists": {"Doing": [3, 1], "Done": [4, 7]},
-        }
-    finally:
-        runtime.close()
+    runtime = make_runtime(CONFIG.replace("flows:", reporting + "flows:") + job, upgrade=True)
+    reports = runtime.connector("reporting")
+    reports.prepare()  # type: ignore[attr-defined]
+    today = utcnow().date()
+    rows = [
+        (today - timedelta(days=1), "Doing", "ada", 2),
+        (today - timedelta(days=1), "Doing", "bob", 1),
+        (today - timedelta(days=1), "Done", "ada", 4),
+        (today, "Doing", "ada", 1),
+        (today, "Done", "ada", 7),
+        (today - timedelta(days=90), "Done", "ada", 99),  # older than the chart's 30 days
+    ]
+    with reports.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            sa.insert(reports.snapshot_table),  # type: ignore[attr-defined]
+            [
+                {
+                    "snapshot_date": day,
+                    "board": "shop",
+                    "list_name": name,
+                    "member": member,
+                    "status": None,
+                    "card_count": cards,
+                    "taken_at": utcnow(),
+                }
+                for day, name, member, cards in rows
+            ],
+        )
+    client = open_client(runtime, bearer=tokens.create_token(runtime.store, "app"))
+    r = client.get("/api/v1/dashboard/charts")
+    assert r.status_code == 200, r.text
+    assert r.json()["workload"] == {
+        "connection": "reporting",
+        "days": [str(today - timedelta(days=1)), str(today)],
+        "lists": {"Doing": [3, 1], "Done": [4, 7]},
+    }

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -17,15 +16,14 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from crmsync.client import Client
-from crmsync.config import load_config
 from crmsync.engine.queue import ChangeQueue, EnqueueResult, NewChange
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import RetryLater
 from crmsync.store import Store, schema, tokens
-from crmsync.web.app import create_app
 from crmsync.web.commit import GroupCommitter
 from crmsync.web.errors import ApiError
 
+from .conftest import MakeRuntime, OpenClient
 from .test_ingest import CONFIG
 
 T = TypeVar("T")
@@ -73,13 +71,6 @@ def stored(store: Store) -> list[str]:
         )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    created = Store(f"sqlite:///{tmp_path / 'c.db'}")
-    created.upgrade()
-    return created
-
-
 def test_requests_arriving_during_a_commit_share_the_next_one_and_learn_their_own_result(
     store: Store,
 ) -> None:
@@ -120,19 +111,11 @@ def test_a_failed_group_commit_fails_every_request_of_the_group_and_stores_none(
 
 
 @pytest.fixture
-def held_api(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime, HeldQueue]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(
-        CONFIG.replace("max_batch: 50}", "max_batch: 50, ingest_backlog: 1}") % {"db": tmp_path / "c.db"}
-    )
-    runtime = Runtime(load_config(path))
+def held_api(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime, HeldQueue]:
+    runtime = make_runtime(CONFIG.replace("max_batch: 50}", "max_batch: 50, ingest_backlog: 1}"))
     held = HeldQueue(runtime.store)
     runtime.queue = held
-    token = tokens.create_token(runtime.store, "shop")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, runtime, held
-    runtime.close()
+    return open_client(runtime, bearer=tokens.create_token(runtime.store, "shop")), runtime, held
 
 
 def test_past_the_backlog_the_api_answers_503_with_retry_after_and_stores_nothing(

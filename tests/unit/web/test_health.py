@@ -2,60 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from starlette.testclient import TestClient
 
 from crmsync.alerts import auth_failure, auth_ok
-from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.errors import Fatal
 from crmsync.store import pauses
-from crmsync.web.app import create_app
 
-CONFIG = """
-version: 1
-store: {url: "%(url)s"}
-connections:
-  salesforce:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
-  shop:
-    type: app
-flows:
-  orders:
-    source: shop
-    target: salesforce
-    object: Order__c
-    key: order_id
-    fields:
-      - {source: order_id, target: Order_Id__c}
-"""
-
-
-def _client(tmp_path: Path, url: str) -> Iterator[tuple[TestClient, Runtime]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"url": url})
-    runtime = Runtime(load_config(path))
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        yield client, runtime
-    runtime.close()
+from .conftest import MakeRuntime, OpenClient, orders_config
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    yield from _client(tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+def app(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime]:
+    runtime = make_runtime(orders_config())
+    return open_client(runtime), runtime
 
 
 @pytest.fixture
-def down(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    yield from _client(tmp_path, "postgresql+psycopg://postgres:SECRET-pw@127.0.0.1:1/x")
+def down(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime]:
+    runtime = make_runtime(orders_config(), store="postgresql+psycopg://postgres:SECRET-pw@127.0.0.1:1/x")
+    return open_client(runtime), runtime
 
 
 def test_metrics_answer_503_with_the_process_figures_when_the_store_is_down(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,52 +13,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import schema, tokens
-from crmsync.web.app import create_app
 from crmsync.web.errors import MAX_DETAILS, ApiError
 from crmsync.web.ingest import Ingestor
 
-CONFIG = """
-version: 1
-store: {url: "sqlite:///%(db)s"}
-web: {max_body_bytes: 20000, max_batch: 50}
-connections:
-  salesforce:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
-  shop:
-    type: app
-flows:
-  orders:
-    source: shop
-    target: salesforce
-    object: Order__c
-    key: order_id
-    match: {field: Order_Id__c}
-    fields:
-      - {source: order_id, target: Order_Id__c}
+from .conftest import MakeRuntime, OpenClient, orders_config
+
+CONFIG = orders_config(
+    web="web: {max_body_bytes: 20000, max_batch: 50}\n",
+    flow="    match: {field: Order_Id__c}\n",
+    fields="""\
       - {source: amount, target: Amount__c, transform: number}
       - {source: note, target: Note__c}
       - {source: status, target: Status__c, owner: target}
-"""
+""",
+)
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime, str]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path))
+def api(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime, str]:
+    runtime = make_runtime(CONFIG)
     token = tokens.create_token(runtime.store, "shop")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, runtime, token
-    runtime.close()
+    return open_client(runtime, bearer=token), runtime, token
 
 
 def stored(runtime: Runtime) -> int:

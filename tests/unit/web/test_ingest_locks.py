@@ -7,19 +7,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import schema, tokens
-from crmsync.web.app import create_app
 
+from .conftest import MakeRuntime, OpenClient
 from .test_ingest import CONFIG
 
 LOCKED = CONFIG.replace(
@@ -49,17 +47,11 @@ class Target:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime, Target]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(LOCKED % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path))
+def api(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime, Target]:
+    runtime = make_runtime(LOCKED)
     target = Target()
     runtime.queryable = lambda name, where=None: target  # type: ignore[method-assign,assignment,return-value]
-    token = tokens.create_token(runtime.store, "shop")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, runtime, target
-    runtime.close()
+    return open_client(runtime, bearer=tokens.create_token(runtime.store, "shop")), runtime, target
 
 
 def post(client: TestClient, key: str, contract: str) -> Any:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,28 +17,25 @@ from starlette.testclient import TestClient
 
 from crmsync.alerts.alerter import Alerter
 from crmsync.alerts.testing import Outbox
-from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import schema
 from crmsync.store import webhooks as receivers
-from crmsync.web.app import create_app
+
+from .conftest import MakeRuntime, OpenClient, salesforce_connection
 
 SECRET = "a-signing-secret-long-enough-for-every-hmac-variant-0123456789abcdef"
 BOARD = "1234567890"
 BASE = "http://testserver"
 HOOK = f"{BASE}/webhooks/monday/monday"
 
-CONFIG = """
+CONFIG = (
+    """\
 version: 1
-store: {url: "sqlite:///%(db)s"}
+store: {url: "%(store)s"}
 connections:
-  salesforce:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
+"""
+    + salesforce_connection()
+    + """\
   monday:
     type: monday
     api_url: http://127.0.0.1:9/v2
@@ -57,28 +52,23 @@ flows:
       - {source: name, target: LastName}
       - {source: phone, target: Phone, direction: both}
 """
-
-
-def runtime_for(tmp_path: Path, extra: str) -> Runtime:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db", "extra": extra, "board": BOARD})
-    return Runtime(load_config(path))
+)
 
 
 @pytest.fixture
-def signed(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    runtime = runtime_for(tmp_path, f"    app_token: app-token\n    signing_secret: {SECRET}")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        yield client, runtime
-    runtime.close()
+def signed(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime]:
+    """monday's app: its deliveries carry a token signed with the app's secret."""
+    runtime = make_runtime(
+        CONFIG, extra=f"    app_token: app-token\n    signing_secret: {SECRET}", board=BOARD
+    )
+    return open_client(runtime), runtime
 
 
 @pytest.fixture
-def personal(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    runtime = runtime_for(tmp_path, "")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        yield client, runtime
-    runtime.close()
+def personal(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime]:
+    """A personal token: deliveries are unsigned and need the secret in the URL."""
+    runtime = make_runtime(CONFIG, extra="", board=BOARD)
+    return open_client(runtime), runtime
 
 
 def token(aud: str = HOOK, secret: str = SECRET, **claims: Any) -> str:

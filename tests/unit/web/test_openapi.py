@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,55 +10,18 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from crmsync.config import load_config
 from crmsync.engine.runtime import Runtime
 from crmsync.store import tokens
-from crmsync.web.app import create_app
 from crmsync.web.ingest import IngestRecord
 
-CONFIG = """
-version: 1
-store: {url: "sqlite:///%(db)s"}
-connections:
-  salesforce:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
-  shop:
-    type: app
-flows:
-  orders:
-    source: shop
-    target: salesforce
-    object: Order__c
-    key: order_id
-    fields:
-      - {source: order_id, target: Order_Id__c}
-      - {source: amount, target: Amount__c, transform: number}
-views:
-  contracts:
-    connection: salesforce
-    query: "SELECT Id FROM Contract WHERE AccountId = :account_id AND StartDate > :since LIMIT :limit"
-    params:
-      account_id: {type: id, required: true}
-      since: {type: date, default: "2020-01-01"}
-      limit: {type: int}
-"""
+from .conftest import MakeRuntime, OpenClient
+from .test_views import CONFIG
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path))
-    token = tokens.create_token(runtime.store, "shop")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, runtime
-    runtime.close()
+def api(make_runtime: MakeRuntime, open_client: OpenClient) -> tuple[TestClient, Runtime]:
+    runtime = make_runtime(CONFIG)
+    return open_client(runtime, bearer=tokens.create_token(runtime.store, "shop")), runtime
 
 
 def spec(client: TestClient) -> dict[str, Any]:

@@ -6,18 +6,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from crmsync.config import load_config
-from crmsync.engine.runtime import Runtime
 from crmsync.service.process import Process
+
+from .conftest import MakeRuntime
 
 CONFIG = """
 version: 1
-store: {url: "sqlite:///%(db)s"}
+store: {url: "%(store)s"}
 web: {host: 127.0.0.1, port: 0, header_timeout_seconds: 0.5, body_timeout_seconds: 0.5}
 connections:
   monday: {type: monday, api_url: "http://127.0.0.1:9/v2", token: t}
@@ -25,10 +24,8 @@ connections:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[int]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path))
+def served(make_runtime: MakeRuntime) -> Iterator[int]:
+    runtime = make_runtime(CONFIG)
     proc = Process(runtime, web=True, workers=0, scheduler=False)
     proc.bind()
     thread = threading.Thread(target=proc.run, daemon=True)
@@ -47,7 +44,6 @@ def served(tmp_path: Path) -> Iterator[int]:
     finally:
         proc.stop()
         thread.join(10)
-        runtime.close()
 
 
 def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:

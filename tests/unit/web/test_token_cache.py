@@ -4,19 +4,15 @@ is refused at once when revoked by this process, and within the cache's seconds 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 
-from crmsync.config import load_config
-from crmsync.engine.runtime import Runtime
 from crmsync.store import Store, schema, tokens
-from crmsync.web.app import create_app
 from crmsync.web.auth import TokenCache
 from crmsync.web.errors import ApiError
 
+from .conftest import MakeRuntime, OpenClient
 from .test_ingest import CONFIG
 
 
@@ -26,13 +22,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    created = Store(f"sqlite:///{tmp_path / 'c.db'}")
-    created.upgrade()
-    return created
 
 
 @pytest.fixture
@@ -113,21 +102,15 @@ def test_unknown_tokens_are_not_kept_and_zero_seconds_asks_every_time(store: Sto
 
 
 def test_the_api_asks_the_store_about_a_token_once_and_refuses_it_once_revoked(
-    tmp_path: Path, asked: list[str]
+    asked: list[str], make_runtime: MakeRuntime, open_client: OpenClient
 ) -> None:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path))
+    runtime = make_runtime(CONFIG)
     token = tokens.create_token(runtime.store, "shop")
-    try:
-        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-            client.headers["Authorization"] = f"Bearer {token}"
-            for i in range(5):
-                r = client.post("/api/v1/flows/orders/records", content=json.dumps({"key": f"o{i}"}))
-                assert r.status_code == 202, r.text
-            assert asked == [token]
-            assert tokens.revoke_token(runtime.store, "shop")
-            r = client.post("/api/v1/flows/orders/records", content=json.dumps({"key": "late"}))
-            assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
-    finally:
-        runtime.close()
+    client = open_client(runtime, bearer=token)
+    for i in range(5):
+        r = client.post("/api/v1/flows/orders/records", content=json.dumps({"key": f"o{i}"}))
+        assert r.status_code == 202, r.text
+    assert asked == [token]
+    assert tokens.revoke_token(runtime.store, "shop")
+    r = client.post("/api/v1/flows/orders/records", content=json.dumps({"key": "late"}))
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]

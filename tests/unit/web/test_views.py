@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from crmsync.config import load_config
-from crmsync.engine.runtime import Runtime
 from crmsync.store import tokens
-from crmsync.web.app import create_app
 
-CONFIG = """
-version: 1
-store: {url: "sqlite:///%(db)s"}
-connections:
-  salesforce:
-    type: salesforce
-    auth: client_credentials
-    login_url: https://127.0.0.1:9
-    instance_url: https://127.0.0.1:9
-    client_id: abc
-    client_secret: topsecret-value
-  shop:
-    type: app
-flows:
-  orders:
-    source: shop
-    target: salesforce
-    object: Order__c
-    key: order_id
-    fields:
-      - {source: order_id, target: Order_Id__c}
-      - {source: amount, target: Amount__c, transform: number}
+from .conftest import MakeRuntime, OpenClient, orders_config
+
+CONFIG = orders_config(
+    fields="      - {source: amount, target: Amount__c, transform: number}\n",
+    more="""\
 views:
   contracts:
     connection: salesforce
@@ -45,7 +24,8 @@ views:
       account_id: {type: id, required: true}
       since: {type: date, default: "2020-01-01"}
       limit: {type: int}
-"""
+""",
+)
 
 ACCOUNT = "001000000000001AAA"
 
@@ -60,17 +40,13 @@ class _Target:
 
 
 @pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, _Target]]:
-    path = tmp_path / "crmsync.yaml"
-    path.write_text(CONFIG % {"db": tmp_path / "c.db"})
-    runtime = Runtime(load_config(path))
+def api(
+    monkeypatch: pytest.MonkeyPatch, make_runtime: MakeRuntime, open_client: OpenClient
+) -> tuple[TestClient, _Target]:
+    runtime = make_runtime(CONFIG)
     target = _Target()
     monkeypatch.setattr(runtime, "queryable", lambda name: target)
-    token = tokens.create_token(runtime.store, "app")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, target
-    runtime.close()
+    return open_client(runtime, bearer=tokens.create_token(runtime.store, "app")), target
 
 
 def test_parameters_are_typed_defaulted_and_rows_cleaned(api: tuple[TestClient, _Target]) -> None:

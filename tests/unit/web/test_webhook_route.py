@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from starlette.testclient import TestClient
 
 from crmsync.engine.runtime import Runtime
 from crmsync.store import webhooks as receivers
-from crmsync.web.app import create_app
 
-from .test_monday_webhooks import SECRET, queued, runtime_for, token, update
+from .test_monday_webhooks import queued, signed, token, update
 
-
-@pytest.fixture
-def signed(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    runtime = runtime_for(tmp_path, f"    app_token: app-token\n    signing_secret: {SECRET}")
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
-        yield client, runtime
-    runtime.close()
+__all__ = ["signed"]  # the fixture
 
 
 def test_the_connection_route_takes_signed_deliveries_for_its_own_url(
