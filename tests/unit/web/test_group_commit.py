@@ -37,18 +37,18 @@ def run_apart(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 class HeldQueue(ChangeQueue):
-    """A queue whose commits wait for ``release`` (so requests pile up behind the first)."""
+    """A queue whose commits wait for ``let_through`` (so requests pile up behind the first)."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.release = threading.Event()
+        self.let_through = threading.Event()
         self.entered = threading.Event()
         self.groups: list[int] = []
         self.failing_call: int | None = None  # the commit (1, 2, …) whose transaction fails after inserting
 
     def enqueue_groups(self, groups: Sequence[Sequence[NewChange]]) -> list[EnqueueResult]:
         self.entered.set()
-        assert self.release.wait(10)
+        assert self.let_through.wait(10)
         self.groups.append(len(groups))
         if self.failing_call != len(self.groups):
             return super().enqueue_groups(groups)
@@ -81,7 +81,7 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_learn_their_ow
     later = [committer.submit([change(f"b{i}"), change(f"c{i}", delivery_id="same")]) for i in range(10)]
     assert not first.done() and not any(f.done() for f in later)  # nothing answered before its commit
     assert stored(store) == []
-    queue.release.set()
+    queue.let_through.set()
     assert first.result(10) == EnqueueResult(1, 0)
     results = [f.result(10) for f in later]
     committer.close()
@@ -101,7 +101,7 @@ def test_a_failed_group_commit_fails_every_request_of_the_group_and_stores_none(
         committer.submit([change("y")]),
     ]
     queue.failing_call = 2
-    queue.release.set()
+    queue.let_through.set()
     for future in bad:
         with pytest.raises(sa.exc.OperationalError):
             future.result(10)
@@ -131,7 +131,7 @@ def test_past_the_backlog_the_api_answers_503_with_retry_after_and_stores_nothin
     busy = client.post("/api/v1/flows/orders/records", json={"key": "o2"})
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert busy.json()["error"]["code"] == "busy" and "web.ingest_backlog" in busy.json()["error"]["message"]
-    held.release.set()
+    held.let_through.set()
     first.join(10)
     assert answers[0].status_code == 202 and answers[0].json() == {"accepted": 1, "duplicates": 0}
     assert stored(runtime.store) == ["o1"]
@@ -207,7 +207,7 @@ def test_checks_handed_to_the_committer_run_there_and_a_refused_request_leaves_i
         answers = [committer.check_and_commit(lambda k=k: check(k)) for k in ("b", "bad", "c")]  # type: ignore[misc]
         await asyncio.sleep(0.05)
         assert not any(a.done() for a in answers) and ran_in == []  # checked with their group, not before
-        queue.release.set()
+        queue.let_through.set()
         return await asyncio.gather(*answers, return_exceptions=True)
 
     results = run_apart(requests)
@@ -229,7 +229,7 @@ def test_a_failed_commit_fails_the_checked_requests_of_its_group_on_their_event_
 
     async def requests() -> list[Any]:
         answers = [committer.check_and_commit(lambda k=k: [change(k)]) for k in ("x", "y")]  # type: ignore[misc]
-        queue.release.set()
+        queue.let_through.set()
         return await asyncio.gather(*answers, return_exceptions=True)
 
     results = run_apart(requests)
