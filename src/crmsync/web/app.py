@@ -34,7 +34,7 @@ from crmsync.engine.readiness import readiness
 from crmsync.engine.runtime import Runtime
 from crmsync.web.auth import bearer_token
 from crmsync.web.dashboard.routes import routes as dashboard_routes
-from crmsync.web.errors import ApiError
+from crmsync.web.errors import ApiError, error_response
 from crmsync.web.ingest import Ingestor
 from crmsync.web.openapi import OpenApi
 from crmsync.web.views import Views
@@ -53,14 +53,8 @@ def _api(handler: Handler, status: int) -> Callable[[Request], Awaitable[Respons
     async def endpoint(request: Request) -> Response:
         try:
             return JSONResponse(await handler(request, bearer_token(request)), status_code=status)
-        except ApiError as exc:
-            return exc.response()
-        except SQLAlchemyError as exc:
-            log.warning("store unavailable: %s", exc)
-            return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, request.url.path)
-            return ApiError(500, "internal_error", "unexpected error; see the server log").response()
+        except Exception as exc:
+            return error_response(request, exc)
 
     return endpoint
 
@@ -81,11 +75,8 @@ def create_app(runtime: Runtime) -> Starlette:
     async def webhook(request: Request) -> Response:
         try:
             return await receive(request)
-        except ApiError as exc:
-            return exc.response()
-        except SQLAlchemyError as exc:  # not acknowledged: the vendor retries the delivery
-            log.warning("store unavailable: %s", exc)
-            return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
+        except (ApiError, SQLAlchemyError) as exc:  # the store away: not acknowledged, the vendor retries
+            return error_response(request, exc)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -11,10 +11,15 @@ A reply lists at most :data:`MAX_DETAILS` problems: the first ones, and how many
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+log = logging.getLogger(__name__)
 
 #: the most problems one error reply lists
 MAX_DETAILS = 20
@@ -72,3 +77,15 @@ class ApiError(Exception):
             status_code=self.status,
             headers=headers or None,
         )
+
+
+def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The reply to what a handler raised: its own refusal (:class:`ApiError`); 503 when the store
+    cannot be reached (the client may send again); else 500, the error logged with its traceback."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, SQLAlchemyError):
+        log.warning("store unavailable: %s", exc)
+        return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return ApiError(500, "internal_error", "unexpected error; see the server log").response()

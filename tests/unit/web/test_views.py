@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from starlette.testclient import TestClient
 
 from crmsync.store import tokens
@@ -104,3 +105,39 @@ def test_bad_parameters_are_422_naming_the_first_problem(
 def test_an_unknown_view_is_404_with_the_valid_names(api: tuple[TestClient, _Target]) -> None:
     r = api[0].get("/api/v1/views/nope")
     assert r.status_code == 404 and "valid: contracts" in r.json()["error"]["message"]
+
+
+class _Failing(_Target):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def query_view(self, soql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (sa_exc.OperationalError("SELECT 1", {}, Exception("connection refused")), 503, "store_unavailable"),
+        (RuntimeError("secret detail of a bug"), 500, "internal_error"),
+    ],
+)
+def test_a_store_away_is_503_and_an_unforeseen_error_500_without_its_detail(
+    monkeypatch: pytest.MonkeyPatch,
+    make_runtime: MakeRuntime,
+    open_client: OpenClient,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    status: int,
+    code: str,
+) -> None:
+    runtime = make_runtime(CONFIG)
+    monkeypatch.setattr(runtime, "queryable", lambda name: _Failing(error))
+    client = open_client(runtime, bearer=tokens.create_token(runtime.store, "app"))
+    r = client.get("/api/v1/views/contracts", params={"account_id": ACCOUNT})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert "secret detail" not in r.text and "connection refused" not in r.text
+    if status == 500:  # the traceback is in the server's log, not the reply
+        assert any(rec.exc_info and rec.exc_info[1] is error for rec in caplog.records)

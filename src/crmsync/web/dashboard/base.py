@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from crmsync.engine.runtime import Runtime
 from crmsync.store import tokens
 from crmsync.web.dashboard.security import CSRF_FIELD, CSRF_HEADER, LoginLimiter, Session, Sessions
-from crmsync.web.errors import ApiError
+from crmsync.web.errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +128,8 @@ class DashboardBase:
                     raise ApiError(403, "forbidden", "this needs the admin role")
                 body = await handler(request, session)
                 return JSONResponse(body, headers={"Cache-Control": "no-store"})
-            except ApiError as exc:
-                return exc.response()
-            except SQLAlchemyError as exc:
-                log.warning("store unavailable: %s", exc)
-                return ApiError(503, "store_unavailable", "the store cannot be reached; try again").response()
-            except Exception:
-                log.exception("unexpected error on %s %s", request.method, request.url.path)
-                return ApiError(500, "internal_error", "unexpected error; see the server log").response()
+            except Exception as exc:
+                return error_response(request, exc)
 
         return endpoint
 
