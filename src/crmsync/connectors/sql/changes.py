@@ -78,9 +78,11 @@ class PendingWrite:
 
 
 def pending_write(
-    spec: ObjectSpec, index: int, w: Write, *, now: dt.datetime, check_length: bool
+    spec: ObjectSpec, index: int, w: Write, *, now: dt.datetime, check_length: bool, refuse_nul: bool = False
 ) -> PendingWrite:
-    """What one write asks for, its values converted to their columns; FixTheData or Fatal if it cannot be."""
+    """What one write asks for, its values converted to their columns (``check_length``,
+    ``refuse_nul``: as :func:`~crmsync.connectors.sql.values.coerce`); FixTheData naming the column,
+    or Fatal, if it cannot be."""
     source_id = str(w.target_id or w.external_id or w.key or "")
     if not source_id or len(source_id) > ID_LENGTH:
         raise FixTheData(f"a record needs a source id of 1 to {ID_LENGTH} characters", object_name=spec.name)
@@ -96,7 +98,7 @@ def pending_write(
                 record=source_id,
             )
         try:
-            values[name] = coerce(column, value, check_length=check_length)
+            values[name] = coerce(column, value, check_length=check_length, refuse_nul=refuse_nul)
         except ValueError as exc:
             raise FixTheData(f"column {name}: {exc}", object_name=spec.name, record=source_id) from None
     meta = w.meta

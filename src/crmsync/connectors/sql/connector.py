@@ -197,10 +197,15 @@ class SqlConnector(Connector, Writable, Readable, PreparesSchema, KeepsHistory):
         spec = tables.specs[object_name]
         results: list[WriteResult | None] = [None] * len(writes)
         check_length = self.settings.backend == "sqlite"  # the servers enforce lengths themselves
+        refuse_nul = self.settings.backend == "postgresql"
         ops: list[PendingWrite] = []
         for index, w in enumerate(writes):
             try:
-                ops.append(pending_write(spec, index, w, now=self._now(), check_length=check_length))
+                ops.append(
+                    pending_write(
+                        spec, index, w, now=self._now(), check_length=check_length, refuse_nul=refuse_nul
+                    )
+                )
             except CrmsyncError as exc:
                 results[index] = WriteResult(w.key, False, error=exc)
         if ops:

@@ -20,9 +20,11 @@ _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
 
 
-def coerce(column: ColumnSpec, value: Any, *, check_length: bool) -> Any:
+def coerce(column: ColumnSpec, value: Any, *, check_length: bool, refuse_nul: bool = False) -> Any:
     """``value`` as the column stores it (None stays None). ``check_length``: refuse text longer
-    than the column here, for a database that would keep it (SQLite)."""
+    than the column here, for a database that would keep it (SQLite). ``refuse_nul``: refuse text
+    or JSON holding a NUL character, which PostgreSQL's text and JSONB cannot store (its refusal
+    would not name the column)."""
     if value is None:
         return None
     kind = column.type
@@ -30,6 +32,8 @@ def coerce(column: ColumnSpec, value: Any, *, check_length: bool) -> Any:
         text = _text(value)
         if check_length and column.length is not None and len(text) > column.length:
             raise ValueError(f"value too long: {len(text)} characters, the column holds {column.length}")
+        if refuse_nul and "\x00" in text:
+            raise ValueError("the text holds a NUL character (U+0000), which PostgreSQL cannot store")
         return text
     if isinstance(value, str) and not value.strip() and kind != "json":
         return None  # an empty cell of a CSV, an emptied field
@@ -43,7 +47,9 @@ def coerce(column: ColumnSpec, value: Any, *, check_length: bool) -> Any:
         return _date(value)
     if kind == "datetime":
         return utc_naive(value)
-    json.dumps(value, default=_refuse)  # json: anything JSON can hold
+    dumped = json.dumps(value, default=_refuse)  # json: anything JSON can hold
+    if refuse_nul and "\\u0000" in dumped:
+        raise ValueError("the value holds a NUL character (U+0000), which PostgreSQL cannot store")
     return value
 
 

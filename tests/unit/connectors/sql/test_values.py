@@ -74,3 +74,11 @@ def test_history_values_are_json() -> None:
     assert jsonable(dt.datetime(2025, 3, 10, 17, 0)) == "2025-03-10T17:00:00+00:00"
     assert jsonable(dt.date(2025, 3, 10)) == "2025-03-10"
     assert jsonable(Decimal("1.5")) == 1.5
+
+
+@pytest.mark.parametrize(("kind", "value"), [("text", "a\x00b"), ("json", ["ann", "b\x00b"])])
+def test_a_nul_character_is_refused_for_postgresql_and_kept_elsewhere(kind: ColumnType, value: Any) -> None:
+    column = ColumnSpec("members", kind)
+    with pytest.raises(ValueError, match="NUL character"):
+        coerce(column, value, check_length=False, refuse_nul=True)
+    assert coerce(column, value, check_length=False) == value
