@@ -28,7 +28,7 @@ from crmsync.cli.config import CONFIG_OPTION, load_or_exit
 from crmsync.config.models import Config
 from crmsync.connectors import registry
 from crmsync.connectors.base import Connector
-from crmsync.connectors.capabilities import WebhookSource, offers, require
+from crmsync.connectors.capabilities import Budgeted, WebhookSource, offers, require
 from crmsync.connectors.monday.subscriptions import UNREACHABLE
 from crmsync.errors import CallbackUnreachable, CrmsyncError
 from crmsync.store import webhooks as receivers
@@ -75,9 +75,12 @@ def receiving_objects(config: Config) -> dict[str, list[str]]:
 monday_boards = receiving_objects
 
 
-def _connector(config: Config, name: str) -> tuple[Connector, WebhookSource]:
-    """The connection's connector, and the same as a webhook source."""
+def _connector(config: Config, name: str, store: Store | None = None) -> tuple[Connector, WebhookSource]:
+    """The connection's connector, and the same as a webhook source; with ``store``, its API
+    budget is the one every crmsync process counts (a running crmsync's calls and these together)."""
     connector = registry.create(name, config.connections[name])
+    if store is not None and isinstance(connector, Budgeted):
+        connector.attach_store(store)
     return connector, require(connector, WebhookSource, f"connection {name!r}")
 
 
@@ -162,7 +165,7 @@ def ensure(config: Path = CONFIG_OPTION, url: str | None = URL_OPTION) -> None:
     store = _open_store(cfg)
     try:
         for name, names in boards.items():
-            connector, source = _connector(cfg, name)
+            connector, source = _connector(cfg, name, store)
             try:
                 protection = source.protection()
                 for warning in protection.warnings:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import typer
 import yaml
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from crmsync.sandbox.runner import serve
 from crmsync.sandbox.server import BackgroundServer
 from crmsync.store import webhooks as receivers
 from crmsync.store.db import Store
+from crmsync.store.schema import api_budget
 
 
 async def receive(request: Request) -> Response:
@@ -206,3 +208,20 @@ def test_no_monday_flow_means_nothing_to_do(tmp_path: Path, app: typer.Typer) ->
     config.write_text(yaml.safe_dump({"connections": {"app": {"type": "app"}}}))
     result = CliRunner().invoke(app, ["webhooks", "ensure", "-c", str(config), "--url", "http://x"])
     assert result.exit_code == 0 and "nothing to do" in result.output
+
+
+def test_ensure_counts_its_calls_in_the_budget_every_process_shares(
+    tmp_path: Path, app: typer.Typer, emu: MondayEmulator, receiver: BackgroundServer
+) -> None:
+    config = write_config(tmp_path / "crmsync.yaml", emu, [emu.board_id("Leads")])
+    made = CliRunner().invoke(app, ["webhooks", "ensure", "-c", str(config), "--url", receiver.url])
+    assert made.exit_code == 0, made.output
+    store = Store(f"sqlite:///{config.parent / 'crmsync.db'}")
+    try:
+        with store.read() as conn:
+            counted = conn.execute(
+                sa.select(sa.func.sum(api_budget.c.used)).where(api_budget.c.connection.startswith("crm"))
+            ).scalar()
+    finally:
+        store.dispose()
+    assert counted, "the complexity of the calls is not in the store's api_budget"

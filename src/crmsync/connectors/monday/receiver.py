@@ -51,6 +51,7 @@ class MondayReceiver:
 
     name: str
     settings: MondaySettings
+    client: MondayClient
     _webhook_client: MondayClient | None = None
 
     def board_id(self, name: str) -> str:
@@ -107,10 +108,13 @@ class MondayReceiver:
 
     def _subscriber(self) -> MondayClient:
         """The client that makes and lists webhooks: with ``app_token`` when set (monday signs the
-        deliveries of webhooks an app's token creates)."""
+        deliveries of webhooks an app's token creates). With the connection's own token it spends
+        from the connector's complexity budget (shared through the store once attached); an app's
+        token has a budget of its own."""
         if self._webhook_client is None:
             token = self.settings.app_token or self.settings.token
-            self._webhook_client = MondayClient(dataclasses.replace(self.settings, token=token))
+            pacer = self.client.pacer if token == self.settings.token else None
+            self._webhook_client = MondayClient(dataclasses.replace(self.settings, token=token), pacer=pacer)
         return self._webhook_client
 
     def ensure_subscriptions(self, object_id: str, url: str, *, attempt: str) -> SubscriptionReport:
