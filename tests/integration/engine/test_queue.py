@@ -8,32 +8,12 @@ import pytest
 import sqlalchemy as sa
 
 from crmsync.connectors.base import EventMeta
-from crmsync.engine.backoff import Backoff
 from crmsync.engine.queue import ChangeQueue, ClaimedChange, NewChange
 from crmsync.errors import FixTheData, RetryLater
 from crmsync.store import Store
 from crmsync.store.schema import changes
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(store: Store, clock: Clock) -> ChangeQueue:
-    return ChangeQueue(store, lease_seconds=30, backoff=Backoff(jitter=0), clock=clock)
+from .conftest import Clock
 
 
 def up(

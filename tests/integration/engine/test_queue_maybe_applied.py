@@ -3,39 +3,11 @@ becomes carry it: ``Write.maybe_applied``), on SQLite, PostgreSQL and MariaDB.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-import pytest
-
-from crmsync.engine.backoff import Backoff
-from crmsync.engine.queue import ChangeQueue, NewChange
+from crmsync.engine.queue import ChangeQueue
 from crmsync.errors import RetryLater
-from crmsync.store import Store
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(store: Store, clock: Clock) -> ChangeQueue:
-    return ChangeQueue(store, lease_seconds=30, backoff=Backoff(jitter=0), clock=clock)
-
-
-def up(key: str, **fields: object) -> NewChange:
-    return NewChange("app", "f", key, "upsert", fields)
+from .conftest import Clock
+from .test_queue import up
 
 
 def test_a_first_claim_cannot_have_landed_a_retried_one_may(queue: ChangeQueue, clock: Clock) -> None:
